@@ -1,0 +1,125 @@
+//! Object ids: Stripe's prefix followed by 24 base62 characters.
+//!
+//! The first 9 characters encode the creation time in milliseconds and the next 3 a
+//! per-process counter, so ids created later sort later. That turns index inserts
+//! into appends (see the storage figures in the docs); the remaining 12 characters
+//! are random so ids cannot be guessed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+fn push_base62(out: &mut String, mut value: u64, width: usize) {
+    let mut buf = [b'0'; 16];
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = ALPHABET[(value % 62) as usize];
+        value /= 62;
+    }
+    out.push_str(std::str::from_utf8(&buf[..width]).unwrap_or_default());
+}
+
+/// A monotonic (millisecond << 18 | counter) stamp: strictly increasing in this process.
+fn next_stamp() -> u64 {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let candidate = millis << 18;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = if candidate > prev { candidate } else { prev + 1 };
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => prev = actual,
+        }
+    }
+}
+
+/// A fresh id such as `cus_` + 24 characters.
+pub fn new_id(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 25);
+    out.push_str(prefix);
+    if !prefix.ends_with('_') {
+        out.push('_');
+    }
+    let stamp = next_stamp();
+    // 12 base62 characters hold 71 bits: the 62-bit stamp fits with room to spare.
+    push_base62(&mut out, stamp, 12);
+    random_tail(&mut out, 12);
+    out
+}
+
+/// Random base62 characters, for secrets and the tail of ids.
+pub fn random_tail(out: &mut String, len: usize) {
+    let mut rng = rand::thread_rng();
+    for _ in 0..len {
+        out.push(ALPHABET[rng.gen_range(0..62)] as char);
+    }
+}
+
+pub fn random_string(len: usize) -> String {
+    let mut s = String::with_capacity(len);
+    random_tail(&mut s, len);
+    s
+}
+
+/// The object type an id names, by its prefix; used by generic expansion and lookups.
+pub fn kind_of(id: &str) -> Option<&'static str> {
+    const PREFIXES: &[(&str, &str)] = &[
+        ("cus_", "customer"),
+        ("pm_", "payment_method"),
+        ("pi_", "payment_intent"),
+        ("ch_", "charge"),
+        ("py_", "charge"),
+        ("re_", "refund"),
+        ("txn_", "balance_transaction"),
+        ("evt_", "event"),
+        ("we_", "webhook_endpoint"),
+        ("seti_", "setup_intent"),
+        ("setatt_", "setup_attempt"),
+        ("cs_test_", "checkout.session"),
+        ("ctoken_", "confirmation_token"),
+        ("cuss_", "customer_session"),
+        ("prod_", "product"),
+        ("price_", "price"),
+        ("mandate_", "mandate"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(p, _)| id.starts_with(p))
+        .map(|(_, k)| *k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_prefix_and_24_base62_characters() {
+        let id = new_id("cus");
+        assert!(id.starts_with("cus_"));
+        let tail = &id[4..];
+        assert_eq!(tail.len(), 24);
+        assert!(tail.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn later_ids_sort_later() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id("pi")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn kinds_by_prefix() {
+        assert_eq!(kind_of("cs_test_abc"), Some("checkout.session"));
+        assert_eq!(kind_of("cus_abc"), Some("customer"));
+        assert_eq!(kind_of("zzz_abc"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! The suite every Store implementation must pass (being written).
