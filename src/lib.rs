@@ -1,5 +1,14 @@
 //! payground: a self-hosted server that speaks Stripe's API.
+//!
+//! Layers, top calls down: `http` (wire conventions) → `resources` (Stripe objects
+//! and their operations, over a `ctx::Ctx` unit of work) → `store` (SQLite or
+//! PostgreSQL). See `docs/architecture.md`.
+pub mod accounts;
+pub mod clock;
+pub mod ctx;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod resources;
+pub mod server;
 pub mod store;

@@ -1,1 +1,102 @@
-fn main() {}
+//! The `payground` command.
+
+use clap::{Parser, Subcommand};
+
+use payground::server::{serve, ServeConfig};
+use payground::{accounts, store};
+
+#[derive(Parser)]
+#[command(name = "payground", version, about = "A self-hosted, offline Stripe API sandbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DatabaseArg {
+    /// sqlite:PATH (embedded, the default) or postgres://user@host/db
+    #[arg(long, env = "PAYGROUND_DATABASE_URL", default_value = "sqlite:payground.db")]
+    database: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Stripe's API.
+    Serve {
+        /// Address to listen on (stripe-mock's port by default).
+        #[arg(long, env = "PAYGROUND_LISTEN", default_value = "127.0.0.1:12111")]
+        listen: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// The default account's secret key (generated on first start if not given).
+        #[arg(long, env = "PAYGROUND_SECRET_KEY")]
+        secret_key: Option<String>,
+        /// The default account's publishable key.
+        #[arg(long, env = "PAYGROUND_PUBLISHABLE_KEY")]
+        publishable_key: Option<String>,
+        /// Base of URLs payground hands out (hosted pages); default http://<listen>.
+        #[arg(long, env = "PAYGROUND_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Enables the admin API (POST /admin/accounts) guarded by this token.
+        #[arg(long, env = "PAYGROUND_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Manage accounts (isolated sandboxes, one per CI job if you like).
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account and print its keys as JSON.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// List accounts and their keys as JSON.
+    List {
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYGROUND_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, database, secret_key, publishable_key, public_url, admin_token } => {
+            serve(ServeConfig {
+                listen,
+                database: database.database,
+                secret_key,
+                publishable_key,
+                public_url,
+                admin_token,
+            })
+            .await
+        }
+        Command::Accounts { command } => match command {
+            AccountsCommand::Create { database } => {
+                let store = store::open(&database.database).await?;
+                let account = accounts::create(&store, None, None).await?;
+                println!("{}", serde_json::to_string_pretty(&accounts::describe(&account))?);
+                Ok(())
+            }
+            AccountsCommand::List { database } => {
+                let store = store::open(&database.database).await?;
+                let all: Vec<_> = store.list_accounts().await?.iter().map(accounts::describe).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                Ok(())
+            }
+        },
+    }
+}

@@ -22,7 +22,7 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
 
 #[derive(Debug)]
 enum Problem {
-    Unknown(String),
+    Unknown,
     Missing(String),
     Invalid { code: &'static str, message: String },
     Custom(String),
@@ -50,7 +50,7 @@ impl ParamError {
     fn into_api_error(self) -> ApiError {
         let param = self.param.unwrap_or_default();
         match self.problem {
-            Problem::Unknown(_) => ApiError::unknown_param(&param),
+            Problem::Unknown => ApiError::unknown_param(&param),
             Problem::Missing(_) => ApiError::missing_param(&param),
             Problem::Invalid { code, message } => ApiError::invalid_param(&param, code, message),
             Problem::Custom(message) => {
@@ -75,7 +75,7 @@ impl de::Error for ParamError {
     }
 
     fn unknown_field(field: &str, _expected: &'static [&'static str]) -> Self {
-        ParamError { problem: Problem::Unknown(field.to_string()), param: None }
+        { let _ = field; ParamError { problem: Problem::Unknown, param: None } }
     }
 
     fn missing_field(field: &'static str) -> Self {

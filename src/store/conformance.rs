@@ -1,1 +1,1401 @@
-//! The suite every Store implementation must pass (being written).
+//! The suite every [`Store`] implementation must pass.
+//!
+//! Each case runs against SQLite (a fresh temporary file per test) and, when
+//! `PAYGROUND_TEST_DATABASE_URL` names a PostgreSQL server, against PostgreSQL (a
+//! fresh database per test, dropped afterwards). Without that variable the
+//! PostgreSQL variants say so and pass.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_postgres::NoTls;
+
+use super::postgres::PostgresStore;
+use super::sqlite::SqliteStore;
+use super::*;
+
+const DATABASE_URL_VAR: &str = "PAYGROUND_TEST_DATABASE_URL";
+
+fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Where a test's store lives; removes it when dropped.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl Location {
+    fn sqlite() -> Location {
+        let path =
+            std::env::temp_dir().join(format!("payground-conformance-{}.db", random_suffix()));
+        Location::Sqlite(path)
+    }
+
+    /// A fresh, empty database on the server the environment names, or `None` (after
+    /// saying so) when no server is configured.
+    async fn postgres() -> Option<Location> {
+        let admin_url = match std::env::var(DATABASE_URL_VAR) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                eprintln!("skipping PostgreSQL store tests: {DATABASE_URL_VAR} is not set");
+                return None;
+            }
+        };
+        let name = format!("pg_conformance_{}", random_suffix());
+        let admin = admin_client(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e:?}"));
+        let url = with_database(&admin_url, &name);
+        Some(Location::Postgres {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn open(&self) -> DynStore {
+        match self {
+            Location::Sqlite(path) => {
+                let path = path.to_str().expect("temp path is UTF-8");
+                Arc::new(SqliteStore::open(path).expect("open the SQLite store"))
+            }
+            Location::Postgres { url, .. } => Arc::new(
+                PostgresStore::open(url)
+                    .await
+                    .expect("open the PostgreSQL store"),
+            ),
+        }
+    }
+
+    /// The account's outbox, read behind the store's back, oldest first.
+    async fn outbox(&self, account: &str) -> Vec<String> {
+        match self {
+            Location::Sqlite(path) => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open the SQLite file");
+                let mut stmt = conn
+                    .prepare("SELECT event_id FROM outbox WHERE account = ?1 ORDER BY seq")
+                    .expect("prepare");
+                let rows = stmt
+                    .query_map([account], |r| r.get::<_, String>(0))
+                    .expect("query the outbox");
+                rows.collect::<Result<_, _>>().expect("read the outbox")
+            }
+            Location::Postgres { url, .. } => {
+                let client = admin_client(url).await;
+                client
+                    .query(
+                        "SELECT event_id FROM outbox WHERE account = $1 ORDER BY seq",
+                        &[&account],
+                    )
+                    .await
+                    .expect("query the outbox")
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Drop for Location {
+    fn drop(&mut self) {
+        match self {
+            Location::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Location::Postgres {
+                admin_url, name, ..
+            } => {
+                // Drop runs inside the test's runtime, which cannot be blocked on; use a
+                // private one on its own thread. Best effort: a failure is only reported.
+                let (admin_url, db) = (admin_url.clone(), name.clone());
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async {
+                        let (client, connection) =
+                            tokio_postgres::connect(&admin_url, NoTls).await?;
+                        let driver = tokio::spawn(connection);
+                        let result = client
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                            .await;
+                        drop(client);
+                        let _ = driver.await;
+                        result.map_err(anyhow::Error::from)
+                    })
+                })
+                .join();
+                match dropped {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("could not drop test database {name}: {e:#}"),
+                    Err(_) => eprintln!(
+                        "could not drop test database {name}: the cleanup thread panicked"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+async fn admin_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {DATABASE_URL_VAR}: {e:?}"));
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("test connection error: {e}");
+        }
+    });
+    client
+}
+
+/// `url` with its database name replaced by `name`, query parameters kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// A store under test. Field order matters: the store closes before its location is removed.
+struct Fixture {
+    store: DynStore,
+    location: Location,
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let location = Location::sqlite();
+        Fixture {
+            store: location.open().await,
+            location,
+        }
+    }
+
+    async fn postgres() -> Option<Fixture> {
+        let location = Location::postgres().await?;
+        Some(Fixture {
+            store: location.open().await,
+            location,
+        })
+    }
+}
+
+/// Runs each named case as `<case>::sqlite` and `<case>::postgres`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let fixture = super::Fixture::sqlite().await;
+                super::$case(&fixture).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(fixture) = super::Fixture::postgres().await else {
+                    return;
+                };
+                super::$case(&fixture).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    meta,
+    accounts,
+    insert_and_get,
+    duplicate_insert_conflicts,
+    update_versions,
+    stale_update_rolls_back_batch,
+    list_order_and_cursors,
+    list_created_range,
+    list_index_filter,
+    deleted_objects_leave_lists,
+    idempotency_records,
+    idempotency_taken_rolls_back_batch,
+    purge_idempotency,
+    concurrent_updates_one_wins,
+    outbox_rows,
+    reopen_keeps_data,
+);
+
+// ---------------------------------------------------------------------------
+// Helpers.
+
+fn test_account(id: &str, created: i64) -> Account {
+    Account {
+        id: id.to_string(),
+        secret_key: format!("sk_test_{id}"),
+        publishable_key: format!("pk_test_{id}"),
+        clock_offset: 0,
+        created,
+    }
+}
+
+fn new_object(id: &str, kind: &str, created: i64) -> ObjectWrite {
+    ObjectWrite {
+        id: id.to_string(),
+        kind: kind.to_string(),
+        created,
+        data: format!(r#"{{"id":"{id}","object":"{kind}","created":{created}}}"#),
+        expected_version: None,
+        index: Vec::new(),
+        deleted: false,
+    }
+}
+
+fn indexed(mut object: ObjectWrite, index: &[(&str, &str)]) -> ObjectWrite {
+    object.index = index
+        .iter()
+        .map(|(f, v)| (f.to_string(), v.to_string()))
+        .collect();
+    object
+}
+
+/// A new version of a stored object.
+fn update_of(current: &StoredObject, expected_version: i64, data: &str) -> ObjectWrite {
+    ObjectWrite {
+        id: current.id.clone(),
+        kind: current.kind.clone(),
+        created: current.created,
+        data: data.to_string(),
+        expected_version: Some(expected_version),
+        index: Vec::new(),
+        deleted: false,
+    }
+}
+
+fn batch(account: &str, objects: Vec<ObjectWrite>) -> WriteBatch {
+    WriteBatch {
+        account: account.to_string(),
+        objects,
+        ..Default::default()
+    }
+}
+
+fn record(
+    key: &str,
+    fingerprint: &str,
+    status: u16,
+    body: &str,
+    created: i64,
+) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: key.to_string(),
+        fingerprint: fingerprint.to_string(),
+        status,
+        body: body.to_string(),
+        created,
+    }
+}
+
+async fn commit_ok(store: &DynStore, batch: WriteBatch) {
+    if let Err(e) = store.commit(batch).await {
+        panic!("commit failed: {e:?}");
+    }
+}
+
+async fn insert(store: &DynStore, account: &str, object: ObjectWrite) -> StoredObject {
+    let id = object.id.clone();
+    commit_ok(store, batch(account, vec![object])).await;
+    must_get(store, account, &id).await
+}
+
+async fn must_get(store: &DynStore, account: &str, id: &str) -> StoredObject {
+    store
+        .get(account, id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{id} should exist in {account}"))
+}
+
+fn assert_conflict(result: Result<(), CommitError>, id: &str) {
+    match result {
+        Err(CommitError::Conflict(got)) => {
+            assert_eq!(got, id, "conflict reported on the wrong object")
+        }
+        other => panic!("expected a conflict on {id}, got {other:?}"),
+    }
+}
+
+async fn list_ids(store: &DynStore, account: &str, query: ListQuery) -> Vec<String> {
+    store
+        .list(account, &query)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.id)
+        .collect()
+}
+
+fn query(kind: &str, limit: usize) -> ListQuery {
+    ListQuery {
+        kind: kind.to_string(),
+        limit,
+        ..Default::default()
+    }
+}
+
+fn ids(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Five customers created 100, 110, ... 140, committed one by one (so seq grows with them).
+async fn five_customers(store: &DynStore, account: &str) -> Vec<StoredObject> {
+    let mut out = Vec::new();
+    for i in 1..=5 {
+        let id = format!("cus_{i}");
+        out.push(insert(store, account, new_object(&id, "customer", 90 + 10 * i)).await);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Cases.
+
+async fn meta(f: &Fixture) {
+    let s = &f.store;
+    assert_eq!(s.meta_get("instance_id").await.expect("meta_get"), None);
+    s.meta_set("instance_id", "one").await.expect("meta_set");
+    assert_eq!(
+        s.meta_get("instance_id")
+            .await
+            .expect("meta_get")
+            .as_deref(),
+        Some("one")
+    );
+    s.meta_set("instance_id", "two")
+        .await
+        .expect("meta_set again");
+    assert_eq!(
+        s.meta_get("instance_id")
+            .await
+            .expect("meta_get")
+            .as_deref(),
+        Some("two")
+    );
+    s.meta_set("other", "").await.expect("meta_set empty");
+    assert_eq!(
+        s.meta_get("other").await.expect("meta_get").as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        s.meta_get("instance_id")
+            .await
+            .expect("meta_get")
+            .as_deref(),
+        Some("two")
+    );
+}
+
+async fn accounts(f: &Fixture) {
+    let s = &f.store;
+    assert!(s.list_accounts().await.expect("list").is_empty());
+    let a = test_account("acct_a", 200);
+    let b = test_account("acct_b", 100);
+    let c = test_account("acct_c", 200);
+    for account in [&a, &b, &c] {
+        s.create_account(account).await.expect("create_account");
+    }
+    assert!(
+        s.create_account(&a).await.is_err(),
+        "a duplicate account id must be refused"
+    );
+
+    assert_eq!(s.account("acct_a").await.expect("account"), Some(a.clone()));
+    assert_eq!(s.account("acct_missing").await.expect("account"), None);
+    assert_eq!(
+        s.account_by_key("sk_test_acct_b").await.expect("by key"),
+        Some(b.clone())
+    );
+    assert_eq!(
+        s.account_by_key("pk_test_acct_c").await.expect("by key"),
+        Some(c.clone())
+    );
+    assert_eq!(
+        s.account_by_key("sk_test_nobody").await.expect("by key"),
+        None
+    );
+    // Ordered by creation time, then id.
+    assert_eq!(
+        s.list_accounts().await.expect("list"),
+        vec![b.clone(), a.clone(), c.clone()]
+    );
+
+    s.set_clock_offset("acct_a", 100).await.expect("clock");
+    assert_eq!(
+        s.account("acct_a")
+            .await
+            .expect("account")
+            .map(|a| a.clock_offset),
+        Some(100)
+    );
+    s.set_clock_offset("acct_a", 40).await.expect("clock back");
+    assert_eq!(
+        s.account("acct_a")
+            .await
+            .expect("account")
+            .map(|a| a.clock_offset),
+        Some(100),
+        "the clock must never move back"
+    );
+    s.set_clock_offset("acct_a", 250)
+        .await
+        .expect("clock forward");
+    assert_eq!(
+        s.account("acct_a")
+            .await
+            .expect("account")
+            .map(|a| a.clock_offset),
+        Some(250)
+    );
+    assert_eq!(
+        s.account("acct_b")
+            .await
+            .expect("account")
+            .map(|a| a.clock_offset),
+        Some(0)
+    );
+    s.set_clock_offset("acct_missing", 10)
+        .await
+        .expect("clock of a missing account is a no-op");
+    assert_eq!(s.list_accounts().await.expect("list").len(), 3);
+}
+
+async fn insert_and_get(f: &Fixture) {
+    let s = &f.store;
+    // Key order, spacing and non-ASCII text must come back byte for byte.
+    let data = r#"{"id": "cus_1", "z": 1, "a": {"y": 2, "b": [3, 1]}, "name": "Zoë 😀"}"#;
+    let mut object = new_object("cus_1", "customer", 1_700_000_000);
+    object.data = data.to_string();
+    commit_ok(s, batch("acct_a", vec![object])).await;
+
+    let got = must_get(s, "acct_a", "cus_1").await;
+    assert!(got.seq > 0);
+    assert_eq!(got.id, "cus_1");
+    assert_eq!(got.kind, "customer");
+    assert_eq!(got.version, 1);
+    assert_eq!(got.created, 1_700_000_000);
+    assert!(!got.deleted);
+    assert_eq!(got.data, data);
+
+    assert!(
+        s.get("acct_b", "cus_1").await.expect("get").is_none(),
+        "accounts are isolated"
+    );
+    assert!(s.get("acct_a", "cus_missing").await.expect("get").is_none());
+
+    // Several objects in one batch, seq in batch order.
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![
+                new_object("cus_2", "customer", 1),
+                new_object("ch_1", "charge", 2),
+            ],
+        ),
+    )
+    .await;
+    let (c2, ch1) = (
+        must_get(s, "acct_a", "cus_2").await,
+        must_get(s, "acct_a", "ch_1").await,
+    );
+    assert!(got.seq < c2.seq && c2.seq < ch1.seq);
+
+    // An empty batch is a no-op.
+    s.commit(WriteBatch {
+        account: "acct_a".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("empty batch");
+}
+
+async fn duplicate_insert_conflicts(f: &Fixture) {
+    let s = &f.store;
+    let first = insert(s, "acct_a", new_object("cus_1", "customer", 1)).await;
+
+    let mut again = new_object("cus_1", "customer", 2);
+    again.data = r#"{"id":"cus_1","second":true}"#.into();
+    assert_conflict(
+        s.commit(batch("acct_a", vec![again.clone()])).await,
+        "cus_1",
+    );
+    // Ids are global: another account cannot take it either.
+    assert_conflict(s.commit(batch("acct_b", vec![again])).await, "cus_1");
+
+    let now = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!((now.version, now.created, now.data), (1, 1, first.data));
+    assert!(s.get("acct_b", "cus_1").await.expect("get").is_none());
+}
+
+async fn update_versions(f: &Fixture) {
+    let s = &f.store;
+    let v1 = insert(s, "acct_a", new_object("cus_1", "customer", 5)).await;
+
+    commit_ok(s, batch("acct_a", vec![update_of(&v1, 1, r#"{"v":2}"#)])).await;
+    let v2 = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!(
+        (v2.version, v2.seq, v2.created, v2.data.as_str()),
+        (2, v1.seq, 5, r#"{"v":2}"#)
+    );
+
+    assert_conflict(
+        s.commit(batch("acct_a", vec![update_of(&v1, 1, r#"{"v":"stale"}"#)]))
+            .await,
+        "cus_1",
+    );
+    assert_conflict(
+        s.commit(batch(
+            "acct_a",
+            vec![update_of(&v1, 3, r#"{"v":"future"}"#)],
+        ))
+        .await,
+        "cus_1",
+    );
+    // Another account cannot update it, even at the right version.
+    assert_conflict(
+        s.commit(batch("acct_b", vec![update_of(&v1, 2, r#"{"v":"thief"}"#)]))
+            .await,
+        "cus_1",
+    );
+    // Updating something that does not exist is a conflict as well.
+    let mut ghost = update_of(&v1, 1, "{}");
+    ghost.id = "cus_ghost".into();
+    assert_conflict(s.commit(batch("acct_a", vec![ghost])).await, "cus_ghost");
+    assert!(s.get("acct_a", "cus_ghost").await.expect("get").is_none());
+
+    let still = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!((still.version, still.data.as_str()), (2, r#"{"v":2}"#));
+
+    commit_ok(s, batch("acct_a", vec![update_of(&v1, 2, r#"{"v":3}"#)])).await;
+    let v3 = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!((v3.version, v3.data.as_str()), (3, r#"{"v":3}"#));
+}
+
+async fn stale_update_rolls_back_batch(f: &Fixture) {
+    let s = &f.store;
+    let a = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_a", "customer", 1), &[("email", "a@x")]),
+    )
+    .await;
+    let b = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_b", "customer", 2), &[("email", "b@x")]),
+    )
+    .await;
+    commit_ok(s, batch("acct_a", vec![update_of(&a, 1, r#"{"a":2}"#)])).await;
+
+    // A good update, a new object with an index row, an event, then a stale update.
+    let good = indexed(
+        update_of(&b, 1, r#"{"b":"lost"}"#),
+        &[("email", "changed@x")],
+    );
+    let fresh = indexed(new_object("cus_new", "customer", 3), &[("email", "new@x")]);
+    let event = new_object("evt_lost", "event", 3);
+    let stale = update_of(&a, 1, r#"{"a":"lost"}"#);
+    let result = s
+        .commit(WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![good, fresh, event, stale],
+            outbox: vec!["evt_lost".into()],
+            idempotency: Some(record("key_lost", "fp", 200, "{}", 10)),
+            idempotency_cutoff: 0,
+        })
+        .await;
+    assert_conflict(result, "cus_a");
+
+    let b_now = must_get(s, "acct_a", "cus_b").await;
+    assert_eq!((b_now.version, b_now.data), (1, b.data));
+    let a_now = must_get(s, "acct_a", "cus_a").await;
+    assert_eq!((a_now.version, a_now.data.as_str()), (2, r#"{"a":2}"#));
+    assert!(s.get("acct_a", "cus_new").await.expect("get").is_none());
+    assert!(s.get("acct_a", "evt_lost").await.expect("get").is_none());
+    assert!(s
+        .idempotency_get("acct_a", "key_lost")
+        .await
+        .expect("idem")
+        .is_none());
+    assert!(f.location.outbox("acct_a").await.is_empty());
+    // Index rows are untouched too.
+    let by_email = |email: &str| ListQuery {
+        filter: Some(("email".into(), email.into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", by_email("b@x")).await,
+        ids(&["cus_b"])
+    );
+    assert!(list_ids(s, "acct_a", by_email("changed@x"))
+        .await
+        .is_empty());
+    assert!(list_ids(s, "acct_a", by_email("new@x")).await.is_empty());
+    assert_eq!(
+        list_ids(s, "acct_a", query("customer", 10)).await,
+        ids(&["cus_b", "cus_a"])
+    );
+
+    // The ids used by the failed batch are still free.
+    commit_ok(
+        s,
+        batch("acct_a", vec![new_object("cus_new", "customer", 4)]),
+    )
+    .await;
+    assert_eq!(must_get(s, "acct_a", "cus_new").await.version, 1);
+}
+
+async fn list_order_and_cursors(f: &Fixture) {
+    let s = &f.store;
+    let c = five_customers(s, "acct_a").await;
+    insert(s, "acct_a", new_object("ch_1", "charge", 105)).await;
+    insert(s, "acct_b", new_object("cus_b1", "customer", 105)).await;
+
+    let all = s
+        .list("acct_a", &query("customer", 10))
+        .await
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["cus_5", "cus_4", "cus_3", "cus_2", "cus_1"]
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first by seq"
+    );
+    assert_eq!(all[0].data, c[4].data);
+    assert_eq!(all[0].version, 1);
+
+    assert_eq!(
+        list_ids(s, "acct_a", query("customer", 2)).await,
+        ids(&["cus_5", "cus_4"])
+    );
+    assert!(list_ids(s, "acct_a", query("customer", 0)).await.is_empty());
+    assert_eq!(
+        list_ids(s, "acct_a", query("charge", 10)).await,
+        ids(&["ch_1"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_b", query("customer", 10)).await,
+        ids(&["cus_b1"])
+    );
+    assert!(list_ids(s, "acct_c", query("customer", 10))
+        .await
+        .is_empty());
+    assert!(list_ids(s, "acct_a", query("invoice", 10)).await.is_empty());
+
+    let before = |seq, limit| ListQuery {
+        cursor: Cursor::Before(seq),
+        ..query("customer", limit)
+    };
+    let after = |seq, limit| ListQuery {
+        cursor: Cursor::After(seq),
+        ..query("customer", limit)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", before(c[2].seq, 10)).await,
+        ids(&["cus_2", "cus_1"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_a", before(c[4].seq, 2)).await,
+        ids(&["cus_4", "cus_3"])
+    );
+    assert!(list_ids(s, "acct_a", before(c[0].seq, 10)).await.is_empty());
+    // After returns the page oldest first; the caller reverses it.
+    assert_eq!(
+        list_ids(s, "acct_a", after(c[1].seq, 10)).await,
+        ids(&["cus_3", "cus_4", "cus_5"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_a", after(c[1].seq, 2)).await,
+        ids(&["cus_3", "cus_4"])
+    );
+    assert!(list_ids(s, "acct_a", after(c[4].seq, 10)).await.is_empty());
+}
+
+async fn list_created_range(f: &Fixture) {
+    let s = &f.store;
+    let c = five_customers(s, "acct_a").await; // created 100, 110, 120, 130, 140
+    let range = |created: CreatedRange| ListQuery {
+        created,
+        ..query("customer", 10)
+    };
+    let r = CreatedRange::default();
+    assert_eq!(
+        list_ids(s, "acct_a", range(CreatedRange { gt: Some(110), ..r })).await,
+        ids(&["cus_5", "cus_4", "cus_3"])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            "acct_a",
+            range(CreatedRange {
+                gte: Some(110),
+                ..r
+            })
+        )
+        .await,
+        ids(&["cus_5", "cus_4", "cus_3", "cus_2"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_a", range(CreatedRange { lt: Some(130), ..r })).await,
+        ids(&["cus_3", "cus_2", "cus_1"])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            "acct_a",
+            range(CreatedRange {
+                lte: Some(130),
+                ..r
+            })
+        )
+        .await,
+        ids(&["cus_4", "cus_3", "cus_2", "cus_1"])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            "acct_a",
+            range(CreatedRange {
+                gte: Some(110),
+                lt: Some(140),
+                ..r
+            })
+        )
+        .await,
+        ids(&["cus_4", "cus_3", "cus_2"])
+    );
+    assert_eq!(
+        list_ids(
+            s,
+            "acct_a",
+            range(CreatedRange {
+                gt: Some(100),
+                gte: Some(120),
+                lt: Some(140),
+                lte: Some(135),
+            })
+        )
+        .await,
+        ids(&["cus_4", "cus_3"])
+    );
+    assert!(
+        list_ids(s, "acct_a", range(CreatedRange { gt: Some(140), ..r }))
+            .await
+            .is_empty()
+    );
+    // A range combined with a cursor and a limit.
+    let q = ListQuery {
+        created: CreatedRange {
+            gte: Some(110),
+            ..r
+        },
+        cursor: Cursor::Before(c[4].seq),
+        ..query("customer", 2)
+    };
+    assert_eq!(list_ids(s, "acct_a", q).await, ids(&["cus_4", "cus_3"]));
+    let q = ListQuery {
+        created: CreatedRange { lt: Some(140), ..r },
+        cursor: Cursor::After(c[0].seq),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", q).await,
+        ids(&["cus_2", "cus_3", "cus_4"])
+    );
+}
+
+async fn list_index_filter(f: &Fixture) {
+    let s = &f.store;
+    let x = ("email", "x@example.com");
+    let y = ("email", "y@example.com");
+    let c1 = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_1", "customer", 100), &[x, ("name", "one")]),
+    )
+    .await;
+    insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_2", "customer", 110), &[y]),
+    )
+    .await;
+    let c3 = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_3", "customer", 120), &[x]),
+    )
+    .await;
+    insert(s, "acct_a", new_object("cus_4", "customer", 130)).await;
+    // The same pair twice must not duplicate the object in the list.
+    let c5 = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_5", "customer", 140), &[x, x]),
+    )
+    .await;
+    insert(
+        s,
+        "acct_a",
+        indexed(new_object("ch_1", "charge", 150), &[x]),
+    )
+    .await;
+    insert(
+        s,
+        "acct_b",
+        indexed(new_object("cus_b1", "customer", 150), &[x]),
+    )
+    .await;
+
+    let filtered = |(field, value): (&str, &str)| ListQuery {
+        filter: Some((field.into(), value.into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(x)).await,
+        ids(&["cus_5", "cus_3", "cus_1"])
+    );
+    assert_eq!(list_ids(s, "acct_a", filtered(y)).await, ids(&["cus_2"]));
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(("name", "one"))).await,
+        ids(&["cus_1"])
+    );
+    assert!(
+        list_ids(s, "acct_a", filtered(("email", "nobody@example.com")))
+            .await
+            .is_empty()
+    );
+    assert!(list_ids(s, "acct_a", filtered(("phone", "x@example.com")))
+        .await
+        .is_empty());
+    assert_eq!(list_ids(s, "acct_b", filtered(x)).await, ids(&["cus_b1"]));
+    let charges = ListQuery {
+        kind: "charge".into(),
+        ..filtered(x)
+    };
+    assert_eq!(list_ids(s, "acct_a", charges).await, ids(&["ch_1"]));
+
+    // Filters combine with limits, cursors and created ranges.
+    assert_eq!(
+        list_ids(
+            s,
+            "acct_a",
+            ListQuery {
+                limit: 1,
+                ..filtered(x)
+            }
+        )
+        .await,
+        ids(&["cus_5"])
+    );
+    let q = ListQuery {
+        cursor: Cursor::Before(c5.seq),
+        ..filtered(x)
+    };
+    assert_eq!(list_ids(s, "acct_a", q).await, ids(&["cus_3", "cus_1"]));
+    let q = ListQuery {
+        cursor: Cursor::After(c1.seq),
+        ..filtered(x)
+    };
+    assert_eq!(list_ids(s, "acct_a", q).await, ids(&["cus_3", "cus_5"]));
+    let q = ListQuery {
+        created: CreatedRange {
+            gt: Some(100),
+            lt: Some(140),
+            ..Default::default()
+        },
+        ..filtered(x)
+    };
+    assert_eq!(list_ids(s, "acct_a", q).await, ids(&["cus_3"]));
+
+    // An update replaces the object's index rows.
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![indexed(update_of(&c3, 1, r#"{"moved":true}"#), &[y])],
+        ),
+    )
+    .await;
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(x)).await,
+        ids(&["cus_5", "cus_1"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(y)).await,
+        ids(&["cus_3", "cus_2"])
+    );
+    let listed = s.list("acct_a", &filtered(y)).await.expect("list");
+    assert_eq!(
+        (listed[0].version, listed[0].data.as_str()),
+        (2, r#"{"moved":true}"#)
+    );
+    // An update without index entries removes them all.
+    commit_ok(s, batch("acct_a", vec![update_of(&c1, 1, "{}")])).await;
+    assert_eq!(list_ids(s, "acct_a", filtered(x)).await, ids(&["cus_5"]));
+    assert!(list_ids(s, "acct_a", filtered(("name", "one")))
+        .await
+        .is_empty());
+    assert_eq!(list_ids(s, "acct_a", query("customer", 10)).await.len(), 5);
+}
+
+async fn deleted_objects_leave_lists(f: &Fixture) {
+    let s = &f.store;
+    let x = ("email", "x@example.com");
+    let c1 = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_1", "customer", 100), &[x]),
+    )
+    .await;
+    let c2 = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_2", "customer", 110), &[x]),
+    )
+    .await;
+
+    let mut delete = indexed(update_of(&c2, 1, r#"{"id":"cus_2","deleted":true}"#), &[x]);
+    delete.deleted = true;
+    commit_ok(s, batch("acct_a", vec![delete])).await;
+    // Created deleted: never listed, still retrievable.
+    let mut born_deleted = indexed(new_object("cus_3", "customer", 120), &[x]);
+    born_deleted.deleted = true;
+    commit_ok(s, batch("acct_a", vec![born_deleted])).await;
+
+    let filtered = ListQuery {
+        filter: Some(("email".into(), "x@example.com".into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", query("customer", 10)).await,
+        ids(&["cus_1"])
+    );
+    assert_eq!(
+        list_ids(s, "acct_a", filtered.clone()).await,
+        ids(&["cus_1"])
+    );
+    let after = ListQuery {
+        cursor: Cursor::After(c1.seq),
+        ..query("customer", 10)
+    };
+    assert!(list_ids(s, "acct_a", after).await.is_empty());
+
+    let gone = must_get(s, "acct_a", "cus_2").await;
+    assert!(gone.deleted);
+    assert_eq!((gone.version, gone.seq), (2, c2.seq));
+    assert_eq!(gone.data, r#"{"id":"cus_2","deleted":true}"#);
+    let never = must_get(s, "acct_a", "cus_3").await;
+    assert!(never.deleted);
+    assert_eq!(never.version, 1);
+
+    // Deleting the last one empties both lists.
+    let mut delete = update_of(&c1, 1, "{}");
+    delete.deleted = true;
+    commit_ok(s, batch("acct_a", vec![delete])).await;
+    assert!(list_ids(s, "acct_a", query("customer", 10))
+        .await
+        .is_empty());
+    assert!(list_ids(s, "acct_a", filtered).await.is_empty());
+}
+
+async fn idempotency_records(f: &Fixture) {
+    let s = &f.store;
+    let first = record(
+        "key_1",
+        "fp_1",
+        402,
+        r#"{"error":{"type":"card_error"}}"#,
+        1000,
+    );
+    let only_record = |record: IdempotencyRecord, cutoff: i64| WriteBatch {
+        account: "acct_a".into(),
+        idempotency: Some(record),
+        idempotency_cutoff: cutoff,
+        ..Default::default()
+    };
+    commit_ok(s, only_record(first.clone(), 0)).await;
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_1").await.expect("get"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_2").await.expect("get"),
+        None
+    );
+    assert_eq!(
+        s.idempotency_get("acct_b", "key_1").await.expect("get"),
+        None
+    );
+
+    // Still fresh (created is not before the cutoff): taken.
+    let second = record("key_1", "fp_2", 200, r#"{"ok":true}"#, 1500);
+    for cutoff in [0, 999, 1000] {
+        match s.commit(only_record(second.clone(), cutoff)).await {
+            Err(CommitError::IdempotencyTaken) => {}
+            other => panic!("expected IdempotencyTaken at cutoff {cutoff}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_1").await.expect("get"),
+        Some(first)
+    );
+
+    // Expired: replaced.
+    commit_ok(s, only_record(second.clone(), 1001)).await;
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_1").await.expect("get"),
+        Some(second.clone())
+    );
+
+    // Keys belong to one account.
+    let elsewhere = record("key_1", "fp_b", 201, "{}", 5);
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_b".into(),
+            ..only_record(elsewhere.clone(), 0)
+        },
+    )
+    .await;
+    assert_eq!(
+        s.idempotency_get("acct_b", "key_1").await.expect("get"),
+        Some(elsewhere)
+    );
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_1").await.expect("get"),
+        Some(second)
+    );
+
+    // Written together with the request's objects.
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![new_object("cus_1", "customer", 1)],
+            idempotency: Some(record("key_3", "fp_3", 200, r#"{"id":"cus_1"}"#, 2000)),
+            idempotency_cutoff: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(s.get("acct_a", "cus_1").await.expect("get").is_some());
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_3")
+            .await
+            .expect("get")
+            .map(|r| r.status),
+        Some(200)
+    );
+}
+
+async fn idempotency_taken_rolls_back_batch(f: &Fixture) {
+    let s = &f.store;
+    let existing = insert(s, "acct_a", new_object("cus_1", "customer", 1)).await;
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_a".into(),
+            idempotency: Some(record("key_1", "fp_1", 200, "{}", 1000)),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let result = s
+        .commit(WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![
+                update_of(&existing, 1, r#"{"lost":true}"#),
+                new_object("cus_lost", "customer", 2),
+                new_object("evt_lost", "event", 2),
+            ],
+            outbox: vec!["evt_lost".into()],
+            idempotency: Some(record("key_1", "fp_2", 200, "{}", 1001)),
+            idempotency_cutoff: 500,
+        })
+        .await;
+    assert!(
+        matches!(result, Err(CommitError::IdempotencyTaken)),
+        "expected IdempotencyTaken, got {result:?}"
+    );
+    let now = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!((now.version, now.data), (1, existing.data));
+    assert!(s.get("acct_a", "cus_lost").await.expect("get").is_none());
+    assert!(s.get("acct_a", "evt_lost").await.expect("get").is_none());
+    assert!(f.location.outbox("acct_a").await.is_empty());
+    assert_eq!(
+        s.idempotency_get("acct_a", "key_1")
+            .await
+            .expect("get")
+            .map(|r| r.fingerprint),
+        Some("fp_1".to_string())
+    );
+}
+
+async fn purge_idempotency(f: &Fixture) {
+    let s = &f.store;
+    for (account, key, created) in [
+        ("acct_a", "k10", 10),
+        ("acct_a", "k20", 20),
+        ("acct_a", "k30", 30),
+        ("acct_b", "k10", 10),
+    ] {
+        commit_ok(
+            s,
+            WriteBatch {
+                account: account.into(),
+                idempotency: Some(record(key, "fp", 200, "{}", created)),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    assert_eq!(s.purge_idempotency("acct_a", 25).await.expect("purge"), 2);
+    assert_eq!(s.idempotency_get("acct_a", "k10").await.expect("get"), None);
+    assert_eq!(s.idempotency_get("acct_a", "k20").await.expect("get"), None);
+    assert!(s
+        .idempotency_get("acct_a", "k30")
+        .await
+        .expect("get")
+        .is_some());
+    assert!(
+        s.idempotency_get("acct_b", "k10")
+            .await
+            .expect("get")
+            .is_some(),
+        "other accounts are untouched"
+    );
+    assert_eq!(s.purge_idempotency("acct_a", 25).await.expect("purge"), 0);
+    // Strictly before the cutoff.
+    assert_eq!(s.purge_idempotency("acct_a", 30).await.expect("purge"), 0);
+    assert_eq!(s.purge_idempotency("acct_a", 31).await.expect("purge"), 1);
+    assert_eq!(
+        s.purge_idempotency("acct_missing", 1000)
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(s.purge_idempotency("acct_b", 1000).await.expect("purge"), 1);
+}
+
+async fn concurrent_updates_one_wins(f: &Fixture) {
+    const WRITERS: usize = 50;
+    let s = &f.store;
+    let original = insert(s, "acct_a", new_object("cus_1", "customer", 1)).await;
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let mut tasks = Vec::with_capacity(WRITERS);
+    for i in 0..WRITERS {
+        let (store, start, original) = (s.clone(), start.clone(), original.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let result = store
+                .commit(WriteBatch {
+                    account: "acct_a".into(),
+                    objects: vec![
+                        new_object(&format!("cus_new_{i}"), "customer", 2),
+                        update_of(&original, 1, &format!(r#"{{"writer":{i}}}"#)),
+                    ],
+                    idempotency: Some(record(&format!("key_{i}"), "fp", 200, "{}", 10)),
+                    ..Default::default()
+                })
+                .await;
+            (i, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.expect("writer task");
+        match result {
+            Ok(()) => winners.push(i),
+            Err(CommitError::Conflict(id)) => assert_eq!(id, "cus_1"),
+            Err(other) => panic!("writer {i}: unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins, got {winners:?}");
+    let winner = winners[0];
+    let now = must_get(s, "acct_a", "cus_1").await;
+    assert_eq!(now.version, 2);
+    assert_eq!(now.data, format!(r#"{{"writer":{winner}}}"#));
+    for i in 0..WRITERS {
+        let created = s
+            .get("acct_a", &format!("cus_new_{i}"))
+            .await
+            .expect("get")
+            .is_some();
+        let recorded = s
+            .idempotency_get("acct_a", &format!("key_{i}"))
+            .await
+            .expect("get")
+            .is_some();
+        assert_eq!(created, i == winner, "cus_new_{i}");
+        assert_eq!(recorded, i == winner, "key_{i}");
+    }
+    assert_eq!(list_ids(s, "acct_a", query("customer", 100)).await.len(), 2);
+}
+
+async fn outbox_rows(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![
+                new_object("cus_1", "customer", 1),
+                new_object("evt_1", "event", 1),
+                new_object("evt_2", "event", 1),
+            ],
+            outbox: vec!["evt_1".into(), "evt_2".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_b".into(),
+            objects: vec![new_object("evt_3", "event", 1)],
+            outbox: vec!["evt_3".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_a".into(),
+            outbox: vec!["evt_4".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        f.location.outbox("acct_a").await,
+        ids(&["evt_1", "evt_2", "evt_4"])
+    );
+    assert_eq!(f.location.outbox("acct_b").await, ids(&["evt_3"]));
+    assert!(f.location.outbox("acct_c").await.is_empty());
+}
+
+async fn reopen_keeps_data(f: &Fixture) {
+    let s = &f.store;
+    s.meta_set("instance_id", "kept").await.expect("meta_set");
+    s.create_account(&test_account("acct_a", 1))
+        .await
+        .expect("create_account");
+    let object = insert(
+        s,
+        "acct_a",
+        indexed(new_object("cus_1", "customer", 1), &[("email", "x")]),
+    )
+    .await;
+
+    // Opening again finds the schema in place and the data intact.
+    let again = f.location.open().await;
+    assert_eq!(
+        again
+            .meta_get("instance_id")
+            .await
+            .expect("meta_get")
+            .as_deref(),
+        Some("kept")
+    );
+    assert!(again.account("acct_a").await.expect("account").is_some());
+    let got = must_get(&again, "acct_a", "cus_1").await;
+    assert_eq!(
+        (got.seq, got.version, got.data),
+        (object.seq, 1, object.data)
+    );
+    // New rows continue after the old ones.
+    let next = insert(&again, "acct_a", new_object("cus_2", "customer", 2)).await;
+    assert!(next.seq > object.seq);
+    let q = ListQuery {
+        filter: Some(("email".into(), "x".into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(list_ids(&again, "acct_a", q).await, ids(&["cus_1"]));
+}
+
+/// Several nodes booting at once against an empty database all come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations() {
+    let Some(location) = Location::postgres().await else {
+        return;
+    };
+    let Location::Postgres { url, .. } = &location else {
+        unreachable!("a PostgreSQL location");
+    };
+    let opens = (0..4).map(|_| PostgresStore::open(url));
+    let stores = futures::future::join_all(opens).await;
+    let stores: Vec<PostgresStore> = stores
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|e| panic!("concurrent open failed: {e:#}")))
+        .collect();
+    for store in &stores {
+        assert_eq!(store.backend(), "postgres");
+        assert!(store.list_accounts().await.expect("list").is_empty());
+    }
+    let client = admin_client(url).await;
+    let versions: Vec<i64> = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("schema_migrations")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    drop(stores);
+}
+
+#[test]
+fn database_url_rewriting() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "db_x"),
+        "postgres://postgres@127.0.0.1:5432/db_x"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/test?sslmode=disable", "d"),
+        "postgres://u:p@h/d?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgresql://h:5432", "d"),
+        "postgresql://h:5432/d"
+    );
+    assert_eq!(
+        with_database("postgres://h?connect_timeout=5", "d"),
+        "postgres://h/d?connect_timeout=5"
+    );
+}

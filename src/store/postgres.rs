@@ -1,10 +1,756 @@
-//! PostgreSQL store (being written).
+//! The PostgreSQL store, for several nodes sharing one database.
+//!
+//! Same tables and semantics as the SQLite store. Each batch is one transaction on
+//! a pooled connection (READ COMMITTED unless the server's default says otherwise).
+//! Optimistic concurrency comes from the statements themselves: an insert that
+//! finds its id taken, an update whose expected version no longer matches, or an
+//! idempotency key already held by a fresh record affects no row, and the whole
+//! batch rolls back. A concurrent writer on the same row makes the statement wait
+//! for it and then re-check its condition against the committed row, so exactly
+//! one of several racing batches wins. Serialization failures, deadlocks and
+//! unique violations on an object's id are reported as conflicts too, so callers
+//! retry them like any other.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
 use super::*;
 
-pub struct PostgresStore;
+/// Connections per node.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a free connection before giving up.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening one new connection may take.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the liveness check of a returned connection may take.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Advisory lock key that serialises migrations between nodes booting at once ("paygroun").
+const MIGRATION_LOCK: i64 = 0x7061_7967_726f_756e;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the core tables.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        secret_key TEXT NOT NULL UNIQUE,
+        publishable_key TEXT NOT NULL UNIQUE,
+        clock_offset BIGINT NOT NULL DEFAULT 0,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE objects (
+        seq BIGSERIAL PRIMARY KEY,
+        account TEXT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        deleted BOOLEAN NOT NULL DEFAULT FALSE,
+        data TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX objects_by_id ON objects(id);
+    CREATE INDEX objects_by_list ON objects(account, kind, seq);
+    CREATE TABLE object_index (
+        account TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (account, kind, field, value, seq)
+    );
+    CREATE INDEX object_index_by_id ON object_index(id);
+    CREATE TABLE idempotency (
+        account TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (account, key)
+    );
+    CREATE TABLE outbox (
+        seq BIGSERIAL PRIMARY KEY,
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    "#,
+];
+
+const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
+const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
+
+const INSERT_OBJECT: &str =
+    "INSERT INTO objects (account, id, kind, created, version, deleted, data)
+     VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq";
+const UPDATE_OBJECT: &str = "UPDATE objects SET version = version + 1, deleted = $4, data = $5
+     WHERE id = $1 AND account = $2 AND version = $3 RETURNING seq";
+const DELETE_INDEX: &str = "DELETE FROM object_index WHERE id = $1";
+const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
+     SELECT $1, $2, t.field, t.value, $5, $6 FROM unnest($3::TEXT[], $4::TEXT[]) AS t(field, value)
+     ON CONFLICT DO NOTHING";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
+     SELECT $1, t.event_id, floor(extract(epoch FROM clock_timestamp()))::BIGINT
+     FROM unnest($2::TEXT[]) WITH ORDINALITY AS t(event_id, n) ORDER BY t.n";
+const UPSERT_IDEMPOTENCY: &str =
+    "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (account, key) DO UPDATE SET
+        fingerprint = excluded.fingerprint, status = excluded.status,
+        body = excluded.body, created = excluded.created
+     WHERE idempotency.created < $7";
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+/// A readable account of a driver error: `Display` on `tokio_postgres::Error` says
+/// only "db error", the server's message lives in its source.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            s.push_str(&format!(" ({detail})"));
+        }
+        return s;
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+fn describe_pool(e: &PoolError) -> String {
+    match e {
+        PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// Keeps the driver error (callers may inspect it) and logs what was being done.
+fn pg_err(context: &'static str, e: tokio_postgres::Error) -> StoreError {
+    tracing::warn!(context, error = %describe(&e), "postgres store error");
+    StoreError::Postgres(e)
+}
+
+/// Maps an error met while applying a batch: races become conflicts, the rest store errors.
+fn commit_err(context: &'static str, conflict_on: &str, e: tokio_postgres::Error) -> CommitError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            return CommitError::Conflict(conflict_on.to_string());
+        }
+        if *code == SqlState::UNIQUE_VIOLATION {
+            match db.constraint() {
+                Some("objects_by_id") => return CommitError::Conflict(conflict_on.to_string()),
+                Some("idempotency_pkey") => return CommitError::IdempotencyTaken,
+                _ => {}
+            }
+        }
+    }
+    CommitError::Store(pg_err(context, e))
+}
+
+fn row_to_object(row: &Row) -> Result<StoredObject, tokio_postgres::Error> {
+    Ok(StoredObject {
+        seq: row.try_get(0)?,
+        id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        version: row.try_get(3)?,
+        created: row.try_get(4)?,
+        deleted: row.try_get(5)?,
+        data: row.try_get(6)?,
+    })
+}
+
+fn row_to_account(row: &Row) -> Result<Account, tokio_postgres::Error> {
+    Ok(Account {
+        id: row.try_get(0)?,
+        secret_key: row.try_get(1)?,
+        publishable_key: row.try_get(2)?,
+        clock_offset: row.try_get(3)?,
+        created: row.try_get(4)?,
+    })
+}
+
+/// One bound parameter of a list query.
+#[derive(Debug)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Arg {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Arg::Text(s) => s,
+            Arg::Int(i) => i,
+        }
+    }
+}
+
+/// The SQL for one list page, as `list_sql` in the SQLite store. Conditions are
+/// built from the query's shape only; every value, the limit included, is bound.
+fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<Arg>) {
+    let mut sql =
+        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
+    let mut args = vec![
+        Arg::Text(account.to_string()),
+        Arg::Text(query.kind.clone()),
+    ];
+    let column = if let Some((field, value)) = &query.filter {
+        sql.push_str(
+            "object_index i JOIN objects o ON o.seq = i.seq
+             WHERE i.account = $1 AND i.kind = $2 AND i.field = $3 AND i.value = $4",
+        );
+        args.push(Arg::Text(field.clone()));
+        args.push(Arg::Text(value.clone()));
+        "i.seq"
+    } else {
+        sql.push_str("objects o WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted");
+        "o.seq"
+    };
+    let mut bind = |sql: &mut String, cond: &str, v: i64| {
+        args.push(Arg::Int(v));
+        sql.push_str(&format!(" AND {cond} ${}", args.len()));
+    };
+    let c = query.created;
+    if let Some(v) = c.gt {
+        bind(&mut sql, "o.created >", v);
+    }
+    if let Some(v) = c.gte {
+        bind(&mut sql, "o.created >=", v);
+    }
+    if let Some(v) = c.lt {
+        bind(&mut sql, "o.created <", v);
+    }
+    if let Some(v) = c.lte {
+        bind(&mut sql, "o.created <=", v);
+    }
+    let order = match query.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::Before(seq) => {
+            bind(&mut sql, &format!("{column} <"), seq);
+            "DESC"
+        }
+        Cursor::After(seq) => {
+            bind(&mut sql, &format!("{column} >"), seq);
+            "ASC"
+        }
+    };
+    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY {column} {order} LIMIT ${}", args.len()));
+    (sql, args)
+}
 
 impl PostgresStore {
-    pub async fn open(_url: &str) -> anyhow::Result<Self> {
-        anyhow::bail!("the PostgreSQL store is not built yet")
+    /// Connects a pool to the database a `postgres://` URL names and brings its schema up to date.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        // The URL may hold a password: keep it out of error messages.
+        let config: tokio_postgres::Config =
+            url.parse().context("invalid PostgreSQL connection URL")?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CREATE_TIMEOUT))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
+            .build()
+            .context("building the PostgreSQL connection pool")?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to PostgreSQL: {}", describe_pool(&e)))?;
+        let fail = |what: &'static str| {
+            move |e: tokio_postgres::Error| anyhow::anyhow!("{what}: {}", describe(&e))
+        };
+        let tx = client
+            .transaction()
+            .await
+            .map_err(fail("starting the migration transaction"))?;
+        // Nodes booting together queue here; the lock ends with the transaction.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(fail("taking the migration lock"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(fail("creating schema_migrations"))?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(fail("reading the schema version"))?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            tracing::warn!(
+                current,
+                known,
+                "the PostgreSQL schema is newer than this build; continuing without migrating"
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version <= current {
+                continue;
+            }
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| anyhow::anyhow!("applying migration {version}: {}", describe(&e)))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("recording migration {version}: {}", describe(&e)))?;
+            tracing::info!(version, "postgres migration applied");
+        }
+        tx.commit()
+            .await
+            .map_err(fail("committing the migrations"))?;
+        Ok(())
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(|e| {
+            let msg = format!("getting a PostgreSQL connection: {}", describe_pool(&e));
+            tracing::warn!(error = %msg, "postgres pool error");
+            StoreError::Pool(msg)
+        })
+    }
+
+    async fn query_opt<T>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl FnOnce(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> StoreResult<Option<T>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(context, e))?;
+        let row = client
+            .query_opt(&stmt, params)
+            .await
+            .map_err(|e| pg_err(context, e))?;
+        row.as_ref()
+            .map(map)
+            .transpose()
+            .map_err(|e| pg_err(context, e))
+    }
+
+    async fn query<T>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> StoreResult<Vec<T>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(context, e))?;
+        let rows = client
+            .query(&stmt, params)
+            .await
+            .map_err(|e| pg_err(context, e))?;
+        rows.iter()
+            .map(map)
+            .collect::<Result<_, _>>()
+            .map_err(|e| pg_err(context, e))
+    }
+
+    async fn execute(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_err(context, e))?;
+        client
+            .execute(&stmt, params)
+            .await
+            .map_err(|e| pg_err(context, e))
+    }
+}
+
+/// Applies every write of the batch inside `tx`; any `Err` means the caller rolls back.
+async fn apply_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &WriteBatch,
+) -> Result<(), CommitError> {
+    let account = batch.account.as_str();
+    for object in &batch.objects {
+        let id = object.id.as_str();
+        let seq: i64 = match object.expected_version {
+            None => {
+                let stmt = tx
+                    .prepare_cached(INSERT_OBJECT)
+                    .await
+                    .map_err(|e| commit_err("preparing the object insert", id, e))?;
+                let row = tx
+                    .query_opt(
+                        &stmt,
+                        &[
+                            &account,
+                            &object.id,
+                            &object.kind,
+                            &object.created,
+                            &object.deleted,
+                            &object.data,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| commit_err("inserting an object", id, e))?;
+                match row {
+                    Some(row) => row
+                        .try_get(0)
+                        .map_err(|e| commit_err("reading the new seq", id, e))?,
+                    None => return Err(CommitError::Conflict(object.id.clone())),
+                }
+            }
+            Some(version) => {
+                let stmt = tx
+                    .prepare_cached(UPDATE_OBJECT)
+                    .await
+                    .map_err(|e| commit_err("preparing the object update", id, e))?;
+                let row = tx
+                    .query_opt(
+                        &stmt,
+                        &[
+                            &object.id,
+                            &account,
+                            &version,
+                            &object.deleted,
+                            &object.data,
+                        ],
+                    )
+                    .await
+                    .map_err(|e| commit_err("updating an object", id, e))?;
+                let seq: i64 = match row {
+                    Some(row) => row
+                        .try_get(0)
+                        .map_err(|e| commit_err("reading the updated seq", id, e))?,
+                    None => return Err(CommitError::Conflict(object.id.clone())),
+                };
+                let stmt = tx
+                    .prepare_cached(DELETE_INDEX)
+                    .await
+                    .map_err(|e| commit_err("preparing the index delete", id, e))?;
+                tx.execute(&stmt, &[&object.id])
+                    .await
+                    .map_err(|e| commit_err("deleting index rows", id, e))?;
+                seq
+            }
+        };
+        if !object.deleted && !object.index.is_empty() {
+            let fields: Vec<&str> = object.index.iter().map(|(f, _)| f.as_str()).collect();
+            let values: Vec<&str> = object.index.iter().map(|(_, v)| v.as_str()).collect();
+            let stmt = tx
+                .prepare_cached(INSERT_INDEX)
+                .await
+                .map_err(|e| commit_err("preparing the index insert", id, e))?;
+            tx.execute(
+                &stmt,
+                &[&account, &object.kind, &fields, &values, &seq, &object.id],
+            )
+            .await
+            .map_err(|e| commit_err("writing index rows", id, e))?;
+        }
+    }
+    let label = batch
+        .objects
+        .first()
+        .map(|o| o.id.as_str())
+        .or(batch.idempotency.as_ref().map(|r| r.key.as_str()))
+        .unwrap_or("batch");
+    if !batch.outbox.is_empty() {
+        let stmt = tx
+            .prepare_cached(INSERT_OUTBOX)
+            .await
+            .map_err(|e| commit_err("preparing the outbox insert", label, e))?;
+        tx.execute(&stmt, &[&account, &batch.outbox])
+            .await
+            .map_err(|e| commit_err("writing outbox rows", label, e))?;
+    }
+    if let Some(record) = &batch.idempotency {
+        let stmt = tx
+            .prepare_cached(UPSERT_IDEMPOTENCY)
+            .await
+            .map_err(|e| commit_err("preparing the idempotency upsert", label, e))?;
+        let written = tx
+            .execute(
+                &stmt,
+                &[
+                    &account,
+                    &record.key,
+                    &record.fingerprint,
+                    &i32::from(record.status),
+                    &record.body,
+                    &record.created,
+                    &batch.idempotency_cutoff,
+                ],
+            )
+            .await
+            .map_err(|e| commit_err("writing the idempotency record", label, e))?;
+        if written == 0 {
+            return Err(CommitError::IdempotencyTaken);
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+        self.query_opt(
+            "reading meta",
+            "SELECT value FROM meta WHERE key = $1",
+            &[&key],
+            |r| r.try_get(0),
+        )
+        .await
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        self.execute(
+            "writing meta",
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn create_account(&self, account: &Account) -> StoreResult<()> {
+        self.execute(
+            "creating an account",
+            "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &account.id,
+                &account.secret_key,
+                &account.publishable_key,
+                &account.clock_offset,
+                &account.created,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
+        self.query_opt(
+            "reading an account",
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            &[&id],
+            row_to_account,
+        )
+        .await
+    }
+
+    async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>> {
+        self.query_opt(
+            "reading an account by key",
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE secret_key = $1 OR publishable_key = $1"),
+            &[&key],
+            row_to_account,
+        )
+        .await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.query(
+            "listing accounts",
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"),
+            &[],
+            row_to_account,
+        )
+        .await
+    }
+
+    async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
+        self.execute(
+            "moving an account clock",
+            "UPDATE accounts SET clock_offset = GREATEST(clock_offset, $2) WHERE id = $1",
+            &[&account, &offset],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
+        self.query_opt(
+            "reading an object",
+            &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1 AND account = $2"),
+            &[&id, &account],
+            row_to_object,
+        )
+        .await
+    }
+
+    async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
+        let (sql, args) = list_sql(account, query);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
+        self.query("listing objects", &sql, &params, row_to_object)
+            .await
+    }
+
+    async fn idempotency_get(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let record = self
+            .query_opt(
+                "reading an idempotency record",
+                "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = $1 AND key = $2",
+                &[&account, &key],
+                |r| {
+                    Ok((
+                        r.try_get::<_, String>(0)?,
+                        r.try_get::<_, String>(1)?,
+                        r.try_get::<_, i32>(2)?,
+                        r.try_get::<_, String>(3)?,
+                        r.try_get::<_, i64>(4)?,
+                    ))
+                },
+            )
+            .await?;
+        record
+            .map(|(key, fingerprint, status, body, created)| {
+                let status = u16::try_from(status).map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "idempotency record {key:?} has an invalid status {status}"
+                    ))
+                })?;
+                Ok(IdempotencyRecord {
+                    key,
+                    fingerprint,
+                    status,
+                    body,
+                    created,
+                })
+            })
+            .transpose()
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), CommitError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let label = batch
+            .objects
+            .first()
+            .map(|o| o.id.as_str())
+            .unwrap_or("batch");
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| commit_err("starting a transaction", label, e))?;
+        match apply_batch(&tx, &batch).await {
+            Ok(()) => tx
+                .commit()
+                .await
+                .map_err(|e| commit_err("committing a batch", label, e)),
+            Err(err) => {
+                if let Err(e) = tx.rollback().await {
+                    // The connection is probably gone; the server rolls back on its own.
+                    tracing::warn!(error = %describe(&e), "postgres rollback failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
+        self.execute(
+            "purging idempotency records",
+            "DELETE FROM idempotency WHERE account = $1 AND created < $2",
+            &[&account, &cutoff],
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_sql_binds_every_value() {
+        let query = ListQuery {
+            kind: "customer".into(),
+            filter: Some(("email".into(), "a@b.c".into())),
+            created: CreatedRange {
+                gt: Some(1),
+                gte: None,
+                lt: Some(9),
+                lte: None,
+            },
+            cursor: Cursor::After(42),
+            limit: 11,
+        };
+        let (sql, args) = list_sql("acct_1", &query);
+        assert_eq!(args.len(), 8);
+        assert!(sql.contains("o.created > $5"), "{sql}");
+        assert!(sql.contains("o.created < $6"), "{sql}");
+        assert!(sql.contains("i.seq > $7"), "{sql}");
+        assert!(sql.ends_with("ORDER BY i.seq ASC LIMIT $8"), "{sql}");
+        assert!(!sql.contains("a@b.c") && !sql.contains("42"), "{sql}");
+
+        let (sql, args) = list_sql(
+            "acct_1",
+            &ListQuery {
+                kind: "charge".into(),
+                limit: 3,
+                ..Default::default()
+            },
+        );
+        assert_eq!(args.len(), 3);
+        assert!(sql.contains("NOT o.deleted"), "{sql}");
+        assert!(sql.ends_with("ORDER BY o.seq DESC LIMIT $3"), "{sql}");
     }
 }

@@ -1,0 +1,19 @@
+//! The one clock. Every timestamp and expiry is read through it, so each account's
+//! time can be moved forward by a test helper instead of tests sleeping.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::store::Account;
+
+/// Real unix seconds. Only this module reads the system clock.
+pub fn system_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The account's current time: real time plus the account's offset.
+pub fn account_now(account: &Account) -> i64 {
+    system_now() + account.clock_offset
+}

@@ -1,0 +1,274 @@
+//! The unit of work of one request.
+//!
+//! A resource operation reads objects through [`Ctx`], changes them, and records
+//! the new versions and the events they cause. Nothing reaches the store until the
+//! http layer commits the whole [`WriteBatch`] (with the idempotency record) in one
+//! transaction. Objects written earlier in the same request are read back from the
+//! pending writes, so an operation sees its own changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::store::{Account, DynStore, ListQuery, ObjectWrite, StoredObject, WriteBatch};
+
+/// The API version payground speaks and stamps on events.
+pub const API_VERSION: &str = "2024-04-10";
+
+/// A Stripe object stored by payground: its serde form is exactly Stripe's JSON.
+pub trait StripeObject: Serialize + DeserializeOwned {
+    /// The `object` value, also the storage kind (`customer`, `payment_intent`).
+    const OBJECT: &'static str;
+    fn id(&self) -> &str;
+    fn created(&self) -> i64;
+    /// (field, value) pairs filtered lists look up, e.g. ("customer", "cus_1").
+    fn index(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn is_deleted(&self) -> bool {
+        false
+    }
+}
+
+/// Who is asking: decides what a response may reveal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Secret,
+    Publishable,
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub key_kind: KeyKind,
+}
+
+pub struct Ctx {
+    pub store: DynStore,
+    pub account: Arc<Account>,
+    /// The account's time when the request started.
+    pub now: i64,
+    pub request: RequestInfo,
+    pub public_url: String,
+    /// Versions of objects this request read, for optimistic concurrency.
+    versions: HashMap<String, i64>,
+    /// Latest pending write per id, in first-write order.
+    writes: Vec<ObjectWrite>,
+    write_index: HashMap<String, usize>,
+    outbox: Vec<String>,
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    ApiError::internal("store read failed", err)
+}
+
+impl Ctx {
+    pub fn new(store: DynStore, account: Arc<Account>, now: i64, request: RequestInfo, public_url: String) -> Self {
+        Ctx {
+            store,
+            account,
+            now,
+            request,
+            public_url,
+            versions: HashMap::new(),
+            writes: Vec::new(),
+            write_index: HashMap::new(),
+            outbox: Vec::new(),
+        }
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.account.id
+    }
+
+    /// The object with this id as JSON text, pending writes first.
+    async fn raw(&mut self, id: &str) -> Result<Option<(String, bool)>, ApiError> {
+        if let Some(&i) = self.write_index.get(id) {
+            let w = &self.writes[i];
+            return Ok(Some((w.data.clone(), w.deleted)));
+        }
+        let found: Option<StoredObject> = self.store.get(&self.account.id, id).await.map_err(internal)?;
+        Ok(found.map(|o| {
+            self.versions.entry(o.id.clone()).or_insert(o.version);
+            (o.data, o.deleted)
+        }))
+    }
+
+    /// Loads an object of type `T` (deleted ones included), or `None`.
+    pub async fn find<T: StripeObject>(&mut self, id: &str) -> Result<Option<T>, ApiError> {
+        if ids::kind_of(id) != Some(T::OBJECT) {
+            return Ok(None);
+        }
+        match self.raw(id).await? {
+            Some((data, _)) => serde_json::from_str(&data)
+                .map(Some)
+                .map_err(|e| ApiError::internal("stored object does not decode", e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a live object or fails with Stripe's 404 (`No such customer: 'cus_1'`).
+    pub async fn fetch<T: StripeObject>(&mut self, id: &str) -> Result<T, ApiError> {
+        match self.find::<T>(id).await? {
+            Some(obj) if !obj.is_deleted() => Ok(obj),
+            _ => Err(ApiError::no_such(T::OBJECT, id)),
+        }
+    }
+
+    /// Any object by id as JSON, for expansion.
+    pub async fn find_value(&mut self, id: &str) -> Result<Option<Value>, ApiError> {
+        match self.raw(id).await? {
+            Some((data, _)) => serde_json::from_str(&data)
+                .map(Some)
+                .map_err(|e| ApiError::internal("stored object does not decode", e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a new object or a new version of one this request loaded.
+    pub fn save<T: StripeObject>(&mut self, object: &T) -> Result<Value, ApiError> {
+        let value = serde_json::to_value(object).map_err(|e| ApiError::internal("object does not encode", e))?;
+        let data = value.to_string();
+        let id = object.id().to_string();
+        let write = ObjectWrite {
+            expected_version: self.versions.get(&id).copied(),
+            id: id.clone(),
+            kind: T::OBJECT.to_string(),
+            created: object.created(),
+            data,
+            index: object.index(),
+            deleted: object.is_deleted(),
+        };
+        self.push_write(write);
+        Ok(value)
+    }
+
+    fn push_write(&mut self, write: ObjectWrite) {
+        match self.write_index.get(&write.id) {
+            Some(&i) => {
+                // A second write of the same object in one request replaces the first
+                // but keeps the version check of the read that preceded both.
+                let expected = self.writes[i].expected_version;
+                self.writes[i] = ObjectWrite { expected_version: expected, ..write };
+            }
+            None => {
+                self.write_index.insert(write.id.clone(), self.writes.len());
+                self.writes.push(write);
+            }
+        }
+    }
+
+    /// Records an event for a state change; it commits with the change.
+    pub fn emit(&mut self, event_type: &str, object: Value, previous_attributes: Option<Value>) {
+        let id = ids::new_id("evt");
+        let mut data = Map::new();
+        data.insert("object".into(), object);
+        if let Some(prev) = previous_attributes {
+            data.insert("previous_attributes".into(), prev);
+        }
+        let event = json!({
+            "id": id,
+            "object": "event",
+            "account": null,
+            "api_version": API_VERSION,
+            "created": self.now,
+            "data": data,
+            "livemode": false,
+            "pending_webhooks": 0,
+            "request": {
+                "id": if self.request.request_id.is_empty() { Value::Null } else { Value::String(self.request.request_id.clone()) },
+                "idempotency_key": self.request.idempotency_key,
+            },
+            "type": event_type,
+        });
+        self.push_write(ObjectWrite {
+            id: id.clone(),
+            kind: "event".into(),
+            created: self.now,
+            data: event.to_string(),
+            expected_version: None,
+            index: vec![("type".into(), event_type.to_string())],
+            deleted: false,
+        });
+        self.outbox.push(id);
+    }
+
+    /// One page of a list, resolving Stripe's cursors to storage positions.
+    pub async fn list_page(&mut self, mut query: ListQuery, starting_after: Option<&str>, ending_before: Option<&str>) -> Result<Vec<StoredObject>, ApiError> {
+        use crate::store::Cursor;
+        let cursor_seq = |param: &'static str, found: Option<StoredObject>, id: &str, kind: &str| match found {
+            Some(o) if o.kind == kind => Ok(o.seq),
+            _ => Err(ApiError::no_such(kind, id).with_param(param)),
+        };
+        if let Some(id) = starting_after {
+            let found = self.store.get(&self.account.id, id).await.map_err(internal)?;
+            query.cursor = Cursor::Before(cursor_seq("starting_after", found, id, &query.kind)?);
+        } else if let Some(id) = ending_before {
+            let found = self.store.get(&self.account.id, id).await.map_err(internal)?;
+            query.cursor = Cursor::After(cursor_seq("ending_before", found, id, &query.kind)?);
+        }
+        self.store.list(&self.account.id, &query).await.map_err(internal)
+    }
+
+    /// Hands the recorded writes over for commit.
+    pub fn into_batch(self) -> WriteBatch {
+        WriteBatch {
+            account: self.account.id.clone(),
+            objects: self.writes,
+            outbox: self.outbox,
+            idempotency: None,
+            idempotency_cutoff: 0,
+        }
+    }
+}
+
+/// The fields of `new` that differ from `old`, with their old values: Stripe's
+/// `previous_attributes`. Nested hashes are compared key by key.
+pub fn previous_attributes(old: &Value, new: &Value) -> Option<Value> {
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return None;
+    };
+    let mut changed = Map::new();
+    for (key, new_value) in new {
+        let old_value = old.get(key).unwrap_or(&Value::Null);
+        if old_value == new_value {
+            continue;
+        }
+        let nested = matches!((old_value, new_value), (Value::Object(_), Value::Object(_))) && key == "metadata";
+        if nested {
+            if let Some(inner) = previous_attributes(old_value, new_value) {
+                changed.insert(key.clone(), inner);
+            }
+        } else {
+            changed.insert(key.clone(), old_value.clone());
+        }
+    }
+    for (key, old_value) in old {
+        if !new.contains_key(key) {
+            changed.insert(key.clone(), old_value.clone());
+        }
+    }
+    (!changed.is_empty()).then_some(Value::Object(changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_attributes_hold_old_values_of_changed_fields() {
+        let old = json!({"email": "a@x", "name": "A", "metadata": {"k": "1", "gone": "x"}});
+        let new = json!({"email": "b@x", "name": "A", "metadata": {"k": "2", "new": "y"}});
+        assert_eq!(
+            previous_attributes(&old, &new),
+            Some(json!({"email": "a@x", "metadata": {"k": "1", "new": null, "gone": "x"}}))
+        );
+        assert_eq!(previous_attributes(&old, &old), None);
+    }
+}

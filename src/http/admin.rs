@@ -1,0 +1,85 @@
+//! payground's own routes: accounts for parallel CI jobs (admin token) and the
+//! per-account clock test helper.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts;
+use crate::clock;
+use crate::error::ApiError;
+use crate::http::app::{Admin, App, SecretRequest};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/admin/accounts", post(create_account).get(list_accounts))
+        .route("/v1/test_helpers/clock", get(clock_show))
+        .route("/v1/test_helpers/clock/advance", post(clock_advance))
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn create_account(State(app): State<App>, _admin: Admin) -> Response {
+    match accounts::create(&app.store, None, None).await {
+        Ok(account) => Json(accounts::describe(&account)).into_response(),
+        Err(e) => ApiError::internal("account creation failed", e).into_response(),
+    }
+}
+
+async fn list_accounts(State(app): State<App>, _admin: Admin) -> Response {
+    match app.store.list_accounts().await {
+        Ok(all) => Json(json!({
+            "object": "list",
+            "data": all.iter().map(accounts::describe).collect::<Vec<_>>(),
+            "has_more": false,
+            "url": "/admin/accounts",
+        }))
+        .into_response(),
+        Err(e) => ApiError::internal("account listing failed", e).into_response(),
+    }
+}
+
+fn clock_view(offset: i64, now: i64) -> serde_json::Value {
+    json!({ "object": "payground.clock", "now": now, "offset": offset })
+}
+
+async fn clock_show(req: SecretRequest) -> Response {
+    Json(clock_view(req.account.clock_offset, clock::account_now(&req.account))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceParams {
+    /// Seconds to move the account's clock forward.
+    seconds: i64,
+}
+
+/// Moves this account's clock forward so expirations can be tested without sleeping.
+async fn clock_advance(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: AdvanceParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if params.seconds <= 0 || params.seconds > 10 * 365 * 24 * 3600 {
+        return ApiError::invalid_param(
+            "seconds",
+            "parameter_invalid_integer",
+            "seconds must be a positive number of seconds, at most ten years.",
+        )
+        .into_response();
+    }
+    let offset = req.account.clock_offset + params.seconds;
+    if let Err(e) = app.store.set_clock_offset(&req.account.id, offset).await {
+        return ApiError::internal("clock update failed", e).into_response();
+    }
+    app.forget_account(&req.account.id);
+    let mut account = (*req.account).clone();
+    account.clock_offset = offset;
+    Json(clock_view(offset, clock::account_now(&account))).into_response()
+}

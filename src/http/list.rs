@@ -1,0 +1,145 @@
+//! Stripe's list conventions: `limit`, `starting_after`, `ending_before`,
+//! `created[...]`, newest first, `has_more`, `url`; and search results with `page`.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::http::app::ApiRequest;
+use crate::http::params;
+use crate::store::{CreatedRange, ListQuery};
+
+/// `created=123` or `created[gte]=...&created[lt]=...`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreatedParam(pub CreatedRange);
+
+impl<'de> Deserialize<'de> for CreatedParam {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CreatedParam;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a timestamp or a hash of gt, gte, lt, lte")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<CreatedParam, E> {
+                Ok(CreatedParam(CreatedRange { gte: Some(v), lte: Some(v), ..Default::default() }))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<CreatedParam, E> {
+                self.visit_i64(v as i64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CreatedParam, E> {
+                let n: i64 = v.trim().parse().map_err(|_| E::custom(format!("Invalid integer: {v}")))?;
+                self.visit_i64(n)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CreatedParam, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "lowercase")]
+                enum Bound {
+                    Gt,
+                    Gte,
+                    Lt,
+                    Lte,
+                }
+                let mut range = CreatedRange::default();
+                while let Some(bound) = map.next_key::<Bound>()? {
+                    let v: i64 = map.next_value()?;
+                    match bound {
+                        Bound::Gt => range.gt = Some(v),
+                        Bound::Gte => range.gte = Some(v),
+                        Bound::Lt => range.lt = Some(v),
+                        Bound::Lte => range.lte = Some(v),
+                    }
+                }
+                Ok(CreatedParam(range))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonListParams {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    starting_after: Option<String>,
+    #[serde(default)]
+    ending_before: Option<String>,
+    #[serde(default)]
+    created: Option<CreatedParam>,
+}
+
+/// The list parameters every list endpoint takes.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub limit: usize,
+    pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
+    pub created: CreatedRange,
+}
+
+fn limit_from(raw: Option<i64>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(10),
+        Some(n) if n < 1 => Err(ApiError::invalid_param(
+            "limit",
+            "parameter_invalid_integer",
+            "This value must be greater than or equal to 1.",
+        )),
+        Some(n) if n > 100 => Err(ApiError::invalid_param(
+            "limit",
+            "parameter_invalid_integer",
+            "This value must be less than or equal to 100 (it currently is greater than 100).",
+        )),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+impl ListParams {
+    /// Takes the shared list parameters out of the request, leaving the
+    /// resource's own filters for its typed params.
+    pub fn take<const P: bool>(req: &mut ApiRequest<P>) -> Result<Self, ApiError> {
+        let mut common = serde_json::Map::new();
+        for key in ["limit", "starting_after", "ending_before", "created"] {
+            if let Some(v) = req.take(key) {
+                common.insert(key.to_string(), v);
+            }
+        }
+        let raw: CommonListParams = params::from_value(&Value::Object(common))?;
+        Ok(ListParams {
+            limit: limit_from(raw.limit)?,
+            starting_after: raw.starting_after,
+            ending_before: raw.ending_before,
+            created: raw.created.map(|c| c.0).unwrap_or_default(),
+        })
+    }
+}
+
+/// Reads one page and renders Stripe's list object.
+pub async fn page(ctx: &mut Ctx, kind: &str, filter: Option<(String, String)>, params: &ListParams, url: &str) -> Result<Value, ApiError> {
+    let query = ListQuery {
+        kind: kind.to_string(),
+        filter,
+        created: params.created,
+        cursor: Default::default(),
+        limit: params.limit + 1,
+    };
+    let backwards = params.starting_after.is_none() && params.ending_before.is_some();
+    let mut rows = ctx
+        .list_page(query, params.starting_after.as_deref(), params.ending_before.as_deref())
+        .await?;
+    let has_more = rows.len() > params.limit;
+    rows.truncate(params.limit);
+    if backwards {
+        rows.reverse();
+    }
+    let data = rows
+        .iter()
+        .map(|row| serde_json::from_str::<Value>(&row.data))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal("stored object does not decode", e))?;
+    Ok(json!({ "object": "list", "data": data, "has_more": has_more, "url": url }))
+}

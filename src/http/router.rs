@@ -1,0 +1,57 @@
+//! The router: every resource's routes, request ids, version echo, and Stripe's 404
+//! for unknown URLs.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use crate::ctx::API_VERSION;
+use crate::error::{ApiError, ErrorType};
+use crate::http::app::{App, RequestId};
+use crate::http::{admin, customers};
+use crate::ids;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .merge(admin::routes())
+        .merge(customers::routes())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+        .layer(middleware::from_fn(stamp))
+        .with_state(app)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        404,
+        ErrorType::InvalidRequestError,
+        format!(
+            "Unrecognized request URL ({method}: {}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// Gives every request an id and echoes the API version, on every response.
+async fn stamp(mut req: Request, next: Next) -> Response {
+    let request_id = ids::new_id("req");
+    let version = req
+        .headers()
+        .get("stripe-version")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(API_VERSION));
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut response = next.run(req).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), request_id, "request");
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("request-id", v);
+    }
+    headers.insert("stripe-version", version);
+    response
+}

@@ -1,0 +1,80 @@
+//! `payground serve`: open the store, make sure the default account exists, serve
+//! until Ctrl-C or SIGTERM, then finish in-flight requests and close the store.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use crate::accounts;
+use crate::http::app::App;
+use crate::http::router::router;
+use crate::store;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub database: String,
+    pub secret_key: Option<String>,
+    pub publishable_key: Option<String>,
+    pub public_url: Option<String>,
+    pub admin_token: Option<String>,
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let store = store::open(&config.database).await?;
+    let account = accounts::ensure_default(&store, config.secret_key.as_deref(), config.publishable_key.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let app = App::new(store.clone(), public_url.clone(), config.admin_token.clone());
+    let router = router(app);
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "payground {} listening on http://{addr}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "database:        {} ({})", config.database, store.backend())?;
+    writeln!(out, "public url:      {public_url}")?;
+    writeln!(out, "account:         {}", account.id)?;
+    writeln!(out, "secret key:      {}", account.secret_key)?;
+    writeln!(out, "publishable key: {}", account.publishable_key)?;
+    if config.admin_token.is_some() {
+        writeln!(out, "admin api:       enabled (POST /admin/accounts)")?;
+    }
+    writeln!(out, "ready in {} ms", started.elapsed().as_millis())?;
+    out.flush()?;
+    drop(out);
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped serving; closing the store");
+    drop(store);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
