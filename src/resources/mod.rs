@@ -87,8 +87,10 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shipping {
     pub address: Address,
+    pub carrier: Option<String>,
     pub name: String,
     pub phone: Option<String>,
+    pub tracking_number: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,7 +104,7 @@ pub struct ShippingParam {
 
 impl From<ShippingParam> for Shipping {
     fn from(p: ShippingParam) -> Self {
-        Shipping { address: p.address, name: p.name, phone: p.phone }
+        Shipping { address: p.address, carrier: None, name: p.name, phone: p.phone, tracking_number: None }
     }
 }
 

@@ -240,6 +240,7 @@ conformance!(
     idempotency_taken_rolls_back_batch,
     purge_idempotency,
     concurrent_updates_one_wins,
+    crossed_updates_conflict,
     outbox_rows,
     reopen_keeps_data,
 );
@@ -1262,6 +1263,56 @@ async fn concurrent_updates_one_wins(f: &Fixture) {
         assert_eq!(recorded, i == winner, "key_{i}");
     }
     assert_eq!(list_ids(s, "acct_a", query("customer", 100)).await.len(), 2);
+}
+
+/// Two batches updating the same two objects in opposite orders (a deadlock on a
+/// row-locking database): one commits, the other reports a conflict, never an error.
+async fn crossed_updates_conflict(f: &Fixture) {
+    let s = &f.store;
+    insert(s, "acct_a", new_object("cus_a", "customer", 1)).await;
+    insert(s, "acct_a", new_object("cus_b", "customer", 2)).await;
+    for round in 0..3 {
+        let a = must_get(s, "acct_a", "cus_a").await;
+        let b = must_get(s, "acct_a", "cus_b").await;
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let orders = [
+            vec![
+                update_of(&a, a.version, r#"{"by":"ab"}"#),
+                update_of(&b, b.version, r#"{"by":"ab"}"#),
+            ],
+            vec![
+                update_of(&b, b.version, r#"{"by":"ba"}"#),
+                update_of(&a, a.version, r#"{"by":"ba"}"#),
+            ],
+        ];
+        let tasks: Vec<_> = orders
+            .into_iter()
+            .map(|objects| {
+                let (store, start) = (s.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.commit(batch("acct_a", objects)).await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.expect("writer task") {
+                Ok(()) => wins += 1,
+                Err(CommitError::Conflict(id)) => {
+                    assert!(id == "cus_a" || id == "cus_b", "conflict on {id}")
+                }
+                Err(other) => panic!("round {round}: unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+        let (a2, b2) = (
+            must_get(s, "acct_a", "cus_a").await,
+            must_get(s, "acct_a", "cus_b").await,
+        );
+        assert_eq!((a2.version, b2.version), (a.version + 1, b.version + 1));
+        assert_eq!(a2.data, b2.data, "both objects come from the same batch");
+    }
 }
 
 async fn outbox_rows(f: &Fixture) {
