@@ -9,14 +9,21 @@ use crate::store::{Account, DynStore};
 const DEFAULT_ACCOUNT: &str = "default_account";
 
 fn check_key(key: &str, prefix: &str, what: &str) -> anyhow::Result<()> {
-    if !key.starts_with(prefix) || key.len() < prefix.len() + 8 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !key.starts_with(prefix)
+        || key.len() < prefix.len() + 8
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
         anyhow::bail!("the {what} must start with {prefix} and have at least 8 more characters");
     }
     Ok(())
 }
 
 /// A new account; keys are generated unless given.
-pub async fn create(store: &DynStore, secret_key: Option<&str>, publishable_key: Option<&str>) -> anyhow::Result<Account> {
+pub async fn create(
+    store: &DynStore,
+    secret_key: Option<&str>,
+    publishable_key: Option<&str>,
+) -> anyhow::Result<Account> {
     if let Some(k) = secret_key {
         check_key(k, "sk_test_", "secret key")?;
     }
@@ -25,7 +32,9 @@ pub async fn create(store: &DynStore, secret_key: Option<&str>, publishable_key:
     }
     let account = Account {
         id: ids::new_id("acct"),
-        secret_key: secret_key.map(str::to_string).unwrap_or_else(|| format!("sk_test_{}", ids::random_string(32))),
+        secret_key: secret_key
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sk_test_{}", ids::random_string(32))),
         publishable_key: publishable_key
             .map(str::to_string)
             .unwrap_or_else(|| format!("pk_test_{}", ids::random_string(32))),
@@ -39,7 +48,11 @@ pub async fn create(store: &DynStore, secret_key: Option<&str>, publishable_key:
 /// The account `payground serve` prints and uses by default. Keys given on the
 /// command line select (or create) the account they belong to; without them the
 /// first start generates keys and every later start reuses them.
-pub async fn ensure_default(store: &DynStore, secret_key: Option<&str>, publishable_key: Option<&str>) -> anyhow::Result<Account> {
+pub async fn ensure_default(
+    store: &DynStore,
+    secret_key: Option<&str>,
+    publishable_key: Option<&str>,
+) -> anyhow::Result<Account> {
     if let Some(secret) = secret_key {
         if let Some(existing) = store.account_by_key(secret).await? {
             if existing.secret_key != secret {

@@ -69,7 +69,13 @@ fn internal(err: impl std::fmt::Display) -> ApiError {
 }
 
 impl Ctx {
-    pub fn new(store: DynStore, account: Arc<Account>, now: i64, request: RequestInfo, public_url: String) -> Self {
+    pub fn new(
+        store: DynStore,
+        account: Arc<Account>,
+        now: i64,
+        request: RequestInfo,
+        public_url: String,
+    ) -> Self {
         Ctx {
             store,
             account,
@@ -93,7 +99,11 @@ impl Ctx {
             let w = &self.writes[i];
             return Ok(Some((w.data.clone(), w.deleted)));
         }
-        let found: Option<StoredObject> = self.store.get(&self.account.id, id).await.map_err(internal)?;
+        let found: Option<StoredObject> = self
+            .store
+            .get(&self.account.id, id)
+            .await
+            .map_err(internal)?;
         Ok(found.map(|o| {
             self.versions.entry(o.id.clone()).or_insert(o.version);
             (o.data, o.deleted)
@@ -133,7 +143,8 @@ impl Ctx {
 
     /// Records a new object or a new version of one this request loaded.
     pub fn save<T: StripeObject>(&mut self, object: &T) -> Result<Value, ApiError> {
-        let value = serde_json::to_value(object).map_err(|e| ApiError::internal("object does not encode", e))?;
+        let value = serde_json::to_value(object)
+            .map_err(|e| ApiError::internal("object does not encode", e))?;
         let data = value.to_string();
         let id = object.id().to_string();
         let write = ObjectWrite {
@@ -155,7 +166,10 @@ impl Ctx {
                 // A second write of the same object in one request replaces the first
                 // but keeps the version check of the read that preceded both.
                 let expected = self.writes[i].expected_version;
-                self.writes[i] = ObjectWrite { expected_version: expected, ..write };
+                self.writes[i] = ObjectWrite {
+                    expected_version: expected,
+                    ..write
+                };
             }
             None => {
                 self.write_index.insert(write.id.clone(), self.writes.len());
@@ -200,20 +214,37 @@ impl Ctx {
     }
 
     /// One page of a list, resolving Stripe's cursors to storage positions.
-    pub async fn list_page(&mut self, mut query: ListQuery, starting_after: Option<&str>, ending_before: Option<&str>) -> Result<Vec<StoredObject>, ApiError> {
+    pub async fn list_page(
+        &mut self,
+        mut query: ListQuery,
+        starting_after: Option<&str>,
+        ending_before: Option<&str>,
+    ) -> Result<Vec<StoredObject>, ApiError> {
         use crate::store::Cursor;
-        let cursor_seq = |param: &'static str, found: Option<StoredObject>, id: &str, kind: &str| match found {
-            Some(o) if o.kind == kind => Ok(o.seq),
-            _ => Err(ApiError::no_such(kind, id).with_param(param)),
-        };
+        let cursor_seq =
+            |param: &'static str, found: Option<StoredObject>, id: &str, kind: &str| match found {
+                Some(o) if o.kind == kind => Ok(o.seq),
+                _ => Err(ApiError::no_such(kind, id).with_param(param)),
+            };
         if let Some(id) = starting_after {
-            let found = self.store.get(&self.account.id, id).await.map_err(internal)?;
+            let found = self
+                .store
+                .get(&self.account.id, id)
+                .await
+                .map_err(internal)?;
             query.cursor = Cursor::Before(cursor_seq("starting_after", found, id, &query.kind)?);
         } else if let Some(id) = ending_before {
-            let found = self.store.get(&self.account.id, id).await.map_err(internal)?;
+            let found = self
+                .store
+                .get(&self.account.id, id)
+                .await
+                .map_err(internal)?;
             query.cursor = Cursor::After(cursor_seq("ending_before", found, id, &query.kind)?);
         }
-        self.store.list(&self.account.id, &query).await.map_err(internal)
+        self.store
+            .list(&self.account.id, &query)
+            .await
+            .map_err(internal)
     }
 
     /// Hands the recorded writes over for commit.
@@ -240,7 +271,8 @@ pub fn previous_attributes(old: &Value, new: &Value) -> Option<Value> {
         if old_value == new_value {
             continue;
         }
-        let nested = matches!((old_value, new_value), (Value::Object(_), Value::Object(_))) && key == "metadata";
+        let nested = matches!((old_value, new_value), (Value::Object(_), Value::Object(_)))
+            && key == "metadata";
         if nested {
             if let Some(inner) = previous_attributes(old_value, new_value) {
                 changed.insert(key.clone(), inner);

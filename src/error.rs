@@ -18,10 +18,39 @@ pub enum ErrorType {
     InvalidRequestError,
 }
 
-/// One API error, shaped as Stripe's `api_errors` schema.
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
-#[error("{status} {kind:?} {code:?}: {message}")]
-pub struct ApiError {
+/// One API error, shaped as Stripe's `api_errors` schema. Boxed: errors travel
+/// through every `Result` of the request path, and most of them are the `Ok` kind.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct ApiError(Box<ApiErrorBody>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorBody;
+    fn deref(&self) -> &ApiErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorBody {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?} {:?}: {}",
+            self.status, self.kind, self.code, self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiErrorBody {
     #[serde(skip)]
     pub status: u16,
     #[serde(rename = "type")]
@@ -49,7 +78,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: ErrorType, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ApiErrorBody {
             status,
             kind,
             code: None,
@@ -62,7 +91,7 @@ impl ApiError {
             setup_intent: None,
             charge: None,
             request_log_url: None,
-        }
+        }))
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -70,7 +99,10 @@ impl ApiError {
     }
 
     pub fn with_code(mut self, code: &str) -> Self {
-        self.doc_url = Some(format!("https://stripe.com/docs/error-codes/{}", code.replace('_', "-")));
+        self.doc_url = Some(format!(
+            "https://stripe.com/docs/error-codes/{}",
+            code.replace('_', "-")
+        ));
         self.code = Some(code.to_string());
         self
     }
@@ -104,7 +136,9 @@ impl ApiError {
     }
 
     pub fn invalid_param(param: &str, code: &str, message: impl Into<String>) -> Self {
-        Self::invalid_request(message).with_code(code).with_param(param)
+        Self::invalid_request(message)
+            .with_code(code)
+            .with_param(param)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {

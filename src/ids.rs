@@ -32,7 +32,11 @@ fn next_stamp() -> u64 {
     let candidate = millis << 18;
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {
-        let next = if candidate > prev { candidate } else { prev + 1 };
+        let next = if candidate > prev {
+            candidate
+        } else {
+            prev + 1
+        };
         match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => return next,
             Err(actual) => prev = actual,

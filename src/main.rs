@@ -6,7 +6,11 @@ use payground::server::{serve, ServeConfig};
 use payground::{accounts, store};
 
 #[derive(Parser)]
-#[command(name = "payground", version, about = "A self-hosted, offline Stripe API sandbox")]
+#[command(
+    name = "payground",
+    version,
+    about = "A self-hosted, offline Stripe API sandbox"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,7 +19,11 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct DatabaseArg {
     /// sqlite:PATH (embedded, the default) or postgres://user@host/db
-    #[arg(long, env = "PAYGROUND_DATABASE_URL", default_value = "sqlite:payground.db")]
+    #[arg(
+        long,
+        env = "PAYGROUND_DATABASE_URL",
+        default_value = "sqlite:payground.db"
+    )]
     database: String,
 }
 
@@ -65,7 +73,10 @@ enum AccountsCommand {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYGROUND_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -73,7 +84,14 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, database, secret_key, publishable_key, public_url, admin_token } => {
+        Command::Serve {
+            listen,
+            database,
+            secret_key,
+            publishable_key,
+            public_url,
+            admin_token,
+        } => {
             serve(ServeConfig {
                 listen,
                 database: database.database,
@@ -88,12 +106,20 @@ async fn main() -> anyhow::Result<()> {
             AccountsCommand::Create { database } => {
                 let store = store::open(&database.database).await?;
                 let account = accounts::create(&store, None, None).await?;
-                println!("{}", serde_json::to_string_pretty(&accounts::describe(&account))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&accounts::describe(&account))?
+                );
                 Ok(())
             }
             AccountsCommand::List { database } => {
                 let store = store::open(&database.database).await?;
-                let all: Vec<_> = store.list_accounts().await?.iter().map(accounts::describe).collect();
+                let all: Vec<_> = store
+                    .list_accounts()
+                    .await?
+                    .iter()
+                    .map(accounts::describe)
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&all)?);
                 Ok(())
             }

@@ -22,7 +22,12 @@ pub struct ServeConfig {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = store::open(&config.database).await?;
-    let account = accounts::ensure_default(&store, config.secret_key.as_deref(), config.publishable_key.as_deref()).await?;
+    let account = accounts::ensure_default(
+        &store,
+        config.secret_key.as_deref(),
+        config.publishable_key.as_deref(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -33,12 +38,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    let app = App::new(store.clone(), public_url.clone(), config.admin_token.clone());
+    let app = App::new(
+        store.clone(),
+        public_url.clone(),
+        config.admin_token.clone(),
+    );
     let router = router(app);
 
     let mut out = std::io::stdout().lock();
-    writeln!(out, "payground {} listening on http://{addr}", env!("CARGO_PKG_VERSION"))?;
-    writeln!(out, "database:        {} ({})", config.database, store.backend())?;
+    writeln!(
+        out,
+        "payground {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(
+        out,
+        "database:        {} ({})",
+        config.database,
+        store.backend()
+    )?;
     writeln!(out, "public url:      {public_url}")?;
     writeln!(out, "account:         {}", account.id)?;
     writeln!(out, "secret key:      {}", account.secret_key)?;

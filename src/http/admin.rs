@@ -50,7 +50,11 @@ fn clock_view(offset: i64, now: i64) -> serde_json::Value {
 }
 
 async fn clock_show(req: SecretRequest) -> Response {
-    Json(clock_view(req.account.clock_offset, clock::account_now(&req.account))).into_response()
+    Json(clock_view(
+        req.account.clock_offset,
+        clock::account_now(&req.account),
+    ))
+    .into_response()
 }
 
 #[derive(Deserialize)]

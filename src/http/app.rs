@@ -94,7 +94,9 @@ fn presented_key(parts: &Parts) -> Result<String, ApiError> {
     };
     let header = parts.headers.get(AUTHORIZATION).ok_or_else(missing)?;
     let header = header.to_str().map_err(|_| {
-        ApiError::unauthorized("Invalid API Key provided: the Authorization header is not valid text.")
+        ApiError::unauthorized(
+            "Invalid API Key provided: the Authorization header is not valid text.",
+        )
     })?;
     let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     let key = match scheme.to_ascii_lowercase().as_str() {
@@ -104,7 +106,9 @@ fn presented_key(parts: &Parts) -> Result<String, ApiError> {
                 .decode(rest.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::unauthorized("Invalid API Key provided: malformed Basic credentials."))?;
+                .ok_or_else(|| {
+                    ApiError::unauthorized("Invalid API Key provided: malformed Basic credentials.")
+                })?;
             decoded.split(':').next().unwrap_or_default().to_string()
         }
         _ => {
@@ -146,10 +150,12 @@ impl App {
                     .account_by_key(key)
                     .await
                     .map_err(|e| ApiError::internal("account lookup failed", e))?;
-                let account = found
-                    .map(Arc::new)
-                    .ok_or_else(|| ApiError::unauthorized(format!("Invalid API Key provided: {}", mask_key(key))))?;
-                self.accounts.write().insert(key.to_string(), (account.clone(), Instant::now()));
+                let account = found.map(Arc::new).ok_or_else(|| {
+                    ApiError::unauthorized(format!("Invalid API Key provided: {}", mask_key(key)))
+                })?;
+                self.accounts
+                    .write()
+                    .insert(key.to_string(), (account.clone(), Instant::now()));
                 account
             }
         };
@@ -206,7 +212,9 @@ impl App {
     async fn replay(&self, req: &ApiRequest, key: &str) -> Option<Response> {
         let record = match self.store.idempotency_get(&req.account.id, key).await {
             Ok(record) => record?,
-            Err(e) => return Some(ApiError::internal("idempotency lookup failed", e).into_response()),
+            Err(e) => {
+                return Some(ApiError::internal("idempotency lookup failed", e).into_response())
+            }
         };
         let now = clock::account_now(&req.account);
         if record.created < now - IDEMPOTENCY_WINDOW_SECS {
@@ -229,7 +237,12 @@ impl App {
     }
 
     /// Expands, commits and answers. `None` means the operation lost a race and must run again.
-    pub async fn finish(&self, mut ctx: Ctx, req: &ApiRequest, outcome: Result<Value, ApiError>) -> Option<Response> {
+    pub async fn finish(
+        &self,
+        mut ctx: Ctx,
+        req: &ApiRequest,
+        outcome: Result<Value, ApiError>,
+    ) -> Option<Response> {
         let outcome = match outcome {
             Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
                 Ok(()) => Ok(value),
@@ -243,7 +256,8 @@ impl App {
         };
         let now = ctx.now;
         let mut batch = ctx.into_batch();
-        let store_record = status < 400 || status == 402 || status >= 500 || !batch.objects.is_empty();
+        let store_record =
+            status < 400 || status == 402 || status >= 500 || !batch.objects.is_empty();
         if let (Some(key), true) = (&req.info.idempotency_key, store_record) {
             batch.idempotency = Some(IdempotencyRecord {
                 key: key.clone(),
@@ -256,7 +270,8 @@ impl App {
         }
         match self.store.commit(batch).await {
             Ok(()) => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Some(json_response(status, body, false))
             }
             Err(CommitError::Conflict(id)) => {
@@ -270,12 +285,19 @@ impl App {
                     None => ApiError::internal("idempotency record vanished", &key).into_response(),
                 })
             }
-            Err(CommitError::Store(e)) => Some(ApiError::internal("commit failed", e).into_response()),
+            Err(CommitError::Store(e)) => {
+                Some(ApiError::internal("commit failed", e).into_response())
+            }
         }
     }
 
     /// Answers a read-only operation: expansion, no commit.
-    pub async fn respond(&self, mut ctx: Ctx, req: &ApiRequest, outcome: Result<Value, ApiError>) -> Response {
+    pub async fn respond(
+        &self,
+        mut ctx: Ctx,
+        req: &ApiRequest,
+        outcome: Result<Value, ApiError>,
+    ) -> Response {
         match outcome {
             Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
                 Ok(()) => json_response(StatusCode::OK, value.to_string(), false),
@@ -321,10 +343,12 @@ macro_rules! execute {
                     }
                     attempt += 1;
                     if attempt >= $crate::http::app::MAX_ATTEMPTS {
-                        break axum::response::IntoResponse::into_response($crate::error::ApiError::internal(
-                            "operation kept conflicting",
-                            attempt,
-                        ));
+                        break axum::response::IntoResponse::into_response(
+                            $crate::error::ApiError::internal(
+                                "operation kept conflicting",
+                                attempt,
+                            ),
+                        );
                     }
                     tokio::task::yield_now().await;
                 }
@@ -413,7 +437,9 @@ fn take_expand(tree: &mut Value) -> Result<Vec<String>, ApiError> {
         Value::String(s) if s.is_empty() => Ok(Vec::new()),
         Value::String(s) => Ok(vec![s]),
         other => params::from_value::<Vec<String>>(&other).map_err(|_| {
-            ApiError::invalid_request("Invalid array").with_code("parameter_invalid_array").with_param("expand")
+            ApiError::invalid_request("Invalid array")
+                .with_code("parameter_invalid_array")
+                .with_param("expand")
         }),
     }
 }
@@ -440,7 +466,11 @@ impl<const P: bool> FromRequest<App> for ApiRequest<P> {
             Some(v) if parts.method == Method::POST => {
                 let key = v
                     .to_str()
-                    .map_err(|_| ApiError::invalid_request("Invalid idempotency key: it must be printable text."))?
+                    .map_err(|_| {
+                        ApiError::invalid_request(
+                            "Invalid idempotency key: it must be printable text.",
+                        )
+                    })?
                     .trim()
                     .to_string();
                 if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
@@ -454,13 +484,16 @@ impl<const P: bool> FromRequest<App> for ApiRequest<P> {
         };
         let query_tree = form::decode(parts.uri.query().unwrap_or("").as_bytes())?;
         let mut tree = if parts.method == Method::POST {
-            let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await.map_err(|_| {
-                ApiError::new(
+            let bytes =
+                axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+                    .await
+                    .map_err(|_| {
+                        ApiError::new(
                     413,
                     ErrorType::InvalidRequestError,
                     format!("Request body too large: at most {MAX_BODY_BYTES} bytes are accepted."),
                 )
-            })?;
+                    })?;
             let content_type = parts
                 .headers
                 .get(CONTENT_TYPE)
@@ -499,7 +532,11 @@ impl<const P: bool> FromRequest<App> for ApiRequest<P> {
         parts.extensions.clear();
         Ok(ApiRequest {
             account,
-            info: RequestInfo { request_id, idempotency_key, key_kind },
+            info: RequestInfo {
+                request_id,
+                idempotency_key,
+                key_kind,
+            },
             method: parts.method,
             path,
             tree,

@@ -15,7 +15,10 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/v1/customers", get(list).post(create))
         .route("/v1/customers/search", get(search))
-        .route("/v1/customers/{id}", get(retrieve).post(update).delete(delete))
+        .route(
+            "/v1/customers/{id}",
+            get(retrieve).post(update).delete(delete),
+        )
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
@@ -38,7 +41,8 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    execute!(app, req, |ctx| customer::update(&mut ctx, &id, &params).await)
+    execute!(app, req, |ctx| customer::update(&mut ctx, &id, &params)
+        .await)
 }
 
 async fn delete(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
@@ -54,7 +58,8 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    read!(app, req, |ctx| customer::list(&mut ctx, &filters, &page).await)
+    read!(app, req, |ctx| customer::list(&mut ctx, &filters, &page)
+        .await)
 }
 
 async fn search(State(app): State<App>, req: SecretRequest) -> Response {

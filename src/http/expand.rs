@@ -32,7 +32,12 @@ pub async fn apply(ctx: &mut Ctx, value: &mut Value, expand: &[String]) -> Resul
     Ok(())
 }
 
-async fn expand_path(ctx: &mut Ctx, value: &mut Value, segments: &[&str], full: &str) -> Result<(), ApiError> {
+async fn expand_path(
+    ctx: &mut Ctx,
+    value: &mut Value,
+    segments: &[&str],
+    full: &str,
+) -> Result<(), ApiError> {
     expand_at(ctx, value, segments, full).await
 }
 

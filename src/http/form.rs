@@ -56,16 +56,21 @@ fn split_key(key: &str) -> Result<Vec<&str>, ApiError> {
         segments.push(&rest[1..close]);
         rest = &rest[close + 1..];
         if segments.len() > MAX_DEPTH {
-            return Err(ApiError::invalid_request(format!(
-                "Parameter nesting is too deep: {key}"
-            ))
-            .with_param(key.to_string()));
+            return Err(
+                ApiError::invalid_request(format!("Parameter nesting is too deep: {key}"))
+                    .with_param(key.to_string()),
+            );
         }
     }
     Ok(segments)
 }
 
-fn insert(root: &mut Map<String, Value>, key: &str, segments: &[&str], value: String) -> Result<(), ApiError> {
+fn insert(
+    root: &mut Map<String, Value>,
+    key: &str,
+    segments: &[&str],
+    value: String,
+) -> Result<(), ApiError> {
     let conflict = || {
         ApiError::invalid_request(format!(
             "Invalid parameter: {key} is given both as a value and as a hash or array"
@@ -113,7 +118,9 @@ mod tests {
 
     #[test]
     fn nested_brackets_and_arrays() {
-        let v = decode(b"a=1&card[number]=4242&expand[]=x&expand[]=y&items[0][price]=p&metadata[k]=").unwrap();
+        let v =
+            decode(b"a=1&card[number]=4242&expand[]=x&expand[]=y&items[0][price]=p&metadata[k]=")
+                .unwrap();
         assert_eq!(
             v,
             json!({"a":"1","card":{"number":"4242"},"expand":{"0":"x","1":"y"},"items":{"0":{"price":"p"}},"metadata":{"k":""}})

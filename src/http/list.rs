@@ -24,13 +24,20 @@ impl<'de> Deserialize<'de> for CreatedParam {
                 f.write_str("a timestamp or a hash of gt, gte, lt, lte")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<CreatedParam, E> {
-                Ok(CreatedParam(CreatedRange { gte: Some(v), lte: Some(v), ..Default::default() }))
+                Ok(CreatedParam(CreatedRange {
+                    gte: Some(v),
+                    lte: Some(v),
+                    ..Default::default()
+                }))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<CreatedParam, E> {
                 self.visit_i64(v as i64)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CreatedParam, E> {
-                let n: i64 = v.trim().parse().map_err(|_| E::custom(format!("Invalid integer: {v}")))?;
+                let n: i64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| E::custom(format!("Invalid integer: {v}")))?;
                 self.visit_i64(n)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CreatedParam, A::Error> {
@@ -119,7 +126,13 @@ impl ListParams {
 }
 
 /// Reads one page and renders Stripe's list object.
-pub async fn page(ctx: &mut Ctx, kind: &str, filter: Option<(String, String)>, params: &ListParams, url: &str) -> Result<Value, ApiError> {
+pub async fn page(
+    ctx: &mut Ctx,
+    kind: &str,
+    filter: Option<(String, String)>,
+    params: &ListParams,
+    url: &str,
+) -> Result<Value, ApiError> {
     let query = ListQuery {
         kind: kind.to_string(),
         filter,
@@ -129,7 +142,11 @@ pub async fn page(ctx: &mut Ctx, kind: &str, filter: Option<(String, String)>, p
     };
     let backwards = params.starting_after.is_none() && params.ending_before.is_some();
     let mut rows = ctx
-        .list_page(query, params.starting_after.as_deref(), params.ending_before.as_deref())
+        .list_page(
+            query,
+            params.starting_after.as_deref(),
+            params.ending_before.as_deref(),
+        )
         .await?;
     let has_more = rows.len() > params.limit;
     rows.truncate(params.limit);

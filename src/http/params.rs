@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -17,7 +19,11 @@ use crate::error::ApiError;
 
 /// Decodes `value` into `T`, turning the first problem into Stripe's 400.
 pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
-    T::deserialize(ValueDe { value, path: String::new() }).map_err(ParamError::into_api_error)
+    T::deserialize(ValueDe {
+        value,
+        path: String::new(),
+    })
+    .map_err(ParamError::into_api_error)
 }
 
 #[derive(Debug)]
@@ -37,7 +43,10 @@ pub struct ParamError {
 
 impl ParamError {
     fn invalid(code: &'static str, message: String) -> Self {
-        ParamError { problem: Problem::Invalid { code, message }, param: None }
+        ParamError {
+            problem: Problem::Invalid { code, message },
+            param: None,
+        }
     }
 
     fn at(mut self, param: impl FnOnce() -> String) -> Self {
@@ -55,7 +64,11 @@ impl ParamError {
             Problem::Invalid { code, message } => ApiError::invalid_param(&param, code, message),
             Problem::Custom(message) => {
                 let err = ApiError::invalid_request(message);
-                if param.is_empty() { err } else { err.with_param(param) }
+                if param.is_empty() {
+                    err
+                } else {
+                    err.with_param(param)
+                }
             }
         }
     }
@@ -71,15 +84,27 @@ impl std::error::Error for ParamError {}
 
 impl de::Error for ParamError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        ParamError { problem: Problem::Custom(msg.to_string()), param: None }
+        ParamError {
+            problem: Problem::Custom(msg.to_string()),
+            param: None,
+        }
     }
 
     fn unknown_field(field: &str, _expected: &'static [&'static str]) -> Self {
-        { let _ = field; ParamError { problem: Problem::Unknown, param: None } }
+        {
+            let _ = field;
+            ParamError {
+                problem: Problem::Unknown,
+                param: None,
+            }
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
-        ParamError { problem: Problem::Missing(field.to_string()), param: None }
+        ParamError {
+            problem: Problem::Missing(field.to_string()),
+            param: None,
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -124,8 +149,11 @@ impl<'a> ValueDe<'a> {
             _ => None,
         };
         parsed.ok_or_else(|| {
-            ParamError::invalid("parameter_invalid_integer", format!("Invalid integer: {}", describe(self.value)))
-                .at(|| self.path.clone())
+            ParamError::invalid(
+                "parameter_invalid_integer",
+                format!("Invalid integer: {}", describe(self.value)),
+            )
+            .at(|| self.path.clone())
         })
     }
 
@@ -136,8 +164,11 @@ impl<'a> ValueDe<'a> {
             _ => None,
         };
         parsed.ok_or_else(|| {
-            ParamError::invalid("parameter_invalid_decimal", format!("Invalid decimal: {}", describe(self.value)))
-                .at(|| self.path.clone())
+            ParamError::invalid(
+                "parameter_invalid_decimal",
+                format!("Invalid decimal: {}", describe(self.value)),
+            )
+            .at(|| self.path.clone())
         })
     }
 
@@ -153,7 +184,8 @@ impl<'a> ValueDe<'a> {
     }
 
     fn wrong(&self, what: &str, code: &'static str) -> ParamError {
-        ParamError::invalid(code, format!("Invalid {what}: {}", describe(self.value))).at(|| self.path.clone())
+        ParamError::invalid(code, format!("Invalid {what}: {}", describe(self.value)))
+            .at(|| self.path.clone())
     }
 }
 
@@ -162,8 +194,11 @@ macro_rules! integer_method {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
             let n = self.integer()?;
             let n = <$ty>::try_from(n).map_err(|_| {
-                ParamError::invalid("parameter_invalid_integer", format!("Invalid integer: {}", describe(self.value)))
-                    .at(|| self.path.clone())
+                ParamError::invalid(
+                    "parameter_invalid_integer",
+                    format!("Invalid integer: {}", describe(self.value)),
+                )
+                .at(|| self.path.clone())
             })?;
             visitor.$visit(n)
         }
@@ -255,21 +290,35 @@ impl<'de, 'a> Deserializer<'de> for ValueDe<'a> {
         visitor.visit_unit()
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         visitor.visit_newtype_struct(self)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
         let items: Vec<(String, &Value)> = match self.value {
-            Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v))
+                .collect(),
             Value::Object(map) => {
                 let mut indexed = Vec::with_capacity(map.len());
                 for (k, v) in map {
-                    let index: usize = k.parse().map_err(|_| self.wrong("array", "parameter_invalid_array"))?;
+                    let index: usize = k
+                        .parse()
+                        .map_err(|_| self.wrong("array", "parameter_invalid_array"))?;
                     indexed.push((index, k.clone(), v));
                 }
                 indexed.sort_by_key(|(i, _, _)| *i);
@@ -279,14 +328,26 @@ impl<'de, 'a> Deserializer<'de> for ValueDe<'a> {
             _ => return Err(self.wrong("array", "parameter_invalid_array")),
         };
         let path = self.path.clone();
-        visitor.visit_seq(Seq { items: items.into_iter(), path })
+        visitor.visit_seq(Seq {
+            items: items.into_iter(),
+            path,
+        })
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         self.deserialize_seq(visitor)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         self.deserialize_seq(visitor)
     }
 
@@ -299,7 +360,11 @@ impl<'de, 'a> Deserializer<'de> for ValueDe<'a> {
         };
         let path = self.path.clone();
         visitor
-            .visit_map(Entries { iter: map.iter(), current: None, path: path.clone() })
+            .visit_map(Entries {
+                iter: map.iter(),
+                current: None,
+                path: path.clone(),
+            })
             .map_err(|e| match e.problem {
                 Problem::Missing(ref field) => {
                     let field = field.clone();
@@ -309,11 +374,21 @@ impl<'de, 'a> Deserializer<'de> for ValueDe<'a> {
             })
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, _name: &'static str, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         self.deserialize_map(visitor)
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _name: &'static str, _variants: &'static [&'static str], visitor: V) -> Result<V::Value, ParamError> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, ParamError> {
         match self.value {
             Value::String(s) => {
                 let path = self.path.clone();
@@ -343,7 +418,10 @@ struct Entries<'a> {
 impl<'de, 'a> MapAccess<'de> for Entries<'a> {
     type Error = ParamError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, ParamError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, ParamError> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.current = Some((k, v));
@@ -356,14 +434,20 @@ impl<'de, 'a> MapAccess<'de> for Entries<'a> {
         }
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ParamError> {
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, ParamError> {
         let (k, v) = self
             .current
             .take()
             .ok_or_else(|| <ParamError as de::Error>::custom("value requested before key"))?;
         let path = child_path(&self.path, k);
-        seed.deserialize(ValueDe { value: v, path: path.clone() })
-            .map_err(|e| e.at(|| path))
+        seed.deserialize(ValueDe {
+            value: v,
+            path: path.clone(),
+        })
+        .map_err(|e| e.at(|| path))
     }
 }
 
@@ -375,13 +459,19 @@ struct Seq<I> {
 impl<'de, 'a, I: Iterator<Item = (String, &'a Value)>> SeqAccess<'de> for Seq<I> {
     type Error = ParamError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, ParamError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, ParamError> {
         match self.items.next() {
             Some((k, v)) => {
                 let path = child_path(&self.path, &k);
-                seed.deserialize(ValueDe { value: v, path: path.clone() })
-                    .map(Some)
-                    .map_err(|e| e.at(|| path))
+                seed.deserialize(ValueDe {
+                    value: v,
+                    path: path.clone(),
+                })
+                .map(Some)
+                .map_err(|e| e.at(|| path))
             }
             None => Ok(None),
         }
@@ -452,6 +542,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be decoded, not read
     struct Card {
         number: String,
         exp_month: u32,

@@ -9,7 +9,9 @@ use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
 use crate::ids;
 use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
-use crate::resources::{apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping, ShippingParam};
+use crate::resources::{
+    apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping, ShippingParam,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InvoiceSettings {
@@ -208,10 +210,26 @@ pub struct CustomerListFilters {
 
 /// Fields Stripe's customer search supports.
 pub const SEARCH_FIELDS: &[SearchField] = &[
-    SearchField { name: "created", path: &["created"], kind: FieldKind::Number },
-    SearchField { name: "email", path: &["email"], kind: FieldKind::Text },
-    SearchField { name: "name", path: &["name"], kind: FieldKind::Text },
-    SearchField { name: "phone", path: &["phone"], kind: FieldKind::Text },
+    SearchField {
+        name: "created",
+        path: &["created"],
+        kind: FieldKind::Number,
+    },
+    SearchField {
+        name: "email",
+        path: &["email"],
+        kind: FieldKind::Text,
+    },
+    SearchField {
+        name: "name",
+        path: &["name"],
+        kind: FieldKind::Text,
+    },
+    SearchField {
+        name: "phone",
+        path: &["phone"],
+        kind: FieldKind::Text,
+    },
 ];
 
 fn invoice_prefix() -> String {
@@ -219,7 +237,10 @@ fn invoice_prefix() -> String {
 }
 
 fn check_invoice_prefix(prefix: &str) -> Result<(), ApiError> {
-    let ok = (3..=12).contains(&prefix.len()) && prefix.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    let ok = (3..=12).contains(&prefix.len())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
     if ok {
         Ok(())
     } else {
@@ -235,14 +256,20 @@ fn check_invoice_prefix(prefix: &str) -> Result<(), ApiError> {
 /// refuses unknown ids, rather than silently ignored.
 fn refuse_missing(param: &str, object: &str, id: &Field<String>) -> Result<(), ApiError> {
     match id {
-        Field::Set(id) => Err(ApiError::invalid_request(format!("No such {object}: '{id}'"))
-            .with_code("resource_missing")
-            .with_param(param)),
+        Field::Set(id) => Err(
+            ApiError::invalid_request(format!("No such {object}: '{id}'"))
+                .with_code("resource_missing")
+                .with_param(param),
+        ),
         _ => Ok(()),
     }
 }
 
-async fn check_default_payment_method(ctx: &mut Ctx, customer: &str, pm: &str) -> Result<(), ApiError> {
+async fn check_default_payment_method(
+    ctx: &mut Ctx,
+    customer: &str,
+    pm: &str,
+) -> Result<(), ApiError> {
     let attached = match ctx.find_value(pm).await? {
         Some(v) if v.get("object").and_then(Value::as_str) == Some("payment_method") => {
             v.get("customer").and_then(Value::as_str) == Some(customer)
@@ -267,9 +294,11 @@ async fn apply(ctx: &mut Ctx, customer: &mut Customer, p: CustomerParams) -> Res
     refuse_missing("source", "source", &p.source)?;
     refuse_missing("default_source", "source", &p.default_source)?;
     if let Some(clock) = &p.test_clock {
-        return Err(ApiError::invalid_request(format!("No such test clock: '{clock}'"))
-            .with_code("resource_missing")
-            .with_param("test_clock"));
+        return Err(
+            ApiError::invalid_request(format!("No such test clock: '{clock}'"))
+                .with_code("resource_missing")
+                .with_param("test_clock"),
+        );
     }
     if let Field::Set(email) = &p.email {
         validate_email("email", email)?;
@@ -294,13 +323,22 @@ async fn apply(ctx: &mut Ctx, customer: &mut Customer, p: CustomerParams) -> Res
         if let Field::Set(pm) = &settings.default_payment_method {
             check_default_payment_method(ctx, &customer.id, pm).await?;
         }
-        settings.default_payment_method.apply(&mut s.default_payment_method);
+        settings
+            .default_payment_method
+            .apply(&mut s.default_payment_method);
         settings.footer.apply(&mut s.footer);
         match settings.rendering_options {
             Field::Set(r) => {
-                let mut current = s.rendering_options.take().and_then(|r| r.amount_tax_display);
-                r.amount_tax_display.map_set(|d| d.as_str().to_string()).apply(&mut current);
-                s.rendering_options = Some(RenderingOptions { amount_tax_display: current });
+                let mut current = s
+                    .rendering_options
+                    .take()
+                    .and_then(|r| r.amount_tax_display);
+                r.amount_tax_display
+                    .map_set(|d| d.as_str().to_string())
+                    .apply(&mut current);
+                s.rendering_options = Some(RenderingOptions {
+                    amount_tax_display: current,
+                });
             }
             Field::Clear => s.rendering_options = None,
             Field::Absent => {}
@@ -317,7 +355,9 @@ async fn apply(ctx: &mut Ctx, customer: &mut Customer, p: CustomerParams) -> Res
         Field::Clear => customer.preferred_locales.clear(),
         Field::Absent => {}
     }
-    p.shipping.map_set(Shipping::from).apply(&mut customer.shipping);
+    p.shipping
+        .map_set(Shipping::from)
+        .apply(&mut customer.shipping);
     match p.tax_exempt {
         Field::Set(t) => customer.tax_exempt = t.as_str().to_string(),
         Field::Clear => customer.tax_exempt = "none".to_string(),
@@ -340,9 +380,11 @@ pub async fn create(ctx: &mut Ctx, params: &CustomerParams) -> Result<Value, Api
     let p = params.clone();
     if let Some(pm) = &p.payment_method {
         // Attaching on create arrives with PaymentMethods; until then the id cannot exist.
-        return Err(ApiError::invalid_request(format!("No such PaymentMethod: '{pm}'"))
-            .with_code("resource_missing")
-            .with_param("payment_method"));
+        return Err(
+            ApiError::invalid_request(format!("No such PaymentMethod: '{pm}'"))
+                .with_code("resource_missing")
+                .with_param("payment_method"),
+        );
     }
     let mut customer = Customer {
         id: ids::new_id("cus"),
@@ -383,7 +425,9 @@ fn deleted_view(id: &str) -> Value {
 pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     match ctx.find::<Customer>(id).await? {
         Some(c) if c.is_deleted() => Ok(deleted_view(&c.id)),
-        Some(c) => serde_json::to_value(c).map_err(|e| ApiError::internal("customer does not encode", e)),
+        Some(c) => {
+            serde_json::to_value(c).map_err(|e| ApiError::internal("customer does not encode", e))
+        }
         None => Err(ApiError::no_such("customer", id)),
     }
 }
@@ -394,7 +438,8 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &CustomerParams) -> Result<
         return Err(ApiError::unknown_param("payment_method"));
     }
     let mut customer: Customer = ctx.fetch(id).await?;
-    let before = serde_json::to_value(&customer).map_err(|e| ApiError::internal("customer does not encode", e))?;
+    let before = serde_json::to_value(&customer)
+        .map_err(|e| ApiError::internal("customer does not encode", e))?;
     apply(ctx, &mut customer, p).await?;
     let after = ctx.save(&customer)?;
     if let Some(previous) = previous_attributes(&before, &after) {
@@ -405,14 +450,19 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &CustomerParams) -> Result<
 
 pub async fn delete(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     let mut customer: Customer = ctx.fetch(id).await?;
-    let last = serde_json::to_value(&customer).map_err(|e| ApiError::internal("customer does not encode", e))?;
+    let last = serde_json::to_value(&customer)
+        .map_err(|e| ApiError::internal("customer does not encode", e))?;
     customer.deleted = Some(true);
     ctx.save(&customer)?;
     ctx.emit("customer.deleted", last, None);
     Ok(deleted_view(id))
 }
 
-pub async fn list(ctx: &mut Ctx, filters: &CustomerListFilters, params: &ListParams) -> Result<Value, ApiError> {
+pub async fn list(
+    ctx: &mut Ctx,
+    filters: &CustomerListFilters,
+    params: &ListParams,
+) -> Result<Value, ApiError> {
     let filter = match (&filters.email, &filters.test_clock) {
         (Some(email), _) => Some(("email".to_string(), email.clone())),
         (None, Some(clock)) => Some(("test_clock".to_string(), clock.clone())),
@@ -422,5 +472,12 @@ pub async fn list(ctx: &mut Ctx, filters: &CustomerListFilters, params: &ListPar
 }
 
 pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiError> {
-    search::run(ctx, Customer::OBJECT, SEARCH_FIELDS, params, "/v1/customers/search").await
+    search::run(
+        ctx,
+        Customer::OBJECT,
+        SEARCH_FIELDS,
+        params,
+        "/v1/customers/search",
+    )
+    .await
 }

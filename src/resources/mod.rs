@@ -104,19 +104,29 @@ pub struct ShippingParam {
 
 impl From<ShippingParam> for Shipping {
     fn from(p: ShippingParam) -> Self {
-        Shipping { address: p.address, carrier: None, name: p.name, phone: p.phone, tracking_number: None }
+        Shipping {
+            address: p.address,
+            carrier: None,
+            name: p.name,
+            phone: p.phone,
+            tracking_number: None,
+        }
     }
 }
 
 /// A loose check, as Stripe's: something@something.
 pub fn validate_email(param: &str, email: &str) -> Result<(), ApiError> {
     let ok = email.len() <= 512
-        && email
-            .split_once('@')
-            .is_some_and(|(user, domain)| !user.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace));
+        && email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
+        });
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid_param(param, "email_invalid", format!("Invalid email address: {email}")))
+        Err(ApiError::invalid_param(
+            param,
+            "email_invalid",
+            format!("Invalid email address: {email}"),
+        ))
     }
 }

@@ -91,7 +91,12 @@ impl<'a> Parser<'a> {
     fn quoted(&mut self) -> Result<String, ApiError> {
         let quote = match self.rest().chars().next() {
             Some(q @ ('\'' | '"')) => q,
-            _ => return Err(invalid(format!("Expected a quoted string at position {}.", self.pos))),
+            _ => {
+                return Err(invalid(format!(
+                    "Expected a quoted string at position {}.",
+                    self.pos
+                )))
+            }
         };
         self.pos += 1;
         let mut out = String::new();
@@ -165,7 +170,10 @@ impl Query {
                 match fields.iter().position(|f| f.name == name) {
                     Some(i) => (Some(i), None),
                     None if name.is_empty() => {
-                        return Err(invalid(format!("Expected a field name at position {}.", p.pos)))
+                        return Err(invalid(format!(
+                            "Expected a field name at position {}.",
+                            p.pos
+                        )))
                     }
                     None => {
                         let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
@@ -189,7 +197,10 @@ impl Query {
             } else if p.eat("~") {
                 Op::Contains
             } else {
-                return Err(invalid(format!("Expected an operator (:, ~, >, <, >=, <=) at position {}.", p.pos)));
+                return Err(invalid(format!(
+                    "Expected an operator (:, ~, >, <, >=, <=) at position {}.",
+                    p.pos
+                )));
             };
             let value = match p.rest().chars().next() {
                 Some('\'' | '"') => Literal::Text(p.quoted()?),
@@ -200,14 +211,18 @@ impl Query {
                     } else if let Ok(n) = word.parse::<f64>() {
                         Literal::Number(n)
                     } else {
-                        return Err(invalid(format!("Invalid value `{word}` in the search query: quote strings.")));
+                        return Err(invalid(format!(
+                            "Invalid value `{word}` in the search query: quote strings."
+                        )));
                     }
                 }
             };
             let kind = field.map(|i| fields[i].kind).unwrap_or(FieldKind::Text);
             let numeric_op = matches!(op, Op::Gt | Op::Gte | Op::Lt | Op::Lte);
             if numeric_op && kind != FieldKind::Number {
-                return Err(invalid(format!("Field `{name}` does not support range comparisons.")));
+                return Err(invalid(format!(
+                    "Field `{name}` does not support range comparisons."
+                )));
             }
             if op == Op::Contains {
                 match (&value, kind) {
@@ -215,10 +230,20 @@ impl Query {
                     (Literal::Text(_), FieldKind::Text) => {
                         return Err(invalid("Substring matches (~) need at least 3 characters."))
                     }
-                    _ => return Err(invalid(format!("Field `{name}` does not support substring matches (~)."))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "Field `{name}` does not support substring matches (~)."
+                        )))
+                    }
                 }
             }
-            clauses.push(Clause { negated, field, metadata_key, op, value });
+            clauses.push(Clause {
+                negated,
+                field,
+                metadata_key,
+                op,
+                value,
+            });
             if clauses.len() > 10 {
                 return Err(invalid("A search query may have at most 10 clauses."));
             }
@@ -226,7 +251,10 @@ impl Query {
         if clauses.is_empty() {
             return Err(invalid("The search query is empty."));
         }
-        Ok(Query { clauses, any: joiner.unwrap_or(false) })
+        Ok(Query {
+            clauses,
+            any: joiner.unwrap_or(false),
+        })
     }
 
     pub fn matches(&self, object: &Value, fields: &[SearchField]) -> bool {
@@ -249,7 +277,9 @@ impl Query {
                     .as_str()
                     .is_some_and(|s| s.to_lowercase().contains(&want.to_lowercase())),
                 (Literal::Number(want), op) => {
-                    let have = found.as_f64().or_else(|| found.as_str().and_then(|s| s.parse().ok()));
+                    let have = found
+                        .as_f64()
+                        .or_else(|| found.as_str().and_then(|s| s.parse().ok()));
                     match (have, op) {
                         (Some(h), Op::Eq) => h == *want,
                         (Some(h), Op::Gt) => h > *want,
@@ -284,7 +314,13 @@ pub struct SearchParams {
 const SCAN_BATCH: usize = 500;
 
 /// Runs a search over one kind of object and renders Stripe's `search_result`.
-pub async fn run(ctx: &mut Ctx, kind: &str, fields: &[SearchField], params: &SearchParams, url: &str) -> Result<Value, ApiError> {
+pub async fn run(
+    ctx: &mut Ctx,
+    kind: &str,
+    fields: &[SearchField],
+    params: &SearchParams,
+    url: &str,
+) -> Result<Value, ApiError> {
     let query = Query::parse(&params.query, fields)?;
     let limit = match params.limit {
         None => 10,
@@ -305,7 +341,9 @@ pub async fn run(ctx: &mut Ctx, kind: &str, fields: &[SearchField], params: &Sea
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::invalid_request("Invalid page token.").with_param("page"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_request("Invalid page token.").with_param("page")
+                })?;
             Cursor::Before(seq)
         }
     };
@@ -315,7 +353,12 @@ pub async fn run(ctx: &mut Ctx, kind: &str, fields: &[SearchField], params: &Sea
             .store
             .list(
                 ctx.account_id(),
-                &ListQuery { kind: kind.to_string(), cursor, limit: SCAN_BATCH, ..Default::default() },
+                &ListQuery {
+                    kind: kind.to_string(),
+                    cursor,
+                    limit: SCAN_BATCH,
+                    ..Default::default()
+                },
             )
             .await
             .map_err(|e| ApiError::internal("search scan failed", e))?;
@@ -358,9 +401,21 @@ mod tests {
     use super::*;
 
     const FIELDS: &[SearchField] = &[
-        SearchField { name: "email", path: &["email"], kind: FieldKind::Text },
-        SearchField { name: "name", path: &["name"], kind: FieldKind::Text },
-        SearchField { name: "created", path: &["created"], kind: FieldKind::Number },
+        SearchField {
+            name: "email",
+            path: &["email"],
+            kind: FieldKind::Text,
+        },
+        SearchField {
+            name: "name",
+            path: &["name"],
+            kind: FieldKind::Text,
+        },
+        SearchField {
+            name: "created",
+            path: &["created"],
+            kind: FieldKind::Number,
+        },
     ];
 
     fn q(s: &str) -> Result<Query, ApiError> {
@@ -371,17 +426,35 @@ mod tests {
     fn clauses_and_joiners() {
         let obj = json!({"email": "Jane@Example.com", "name": "Jane Doe", "created": 100, "metadata": {"order": "6735"}});
         assert!(q("email:'jane@example.com'").unwrap().matches(&obj, FIELDS));
-        assert!(q("name~'doe' AND created>50").unwrap().matches(&obj, FIELDS));
-        assert!(!q("name~'doe' AND created>100").unwrap().matches(&obj, FIELDS));
-        assert!(q("name:'x' OR metadata['order']:'6735'").unwrap().matches(&obj, FIELDS));
+        assert!(q("name~'doe' AND created>50")
+            .unwrap()
+            .matches(&obj, FIELDS));
+        assert!(!q("name~'doe' AND created>100")
+            .unwrap()
+            .matches(&obj, FIELDS));
+        assert!(q("name:'x' OR metadata['order']:'6735'")
+            .unwrap()
+            .matches(&obj, FIELDS));
         assert!(q("-email:'other@x.com'").unwrap().matches(&obj, FIELDS));
-        assert!(q("created>=100 AND created<=100").unwrap().matches(&obj, FIELDS));
-        assert!(q("metadata[\"order\"]:\"6735\"").unwrap().matches(&obj, FIELDS));
+        assert!(q("created>=100 AND created<=100")
+            .unwrap()
+            .matches(&obj, FIELDS));
+        assert!(q("metadata[\"order\"]:\"6735\"")
+            .unwrap()
+            .matches(&obj, FIELDS));
     }
 
     #[test]
     fn malformed_queries_are_400_on_query() {
-        for bad in ["", "email", "bogus:'x'", "email:'x' AND name:'y' OR created>1", "name~'ab'", "email>'x'", "email:'x"] {
+        for bad in [
+            "",
+            "email",
+            "bogus:'x'",
+            "email:'x' AND name:'y' OR created>1",
+            "name~'ab'",
+            "email>'x'",
+            "email:'x",
+        ] {
             let err = q(bad).unwrap_err();
             assert_eq!(err.status, 400, "{bad}");
             assert_eq!(err.param.as_deref(), Some("query"), "{bad}");

@@ -131,12 +131,20 @@ pub enum CommitError {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_detail(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
     Pool(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// The database's own message: tokio-postgres keeps it in the error's source.
+fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -158,7 +166,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>>;
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>>;
-    async fn idempotency_get(&self, account: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    async fn idempotency_get(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
 
     /// Commits the batch atomically; returns only once it is durable.
     async fn commit(&self, batch: WriteBatch) -> Result<(), CommitError>;

@@ -72,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
+
 type Reply = oneshot::Sender<Result<(), CommitError>>;
 type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
@@ -89,21 +91,24 @@ pub struct SqliteStore {
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // FULL: an acknowledged payment survives power loss too, not only a crash.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;")?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+    )?;
     Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch("PRAGMA journal_mode = WAL;")?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // IMMEDIATE takes the write lock before reading the version, so two processes
+    // opening one new file cannot both apply the same migration.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        tx.commit()?;
         tracing::info!(version = i + 1, "sqlite migration applied");
     }
-    Ok(())
+    tx.commit()
 }
 
 impl SqliteStore {
@@ -148,7 +153,8 @@ impl SqliteStore {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = readers.lock().pop();
-            let conn = conn.ok_or_else(|| StoreError::Unavailable("no reader connection".into()))?;
+            let conn =
+                conn.ok_or_else(|| StoreError::Unavailable("no reader connection".into()))?;
             let result = f(&conn);
             readers.lock().push(conn);
             result.map_err(StoreError::from)
@@ -166,7 +172,10 @@ impl SqliteStore {
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
-    async fn admin(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) -> StoreResult<()> {
+    async fn admin(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> StoreResult<()> {
         match self.submit(|reply| Job::Admin(Box::new(f), reply)).await {
             Ok(()) => Ok(()),
             Err(CommitError::Store(e)) => Err(e),
@@ -198,17 +207,31 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 continue;
             }
         };
+        let mut poisoned = false;
         for job in group {
             let (result, reply) = match job {
-                Job::Batch(batch, reply) => (apply_in_savepoint(&tx, |c| apply_batch(c, &batch)), reply),
+                Job::Batch(batch, reply) => {
+                    (apply_in_savepoint(&tx, |c| apply_batch(c, &batch)), reply)
+                }
                 Job::Admin(work, reply) => (
                     apply_in_savepoint(&tx, |c| work(c).map_err(|e| CommitError::Store(e.into()))),
                     reply,
                 ),
             };
+            if matches!(result, Err(CommitError::Store(StoreError::Unavailable(ref m))) if m == ROLLBACK_FAILED)
+            {
+                poisoned = true;
+            }
             outcomes.push((reply, result));
         }
-        match tx.commit() {
+        // A batch whose savepoint could not be rolled back may have left partial
+        // writes: the whole group is abandoned rather than committed with them.
+        let committed = if poisoned {
+            tx.rollback().and(Err(rusqlite::Error::InvalidQuery))
+        } else {
+            tx.commit()
+        };
+        match committed {
             Ok(()) => {
                 for (reply, result) in outcomes {
                     let _ = reply.send(result);
@@ -234,15 +257,24 @@ fn apply_in_savepoint(
         return Err(CommitError::Store(e.into()));
     }
     let result = f(conn);
-    let end = if result.is_ok() {
-        conn.execute_batch("RELEASE batch")
-    } else {
-        conn.execute_batch("ROLLBACK TO batch; RELEASE batch")
-    };
-    match (result, end) {
-        (Ok(()), Err(e)) => Err(CommitError::Store(e.into())),
-        (result, _) => result,
+    if result.is_ok() {
+        return match conn.execute_batch("RELEASE batch") {
+            Ok(()) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "savepoint release failed");
+                Err(CommitError::Store(StoreError::Unavailable(
+                    ROLLBACK_FAILED.into(),
+                )))
+            }
+        };
     }
+    if let Err(e) = conn.execute_batch("ROLLBACK TO batch; RELEASE batch") {
+        tracing::error!(error = %e, "savepoint rollback failed");
+        return Err(CommitError::Store(StoreError::Unavailable(
+            ROLLBACK_FAILED.into(),
+        )));
+    }
+    result
 }
 
 fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError> {
@@ -256,7 +288,14 @@ fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError>
                          VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT(id) DO NOTHING",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![account, object.id, object.kind, object.created, object.deleted, object.data])
+                        s.execute(params![
+                            account,
+                            object.id,
+                            object.kind,
+                            object.created,
+                            object.deleted,
+                            object.data
+                        ])
                     })
                     .map_err(|e| CommitError::Store(e.into()))?;
                 if inserted == 0 {
@@ -271,8 +310,11 @@ fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError>
                          WHERE id = ?1 AND account = ?2 AND version = ?3 RETURNING seq",
                     )
                     .and_then(|mut s| {
-                        s.query_row(params![object.id, account, version, object.deleted, object.data], |r| r.get(0))
-                            .optional()
+                        s.query_row(
+                            params![object.id, account, version, object.deleted, object.data],
+                            |r| r.get(0),
+                        )
+                        .optional()
                     })
                     .map_err(|e| CommitError::Store(e.into()))?;
                 let seq = seq.ok_or_else(|| CommitError::Conflict(object.id.clone()))?;
@@ -297,9 +339,11 @@ fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError>
         }
     }
     for event_id in &batch.outbox {
-        conn.prepare_cached("INSERT INTO outbox (account, event_id, created) VALUES (?1, ?2, unixepoch())")
-            .and_then(|mut s| s.execute(params![account, event_id]))
-            .map_err(|e| CommitError::Store(e.into()))?;
+        conn.prepare_cached(
+            "INSERT INTO outbox (account, event_id, created) VALUES (?1, ?2, unixepoch())",
+        )
+        .and_then(|mut s| s.execute(params![account, event_id]))
+        .map_err(|e| CommitError::Store(e.into()))?;
     }
     if let Some(record) = &batch.idempotency {
         let written = conn
@@ -358,9 +402,8 @@ const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, cr
 /// every value is a bound parameter.
 fn list_sql(query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
-    let mut sql = String::from(
-        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ",
-    );
+    let mut sql =
+        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
     let mut args: Vec<V> = Vec::new();
     let column = if let Some((field, value)) = &query.filter {
         sql.push_str(
@@ -417,8 +460,10 @@ impl Store for SqliteStore {
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
-                .optional()
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .await
     }
@@ -442,7 +487,13 @@ impl Store for SqliteStore {
             c.execute(
                 "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.id, a.secret_key, a.publishable_key, a.clock_offset, a.created],
+                params![
+                    a.id,
+                    a.secret_key,
+                    a.publishable_key,
+                    a.clock_offset,
+                    a.created
+                ],
             )
             .map(|_| ())
         })
@@ -477,7 +528,9 @@ impl Store for SqliteStore {
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.read(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"))?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
+            ))?;
             let rows = stmt.query_map([], row_to_account)?;
             rows.collect()
         })
@@ -519,7 +572,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn idempotency_get(&self, account: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+    async fn idempotency_get(
+        &self,
+        account: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
         let (account, key) = (account.to_string(), key.to_string());
         self.read(move |c| {
             c.prepare_cached(
