@@ -92,6 +92,7 @@ pub fn kind_of(id: &str) -> Option<&'static str> {
         ("prod_", "product"),
         ("price_", "price"),
         ("mandate_", "mandate"),
+        ("pgsu_", "payground.setup"),
     ];
     PREFIXES
         .iter()

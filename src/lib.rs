@@ -12,3 +12,4 @@ pub mod ids;
 pub mod resources;
 pub mod server;
 pub mod store;
+pub mod network;

@@ -2,6 +2,7 @@
 //! JSON), its params types, and its operations over a [`crate::ctx::Ctx`].
 
 pub mod customer;
+pub mod payment_method;
 pub mod search;
 
 use std::collections::BTreeMap;
