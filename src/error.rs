@@ -123,6 +123,16 @@ impl ApiError {
         .with_param("id")
     }
 
+    /// A missing object named by a request parameter rather than the URL: Stripe
+    /// answers 400 (not 404), naming the parameter.
+    pub fn referenced_by(mut self, param: &str) -> Self {
+        if self.status == 404 && self.code.as_deref() == Some("resource_missing") {
+            self.status = 400;
+        }
+        self.param = Some(param.to_string());
+        self
+    }
+
     pub fn missing_param(param: &str) -> Self {
         Self::invalid_request(format!("Missing required param: {param}."))
             .with_code("parameter_missing")

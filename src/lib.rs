@@ -9,7 +9,7 @@ pub mod ctx;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod network;
 pub mod resources;
 pub mod server;
 pub mod store;
-pub mod network;

@@ -172,7 +172,32 @@ impl App {
         self.accounts.write().retain(|_, (a, _)| a.id != account_id);
     }
 
-    pub fn context(&self, req: &ApiRequest) -> Ctx {
+    /// A unit of work not tied to an API request (hosted pages, background jobs):
+    /// no idempotency key, and events carry `request.id = null`.
+    pub fn internal_context(&self, account: Arc<Account>) -> Ctx {
+        Ctx::new(
+            self.store.clone(),
+            account.clone(),
+            clock::account_now(&account),
+            RequestInfo {
+                request_id: String::new(),
+                idempotency_key: None,
+                key_kind: KeyKind::Secret,
+            },
+            self.public_url.clone(),
+        )
+    }
+
+    /// Commits an internal unit of work. `Ok(false)` means it lost a race and must run again.
+    pub async fn commit_internal(&self, ctx: Ctx) -> Result<bool, ApiError> {
+        match self.store.commit(ctx.into_batch()).await {
+            Ok(()) => Ok(true),
+            Err(CommitError::Conflict(_)) => Ok(false),
+            Err(e) => Err(ApiError::internal("commit failed", e)),
+        }
+    }
+
+    pub fn context<const P: bool>(&self, req: &ApiRequest<P>) -> Ctx {
         Ctx::new(
             self.store.clone(),
             req.account.clone(),
@@ -183,7 +208,7 @@ impl App {
     }
 
     /// Replays a stored response, refuses a reused key, or lets the request run.
-    pub async fn idempotency_begin(&self, req: &ApiRequest) -> Begin {
+    pub async fn idempotency_begin<const P: bool>(&self, req: &ApiRequest<P>) -> Begin {
         let Some(key) = req.info.idempotency_key.clone() else {
             return Begin::Proceed(InflightGuard(None));
         };
@@ -209,7 +234,7 @@ impl App {
         Begin::Proceed(InflightGuard(Some((self.0.clone(), slot))))
     }
 
-    async fn replay(&self, req: &ApiRequest, key: &str) -> Option<Response> {
+    async fn replay<const P: bool>(&self, req: &ApiRequest<P>, key: &str) -> Option<Response> {
         let record = match self.store.idempotency_get(&req.account.id, key).await {
             Ok(record) => record?,
             Err(e) => {
@@ -237,10 +262,10 @@ impl App {
     }
 
     /// Expands, commits and answers. `None` means the operation lost a race and must run again.
-    pub async fn finish(
+    pub async fn finish<const P: bool>(
         &self,
         mut ctx: Ctx,
-        req: &ApiRequest,
+        req: &ApiRequest<P>,
         outcome: Result<Value, ApiError>,
     ) -> Option<Response> {
         let outcome = match outcome {
@@ -292,10 +317,10 @@ impl App {
     }
 
     /// Answers a read-only operation: expansion, no commit.
-    pub async fn respond(
+    pub async fn respond<const P: bool>(
         &self,
         mut ctx: Ctx,
-        req: &ApiRequest,
+        req: &ApiRequest<P>,
         outcome: Result<Value, ApiError>,
     ) -> Response {
         match outcome {
@@ -352,6 +377,34 @@ macro_rules! execute {
                     }
                     tokio::task::yield_now().await;
                 }
+            }
+        }
+    }};
+}
+
+/// Runs an operation outside an API request (hosted pages, jobs) for one account,
+/// committing whatever it wrote, success or not; retries on conflicts.
+#[macro_export]
+macro_rules! execute_as {
+    ($app:expr, $account:expr, |$ctx:ident| $op:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            #[allow(unused_mut)]
+            let mut $ctx = $app.internal_context($account.clone());
+            let outcome = $op;
+            match $app.commit_internal($ctx).await {
+                Ok(true) => break outcome,
+                Ok(false) if attempt < $crate::http::app::MAX_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::task::yield_now().await;
+                }
+                Ok(false) => {
+                    break Err($crate::error::ApiError::internal(
+                        "operation kept conflicting",
+                        attempt,
+                    ))
+                }
+                Err(e) => break Err(e),
             }
         }
     }};

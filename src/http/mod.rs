@@ -1,9 +1,14 @@
 //! The http layer: Stripe's wire conventions, once, for every resource.
 pub mod admin;
 pub mod app;
+pub mod authenticate;
+pub mod charges;
 pub mod customers;
 pub mod expand;
 pub mod form;
 pub mod list;
 pub mod params;
+pub mod payment_intents;
+pub mod payment_methods;
+pub mod refunds;
 pub mod router;

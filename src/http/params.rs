@@ -230,8 +230,9 @@ impl<'de, 'a> Deserializer<'de> for ValueDe<'a> {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ParamError> {
         match self.value {
             Value::Bool(b) => visitor.visit_bool(*b),
-            Value::String(s) if s == "true" => visitor.visit_bool(true),
-            Value::String(s) if s == "false" => visitor.visit_bool(false),
+            // stripe-python sends Python's `True`/`False`.
+            Value::String(s) if s.eq_ignore_ascii_case("true") => visitor.visit_bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => visitor.visit_bool(false),
             _ => Err(self.wrong("boolean", "parameter_invalid_boolean")),
         }
     }

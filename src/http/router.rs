@@ -10,13 +10,18 @@ use axum::Router;
 use crate::ctx::API_VERSION;
 use crate::error::{ApiError, ErrorType};
 use crate::http::app::{App, RequestId};
-use crate::http::{admin, customers};
+use crate::http::{admin, authenticate, charges, customers, payment_intents, refunds};
 use crate::ids;
 
 pub fn router(app: App) -> Router {
     Router::new()
         .merge(admin::routes())
         .merge(customers::routes())
+        .merge(crate::http::payment_methods::routes())
+        .merge(payment_intents::routes())
+        .merge(charges::routes())
+        .merge(refunds::routes())
+        .merge(authenticate::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
         .layer(middleware::from_fn(stamp))

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
 use crate::ids;
+use crate::resources::payment_method;
 use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
 use crate::resources::{
     apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping, ShippingParam,
@@ -288,7 +289,14 @@ async fn check_default_payment_method(
 }
 
 /// Applies the shared params to a customer, as create and update both do.
-async fn apply(ctx: &mut Ctx, customer: &mut Customer, p: CustomerParams) -> Result<(), ApiError> {
+/// `attaching` is the PaymentMethod create's `payment_method` attaches in the same
+/// call: naming it as the default is valid although it is not attached yet.
+async fn apply(
+    ctx: &mut Ctx,
+    customer: &mut Customer,
+    p: CustomerParams,
+    attaching: Option<&str>,
+) -> Result<(), ApiError> {
     refuse_missing("coupon", "coupon", &p.coupon)?;
     refuse_missing("promotion_code", "promotion code", &p.promotion_code)?;
     refuse_missing("source", "source", &p.source)?;
@@ -321,7 +329,9 @@ async fn apply(ctx: &mut Ctx, customer: &mut Customer, p: CustomerParams) -> Res
         let s = &mut customer.invoice_settings;
         settings.custom_fields.apply(&mut s.custom_fields);
         if let Field::Set(pm) = &settings.default_payment_method {
-            check_default_payment_method(ctx, &customer.id, pm).await?;
+            if attaching != Some(pm.as_str()) {
+                check_default_payment_method(ctx, &customer.id, pm).await?;
+            }
         }
         settings
             .default_payment_method
@@ -378,14 +388,7 @@ impl<T> Field<T> {
 
 pub async fn create(ctx: &mut Ctx, params: &CustomerParams) -> Result<Value, ApiError> {
     let p = params.clone();
-    if let Some(pm) = &p.payment_method {
-        // Attaching on create arrives with PaymentMethods; until then the id cannot exist.
-        return Err(
-            ApiError::invalid_request(format!("No such PaymentMethod: '{pm}'"))
-                .with_code("resource_missing")
-                .with_param("payment_method"),
-        );
-    }
+    let attaching = p.payment_method.clone();
     let mut customer = Customer {
         id: ids::new_id("cus"),
         object: "customer".into(),
@@ -411,9 +414,28 @@ pub async fn create(ctx: &mut Ctx, params: &CustomerParams) -> Result<Value, Api
         test_clock: None,
         deleted: None,
     };
-    apply(ctx, &mut customer, p).await?;
+    apply(ctx, &mut customer, p, attaching.as_deref()).await?;
+    // Everything that can refuse the request runs before the customer is saved, so
+    // a refused create leaves no customer behind.
+    let pm = match &attaching {
+        Some(id) => {
+            let pm = payment_method::resolve(ctx, id, "payment_method").await?;
+            payment_method::check_attachable(ctx, &pm, &customer.id, "payment_method")?;
+            // `pm_card_visa` as both `payment_method` and the default means the
+            // fresh PaymentMethod made for it.
+            let settings = &mut customer.invoice_settings;
+            if settings.default_payment_method.as_deref() == Some(id.as_str()) {
+                settings.default_payment_method = Some(pm.id.clone());
+            }
+            Some(pm)
+        }
+        None => None,
+    };
     let value = ctx.save(&customer)?;
     ctx.emit("customer.created", value.clone(), None);
+    if let Some(mut pm) = pm {
+        payment_method::attach(ctx, &mut pm, &customer.id, "payment_method").await?;
+    }
     Ok(value)
 }
 
@@ -440,7 +462,7 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &CustomerParams) -> Result<
     let mut customer: Customer = ctx.fetch(id).await?;
     let before = serde_json::to_value(&customer)
         .map_err(|e| ApiError::internal("customer does not encode", e))?;
-    apply(ctx, &mut customer, p).await?;
+    apply(ctx, &mut customer, p, None).await?;
     let after = ctx.save(&customer)?;
     if let Some(previous) = previous_attributes(&before, &after) {
         ctx.emit("customer.updated", after.clone(), Some(previous));

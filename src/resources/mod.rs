@@ -1,8 +1,13 @@
 //! One module per Stripe resource: its object type (whose serde form is Stripe's
 //! JSON), its params types, and its operations over a [`crate::ctx::Ctx`].
 
+pub mod balance_transaction;
+pub mod charge;
+pub mod currency;
 pub mod customer;
+pub mod payment_intent;
 pub mod payment_method;
+pub mod refund;
 pub mod search;
 
 use std::collections::BTreeMap;

@@ -243,6 +243,14 @@ conformance!(
     crossed_updates_conflict,
     outbox_rows,
     reopen_keeps_data,
+    list_where_conditions,
+    outbox_claims_and_fan_out,
+    delivery_claims_leases_and_finish,
+    finish_conflict_rolls_back,
+    concurrent_claims_are_disjoint,
+    redeliver_resets_or_creates,
+    attempts_listing,
+    purge_events,
 );
 
 // ---------------------------------------------------------------------------
@@ -1397,6 +1405,904 @@ async fn reopen_keeps_data(f: &Fixture) {
     assert_eq!(list_ids(&again, "acct_a", q).await, ids(&["cus_1"]));
 }
 
+// ---------------------------------------------------------------------------
+// Webhook delivery: events listed by index conditions, outbox claims, fan-out,
+// delivery leases, attempts, retention.
+
+fn event(id: &str, created: i64, event_type: &str) -> ObjectWrite {
+    let mut object = new_object(id, "event", created);
+    object.data =
+        format!(r#"{{"id":"{id}","object":"event","type":"{event_type}","pending_webhooks":0}}"#);
+    object.index = vec![("type".to_string(), event_type.to_string())];
+    object
+}
+
+fn exact(field: &str, values: &[&str]) -> IndexCondition {
+    IndexCondition {
+        field: field.to_string(),
+        any_of: values
+            .iter()
+            .map(|v| IndexValue::Exact(v.to_string()))
+            .collect(),
+        negated: false,
+    }
+}
+
+async fn where_ids(
+    store: &DynStore,
+    account: &str,
+    query: ListQuery,
+    conditions: &[IndexCondition],
+) -> Vec<String> {
+    store
+        .list_where(account, &query, conditions)
+        .await
+        .expect("list_where")
+        .into_iter()
+        .map(|o| o.id)
+        .collect()
+}
+
+/// Events evt_1..evt_n in acct_a, committed with outbox rows in one batch.
+async fn events_with_outbox(store: &DynStore, account: &str, ids: &[&str]) {
+    commit_ok(
+        store,
+        WriteBatch {
+            account: account.into(),
+            objects: ids
+                .iter()
+                .map(|id| event(id, 100, "customer.created"))
+                .collect(),
+            outbox: ids.iter().map(|id| id.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+fn fan_out_of(entry: &OutboxEntry, endpoints: &[(&str, bool)], now_ms: i64) -> FanOut {
+    FanOut {
+        outbox_seq: entry.seq,
+        account: entry.account.clone(),
+        event_id: entry.event_id.clone(),
+        deliveries: endpoints
+            .iter()
+            .map(|(id, push)| NewDelivery {
+                endpoint_id: id.to_string(),
+                push: *push,
+            })
+            .collect(),
+        event_write: None,
+        now_ms,
+    }
+}
+
+fn claim(owner: &str, now_ms: i64, limit: usize) -> DeliveryClaim {
+    DeliveryClaim {
+        owner: owner.to_string(),
+        now_ms,
+        lease_ms: 1_000,
+        limit,
+        listener: None,
+    }
+}
+
+fn attempt(id: &str, n: i64, status: Option<i32>, succeeded: bool) -> AttemptRecord {
+    AttemptRecord {
+        seq: 0,
+        id: id.to_string(),
+        account: String::new(),
+        event_id: String::new(),
+        endpoint_id: String::new(),
+        attempt: n,
+        attempted_at: 5_000 + n,
+        status_code: status,
+        latency_ms: 12,
+        response_body: Some("ok".into()),
+        error: None,
+        succeeded,
+    }
+}
+
+fn result(
+    d: &Delivery,
+    owner: &str,
+    next: DeliveryNext,
+    a: Option<AttemptRecord>,
+) -> DeliveryResult {
+    DeliveryResult {
+        account: d.account.clone(),
+        event_id: d.event_id.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+        lease_owner: owner.to_string(),
+        attempt: a,
+        next,
+        now_ms: 6_000,
+        event_write: None,
+    }
+}
+
+async fn fanned_out(
+    store: &DynStore,
+    account: &str,
+    event_ids: &[&str],
+    endpoints: &[(&str, bool)],
+) {
+    events_with_outbox(store, account, event_ids).await;
+    let claimed = store
+        .claim_outbox(1_000, 10_000, 100)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(claimed.len(), event_ids.len());
+    for entry in &claimed {
+        assert!(store
+            .fan_out(fan_out_of(entry, endpoints, 1_000))
+            .await
+            .expect("fan_out"));
+    }
+}
+
+async fn list_where_conditions(f: &Fixture) {
+    let s = &f.store;
+    let types = [
+        ("evt_1", 100, "customer.created"),
+        ("evt_2", 110, "charge.succeeded"),
+        ("evt_3", 120, "customer.updated"),
+        ("evt_4", 130, "customer.deleted"),
+        ("evt_5", 140, "customerx.created"),
+    ];
+    for (id, created, t) in types {
+        insert(s, "acct_a", event(id, created, t)).await;
+    }
+    insert(s, "acct_b", event("evt_b", 100, "customer.created")).await;
+    insert(s, "acct_a", new_object("cus_1", "customer", 100)).await;
+    // evt_3 is marked pending through an update that rewrites its index rows.
+    let e3 = must_get(s, "acct_a", "evt_3").await;
+    let mut pending = update_of(&e3, e3.version, &e3.data);
+    pending.index = vec![
+        ("type".into(), "customer.updated".into()),
+        ("delivery".into(), "pending".into()),
+    ];
+    commit_ok(s, batch("acct_a", vec![pending])).await;
+
+    let q = || query("event", 10);
+    assert_eq!(
+        where_ids(s, "acct_a", q(), &[]).await,
+        ids(&["evt_5", "evt_4", "evt_3", "evt_2", "evt_1"])
+    );
+    assert_eq!(
+        where_ids(
+            s,
+            "acct_a",
+            q(),
+            &[exact("type", &["customer.created", "charge.succeeded"])]
+        )
+        .await,
+        ids(&["evt_2", "evt_1"])
+    );
+    let prefix = IndexCondition {
+        field: "type".into(),
+        any_of: vec![IndexValue::Prefix("customer.".into())],
+        negated: false,
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", q(), std::slice::from_ref(&prefix)).await,
+        ids(&["evt_4", "evt_3", "evt_1"]),
+        "a prefix matches from the start only, and literally (the dot is no wildcard)"
+    );
+    let pending_only = exact("delivery", &["pending"]);
+    let not_pending = IndexCondition {
+        negated: true,
+        ..pending_only.clone()
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", q(), &[prefix.clone(), pending_only.clone()]).await,
+        ids(&["evt_3"])
+    );
+    assert_eq!(
+        where_ids(s, "acct_a", q(), &[prefix.clone(), not_pending]).await,
+        ids(&["evt_4", "evt_1"])
+    );
+    let nothing = IndexCondition {
+        field: "type".into(),
+        any_of: vec![],
+        negated: false,
+    };
+    assert!(where_ids(s, "acct_a", q(), &[nothing.clone()])
+        .await
+        .is_empty());
+    let everything = IndexCondition {
+        negated: true,
+        ..nothing
+    };
+    assert_eq!(where_ids(s, "acct_a", q(), &[everything]).await.len(), 5);
+
+    // Range, cursor and limit work as in `list`.
+    let e2 = must_get(s, "acct_a", "evt_2").await;
+    let e4 = must_get(s, "acct_a", "evt_4").await;
+    let ranged = ListQuery {
+        created: CreatedRange {
+            gte: Some(110),
+            lt: Some(140),
+            ..Default::default()
+        },
+        ..q()
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", ranged, &[]).await,
+        ids(&["evt_4", "evt_3", "evt_2"])
+    );
+    let before = ListQuery {
+        cursor: Cursor::Before(e4.seq),
+        limit: 2,
+        ..q()
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", before, std::slice::from_ref(&prefix)).await,
+        ids(&["evt_3", "evt_1"])
+    );
+    let after = ListQuery {
+        cursor: Cursor::After(e2.seq),
+        limit: 2,
+        ..q()
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", after, &[]).await,
+        ids(&["evt_3", "evt_4"]),
+        "ending_before pages come oldest first, as in `list`"
+    );
+    assert_eq!(
+        where_ids(s, "acct_b", q(), std::slice::from_ref(&prefix)).await,
+        ids(&["evt_b"])
+    );
+    // Deleted objects leave these lists too.
+    let mut gone = update_of(&e4, e4.version, &e4.data);
+    gone.deleted = true;
+    commit_ok(s, batch("acct_a", vec![gone])).await;
+    assert_eq!(
+        where_ids(s, "acct_a", q(), &[prefix]).await,
+        ids(&["evt_3", "evt_1"])
+    );
+}
+
+async fn outbox_claims_and_fan_out(f: &Fixture) {
+    let s = &f.store;
+    events_with_outbox(s, "acct_a", &["evt_1", "evt_2"]).await;
+    events_with_outbox(s, "acct_b", &["evt_3"]).await;
+
+    let first = s.claim_outbox(1_000, 500, 2).await.expect("claim");
+    assert_eq!(
+        first
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["evt_1", "evt_2"],
+        "oldest first, up to the limit"
+    );
+    assert_eq!(first[0].account, "acct_a");
+    let second = s.claim_outbox(1_000, 500, 10).await.expect("claim");
+    assert_eq!(
+        second
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["evt_3"],
+        "leased rows are skipped"
+    );
+    assert!(s
+        .claim_outbox(1_499, 500, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    // The leases run out: the rows come back (a node died while fanning out).
+    let again = s.claim_outbox(1_500, 500, 10).await.expect("claim");
+    assert_eq!(again.len(), 3);
+
+    // Fan-out: the row goes, deliveries appear, the event is rewritten.
+    let e1 = must_get(s, "acct_a", "evt_1").await;
+    let mut fan = fan_out_of(
+        &first[0],
+        &[("we_1", true), ("we_2", true), ("wl_1", false)],
+        2_000,
+    );
+    fan.event_write = Some(update_of(&e1, e1.version, r#"{"pending_webhooks":2}"#));
+    assert!(s.fan_out(fan.clone()).await.expect("fan_out"));
+    assert_eq!(
+        must_get(s, "acct_a", "evt_1").await.data,
+        r#"{"pending_webhooks":2}"#
+    );
+    let d = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("a delivery row");
+    assert_eq!(
+        (
+            d.status,
+            d.attempts,
+            d.next_attempt_at,
+            d.push,
+            d.succeeded_at
+        ),
+        (DeliveryStatus::Pending, 0, 2_000, true, None)
+    );
+    assert!(
+        !s.delivery("acct_a", "evt_1", "wl_1")
+            .await
+            .expect("delivery")
+            .expect("row")
+            .push
+    );
+    assert!(s
+        .delivery("acct_b", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .is_none());
+    assert_eq!(
+        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
+        2
+    );
+    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_2"]));
+
+    // The same row again (a node whose lease ran out): nothing happens.
+    assert!(!s.fan_out(fan).await.expect("second fan_out"));
+    assert_eq!(must_get(s, "acct_a", "evt_1").await.version, e1.version + 1);
+
+    // A stale event write rolls the whole fan-out back: the row stays, no deliveries.
+    let e2 = must_get(s, "acct_a", "evt_2").await;
+    commit_ok(s, batch("acct_a", vec![update_of(&e2, e2.version, "{}")])).await;
+    let mut stale = fan_out_of(&first[1], &[("we_1", true)], 2_000);
+    stale.event_write = Some(update_of(&e2, e2.version, r#"{"stale":true}"#));
+    assert_conflict(s.fan_out(stale).await.map(|_| ()), "evt_2");
+    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_2"]));
+    assert!(s
+        .delivery("acct_a", "evt_2", "we_1")
+        .await
+        .expect("delivery")
+        .is_none());
+    // An outbox row with no endpoints just goes.
+    assert!(s
+        .fan_out(fan_out_of(&first[1], &[], 2_000))
+        .await
+        .expect("fan_out"));
+    assert!(f.location.outbox("acct_a").await.is_empty());
+}
+
+async fn delivery_claims_leases_and_finish(f: &Fixture) {
+    let s = &f.store;
+    fanned_out(
+        s,
+        "acct_a",
+        &["evt_1", "evt_2"],
+        &[("we_1", true), ("wl_1", false)],
+    )
+    .await;
+
+    assert!(
+        s.claim_deliveries(&claim("node_a", 999, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
+    let got = s
+        .claim_deliveries(&claim("node_a", 1_000, 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        got.iter()
+            .map(|d| (d.event_id.as_str(), d.endpoint_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("evt_1", "we_1"), ("evt_2", "we_1")],
+        "push deliveries only, oldest due first"
+    );
+    assert_eq!(got[0].lease_owner.as_deref(), Some("node_a"));
+    assert_eq!(got[0].lease_expires_at, Some(2_000));
+    assert!(
+        s.claim_deliveries(&claim("node_b", 1_500, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+
+    // Pull deliveries go only to their listener.
+    let pull = DeliveryClaim {
+        listener: Some("wl_1".into()),
+        ..claim("poll_1", 1_000, 1)
+    };
+    let pulled = s.claim_deliveries(&pull).await.expect("claim");
+    assert_eq!(pulled.len(), 1);
+    assert_eq!(
+        (pulled[0].event_id.as_str(), pulled[0].push),
+        ("evt_1", false)
+    );
+    let other = DeliveryClaim {
+        listener: Some("wl_other".into()),
+        ..claim("poll_2", 1_000, 10)
+    };
+    assert!(s.claim_deliveries(&other).await.expect("claim").is_empty());
+
+    // A finish by someone who does not hold the lease keeps the attempt, changes nothing else.
+    let d1 = &got[0];
+    let lost = result(
+        d1,
+        "node_b",
+        DeliveryNext::Succeeded,
+        Some(attempt("wha_lost", 1, Some(200), true)),
+    );
+    assert!(!s.finish_delivery(lost).await.expect("finish"));
+    let still = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (still.status, still.attempts, still.lease_owner.as_deref()),
+        (DeliveryStatus::Pending, 0, Some("node_a"))
+    );
+
+    // A failure with a retry: pending again, due later, lease gone.
+    let retry = result(
+        d1,
+        "node_a",
+        DeliveryNext::RetryAt(7_000),
+        Some(attempt("wha_1", 1, Some(500), false)),
+    );
+    assert!(s.finish_delivery(retry).await.expect("finish"));
+    let after = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (
+            after.status,
+            after.attempts,
+            after.next_attempt_at,
+            after.lease_owner,
+            after.lease_expires_at
+        ),
+        (DeliveryStatus::Pending, 1, 7_000, None, None)
+    );
+    let early = s
+        .claim_deliveries(&claim("node_b", 6_999, 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        early
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["evt_2"],
+        "evt_2's lease ran out; evt_1 is not due yet"
+    );
+    let mut due = s
+        .claim_deliveries(&claim("node_b", 7_000, 10))
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1, "evt_1 is due again");
+    due.extend(early);
+
+    // Success: the event write commits with it, and the count drops.
+    let e1 = must_get(s, "acct_a", "evt_1").await;
+    let mut ok = result(
+        &due[0],
+        "node_b",
+        DeliveryNext::Succeeded,
+        Some(attempt("wha_2", 2, Some(200), true)),
+    );
+    ok.event_write = Some(update_of(&e1, e1.version, r#"{"pending_webhooks":0}"#));
+    assert!(s.finish_delivery(ok).await.expect("finish"));
+    let done = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (done.status, done.attempts, done.succeeded_at),
+        (DeliveryStatus::Succeeded, 2, Some(6_000))
+    );
+    assert_eq!(
+        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
+        0
+    );
+    assert_eq!(
+        must_get(s, "acct_a", "evt_1").await.data,
+        r#"{"pending_webhooks":0}"#
+    );
+    assert_eq!(
+        s.undelivered_count("acct_a", "evt_2").await.expect("count"),
+        1,
+        "pull deliveries are not counted"
+    );
+
+    // Giving up without an attempt (the endpoint went away).
+    let give_up = result(&due[1], "node_b", DeliveryNext::Failed, None);
+    assert!(s.finish_delivery(give_up).await.expect("finish"));
+    let failed = s
+        .delivery("acct_a", "evt_2", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (DeliveryStatus::Failed, 0)
+    );
+    assert!(
+        s.claim_deliveries(&claim("node_c", 99_000, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "nothing pending"
+    );
+
+    // A node shutting down gives its leases back.
+    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 1);
+    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 0);
+    assert_eq!(
+        s.claim_deliveries(&DeliveryClaim {
+            listener: Some("wl_1".into()),
+            ..claim("poll_3", 1_001, 10)
+        })
+        .await
+        .expect("claim")
+        .len(),
+        2
+    );
+
+    let attempts = s
+        .list_attempts(
+            "acct_a",
+            &AttemptQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.id.as_str(), a.status_code, a.succeeded))
+            .collect::<Vec<_>>(),
+        vec![
+            ("wha_2", Some(200), true),
+            ("wha_1", Some(500), false),
+            ("wha_lost", Some(200), true)
+        ]
+    );
+    assert_eq!(
+        (
+            attempts[1].event_id.as_str(),
+            attempts[1].endpoint_id.as_str(),
+            attempts[1].attempt,
+            attempts[1].latency_ms
+        ),
+        ("evt_1", "we_1", 1, 12)
+    );
+}
+
+async fn finish_conflict_rolls_back(f: &Fixture) {
+    let s = &f.store;
+    fanned_out(s, "acct_a", &["evt_1"], &[("we_1", true)]).await;
+    let got = s
+        .claim_deliveries(&claim("node_a", 1_000, 10))
+        .await
+        .expect("claim");
+    let e1 = must_get(s, "acct_a", "evt_1").await;
+    commit_ok(s, batch("acct_a", vec![update_of(&e1, e1.version, "{}")])).await;
+    let mut stale = result(
+        &got[0],
+        "node_a",
+        DeliveryNext::Succeeded,
+        Some(attempt("wha_1", 1, Some(200), true)),
+    );
+    stale.event_write = Some(update_of(&e1, e1.version, r#"{"stale":true}"#));
+    assert_conflict(s.finish_delivery(stale).await.map(|_| ()), "evt_1");
+    let d = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (d.status, d.attempts, d.lease_owner.as_deref()),
+        (DeliveryStatus::Pending, 0, Some("node_a"))
+    );
+    assert!(s
+        .list_attempts(
+            "acct_a",
+            &AttemptQuery {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .expect("attempts")
+        .is_empty());
+    // Retried on the fresh version it goes through.
+    let fresh = must_get(s, "acct_a", "evt_1").await;
+    let mut ok = result(
+        &got[0],
+        "node_a",
+        DeliveryNext::Succeeded,
+        Some(attempt("wha_1", 1, Some(200), true)),
+    );
+    ok.event_write = Some(update_of(
+        &fresh,
+        fresh.version,
+        r#"{"pending_webhooks":0}"#,
+    ));
+    assert!(s.finish_delivery(ok).await.expect("finish"));
+    assert_eq!(
+        s.list_attempts(
+            "acct_a",
+            &AttemptQuery {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .expect("attempts")
+        .len(),
+        1
+    );
+}
+
+async fn concurrent_claims_are_disjoint(f: &Fixture) {
+    let s = &f.store;
+    let event_ids: Vec<String> = (0..40).map(|i| format!("evt_{i:02}")).collect();
+    let refs: Vec<&str> = event_ids.iter().map(String::as_str).collect();
+    fanned_out(s, "acct_a", &refs, &[("we_1", true)]).await;
+    let claims = (0..8).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.claim_deliveries(&claim(&format!("node_{i}"), 1_000, 7))
+                .await
+                .expect("claim")
+        })
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for handle in futures::future::join_all(claims).await {
+        for d in handle.expect("claim task") {
+            total += 1;
+            assert!(
+                seen.insert(d.event_id.clone()),
+                "{} claimed twice",
+                d.event_id
+            );
+        }
+    }
+    assert_eq!(total, 40, "8 claims of 7 take all 40 rows, each once");
+}
+
+async fn redeliver_resets_or_creates(f: &Fixture) {
+    let s = &f.store;
+    fanned_out(s, "acct_a", &["evt_1"], &[("we_1", true)]).await;
+    let got = s
+        .claim_deliveries(&claim("node_a", 1_000, 10))
+        .await
+        .expect("claim");
+    let fail = result(
+        &got[0],
+        "node_a",
+        DeliveryNext::Failed,
+        Some(attempt("wha_1", 1, Some(500), false)),
+    );
+    assert!(s.finish_delivery(fail).await.expect("finish"));
+
+    s.redeliver("acct_a", "evt_1", "we_1", true, 9_000)
+        .await
+        .expect("redeliver");
+    let d = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (d.status, d.attempts, d.next_attempt_at),
+        (DeliveryStatus::Pending, 1, 9_000),
+        "the attempt count carries on"
+    );
+    // A leased delivery loses its lease.
+    let leased = s
+        .claim_deliveries(&claim("node_a", 9_000, 10))
+        .await
+        .expect("claim");
+    assert_eq!(leased.len(), 1);
+    s.redeliver("acct_a", "evt_1", "we_1", true, 9_100)
+        .await
+        .expect("redeliver");
+    let d = s
+        .delivery("acct_a", "evt_1", "we_1")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!((d.lease_owner, d.next_attempt_at), (None, 9_100));
+    // A new pair is created (an endpoint made after the event).
+    s.redeliver("acct_a", "evt_1", "we_2", true, 9_200)
+        .await
+        .expect("redeliver");
+    let d = s
+        .delivery("acct_a", "evt_1", "we_2")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        (d.status, d.attempts, d.next_attempt_at, d.push),
+        (DeliveryStatus::Pending, 0, 9_200, true)
+    );
+    assert_eq!(
+        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
+        2
+    );
+    // Another account cannot touch it.
+    s.redeliver("acct_b", "evt_1", "we_2", true, 1)
+        .await
+        .expect("redeliver");
+    let d = s
+        .delivery("acct_a", "evt_1", "we_2")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(d.next_attempt_at, 9_200);
+}
+
+async fn attempts_listing(f: &Fixture) {
+    let s = &f.store;
+    fanned_out(
+        s,
+        "acct_a",
+        &["evt_1", "evt_2"],
+        &[("we_1", true), ("we_2", true)],
+    )
+    .await;
+    let mut n = 0;
+    let mut now = 1_000;
+    // Three rounds of failures over every delivery.
+    for _ in 0..3 {
+        let due = s
+            .claim_deliveries(&claim("node_a", now, 10))
+            .await
+            .expect("claim");
+        assert_eq!(due.len(), 4);
+        for d in due {
+            n += 1;
+            let a = attempt(&format!("wha_{n:02}"), d.attempts + 1, None, false);
+            assert!(s
+                .finish_delivery(result(
+                    &d,
+                    "node_a",
+                    DeliveryNext::RetryAt(now + 10),
+                    Some(a)
+                ))
+                .await
+                .expect("finish"));
+        }
+        now += 10;
+    }
+    let all = |q: AttemptQuery| async move {
+        s.list_attempts("acct_a", &q)
+            .await
+            .expect("attempts")
+            .into_iter()
+            .map(|a| (a.event_id, a.endpoint_id, a.attempt))
+            .collect::<Vec<_>>()
+    };
+    let q =
+        |event: Option<&str>, endpoint: Option<&str>, after: Option<&str>, limit| AttemptQuery {
+            event_id: event.map(str::to_string),
+            endpoint_id: endpoint.map(str::to_string),
+            starting_after: after.map(str::to_string),
+            limit,
+        };
+    assert_eq!(all(q(None, None, None, 100)).await.len(), 12);
+    let by_pair = all(q(Some("evt_2"), Some("we_1"), None, 100)).await;
+    assert_eq!(
+        by_pair,
+        vec![
+            ("evt_2".into(), "we_1".into(), 3),
+            ("evt_2".into(), "we_1".into(), 2),
+            ("evt_2".into(), "we_1".into(), 1)
+        ],
+        "newest first"
+    );
+    assert_eq!(all(q(Some("evt_1"), None, None, 100)).await.len(), 6);
+    assert_eq!(all(q(None, Some("we_2"), None, 4)).await.len(), 4);
+    let page = s
+        .list_attempts("acct_a", &q(None, None, None, 5))
+        .await
+        .expect("attempts");
+    let rest = s
+        .list_attempts("acct_a", &q(None, None, Some(&page[4].id), 100))
+        .await
+        .expect("attempts");
+    assert_eq!(rest.len(), 7);
+    assert!(rest.iter().all(|a| a.seq < page[4].seq));
+    assert!(s
+        .list_attempts("acct_b", &q(None, None, None, 100))
+        .await
+        .expect("attempts")
+        .is_empty());
+}
+
+async fn purge_events(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![
+                event("evt_old", 100, "customer.created"),
+                event("evt_new", 200, "customer.created"),
+                new_object("cus_old", "customer", 100),
+            ],
+            outbox: vec!["evt_old".into(), "evt_new".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    insert(s, "acct_b", event("evt_b", 100, "customer.created")).await;
+    let entries = s.claim_outbox(1_000, 10_000, 10).await.expect("claim");
+    assert!(s
+        .fan_out(fan_out_of(&entries[0], &[("we_1", true)], 1_000))
+        .await
+        .expect("fan_out"));
+    let got = s
+        .claim_deliveries(&claim("node_a", 1_000, 10))
+        .await
+        .expect("claim");
+    assert!(s
+        .finish_delivery(result(
+            &got[0],
+            "node_a",
+            DeliveryNext::RetryAt(2_000),
+            Some(attempt("wha_1", 1, None, false))
+        ))
+        .await
+        .expect("finish"));
+
+    assert_eq!(s.purge_events("acct_a", 150).await.expect("purge"), 1);
+    assert!(s.get("acct_a", "evt_old").await.expect("get").is_none());
+    assert!(s.get("acct_a", "evt_new").await.expect("get").is_some());
+    assert!(
+        s.get("acct_a", "cus_old").await.expect("get").is_some(),
+        "only events go"
+    );
+    assert!(
+        s.get("acct_b", "evt_b").await.expect("get").is_some(),
+        "only this account's"
+    );
+    assert!(s
+        .delivery("acct_a", "evt_old", "we_1")
+        .await
+        .expect("delivery")
+        .is_none());
+    assert!(s
+        .list_attempts(
+            "acct_a",
+            &AttemptQuery {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .expect("attempts")
+        .is_empty());
+    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_new"]));
+    let q = ListQuery {
+        filter: Some(("type".into(), "customer.created".into())),
+        ..query("event", 10)
+    };
+    assert_eq!(
+        list_ids(s, "acct_a", q).await,
+        ids(&["evt_new"]),
+        "index rows went too"
+    );
+    assert_eq!(s.purge_events("acct_a", 150).await.expect("purge"), 0);
+}
+
 /// Several nodes booting at once against an empty database all come up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_migrations() {
@@ -1427,7 +2333,7 @@ async fn postgres_concurrent_migrations() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     drop(stores);
 }
 

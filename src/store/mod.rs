@@ -115,6 +115,193 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
+/// A value an index row must have for [`Store::list_where`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexValue {
+    Exact(String),
+    /// Any value starting with this text (Stripe's `customer.*` event wildcard).
+    Prefix(String),
+}
+
+/// One condition of [`Store::list_where`]: the object has an index row on `field`
+/// whose value matches any of `any_of` (or, when `negated`, has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexCondition {
+    pub field: String,
+    pub any_of: Vec<IndexValue>,
+    pub negated: bool,
+}
+
+/// An event waiting to be fanned out to webhook endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub account: String,
+    pub event_id: String,
+}
+
+/// A delivery the fan-out creates: one event to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub endpoint_id: String,
+    /// Pushed by the delivery worker (webhook endpoints) or pulled by a
+    /// `payground listen` client (listeners).
+    pub push: bool,
+}
+
+/// Fanning one outbox row out, committed atomically: the row goes, its deliveries
+/// appear, and the event's new version (its `pending_webhooks`) is written.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    pub outbox_seq: i64,
+    pub account: String,
+    pub event_id: String,
+    pub deliveries: Vec<NewDelivery>,
+    /// Version-checked like any object write; a conflict rolls the fan-out back.
+    pub event_write: Option<ObjectWrite>,
+    /// When the deliveries become due (unix milliseconds, real time).
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt at `next_attempt_at`.
+    Pending,
+    Succeeded,
+    /// Retries exhausted, or the endpoint went away.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "succeeded" => Some(DeliveryStatus::Succeeded),
+            "failed" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The delivery of one event to one endpoint. Times are unix milliseconds, real time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub account: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub push: bool,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    /// When it first succeeded; `pending_webhooks` counts push deliveries without it.
+    pub succeeded_at: Option<i64>,
+}
+
+/// Which due deliveries a claim takes.
+#[derive(Debug, Clone)]
+pub struct DeliveryClaim {
+    /// Written as the lease owner; finishing requires it.
+    pub owner: String,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub limit: usize,
+    /// `None`: push deliveries of every endpoint (the worker). `Some(id)`: pull
+    /// deliveries of that listener.
+    pub listener: Option<String>,
+}
+
+/// One HTTP attempt of a delivery, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Storage order; ignored when writing.
+    pub seq: i64,
+    pub id: String,
+    pub account: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    /// 1 for the first attempt of the delivery.
+    pub attempt: i64,
+    /// Unix milliseconds, real time.
+    pub attempted_at: i64,
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    /// At most 1 KiB of the response body.
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub succeeded: bool,
+}
+
+/// What becomes of a delivery after an attempt (or without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryNext {
+    Succeeded,
+    /// Pending again, due at this time (unix milliseconds).
+    RetryAt(i64),
+    Failed,
+}
+
+/// Finishing a claimed delivery, committed atomically.
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub account: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    /// The delivery changes only while this owner still holds its lease.
+    pub lease_owner: String,
+    /// Recorded even when the lease was lost: the attempt happened.
+    pub attempt: Option<AttemptRecord>,
+    pub next: DeliveryNext,
+    pub now_ms: i64,
+    /// The event's new `pending_webhooks`; a version conflict rolls everything back.
+    pub event_write: Option<ObjectWrite>,
+}
+
+impl DeliveryResult {
+    /// The status, next due time and success time the delivery is left with.
+    pub fn columns(&self) -> (&'static str, Option<i64>, Option<i64>) {
+        match self.next {
+            DeliveryNext::Succeeded => {
+                (DeliveryStatus::Succeeded.as_str(), None, Some(self.now_ms))
+            }
+            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending.as_str(), Some(at), None),
+            DeliveryNext::Failed => (DeliveryStatus::Failed.as_str(), None, None),
+        }
+    }
+}
+
+impl WriteBatch {
+    /// A batch of one object write: the version checks of `commit` for the
+    /// bookkeeping transactions of webhook delivery.
+    pub fn single(account: &str, write: ObjectWrite) -> Self {
+        WriteBatch {
+            account: account.to_string(),
+            objects: vec![write],
+            ..Default::default()
+        }
+    }
+}
+
+/// Which attempts [`Store::list_attempts`] returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    pub event_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    /// Only attempts recorded before the attempt with this id.
+    pub starting_after: Option<String>,
+    pub limit: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     /// An object changed since it was read, or a new id already exists.
@@ -177,6 +364,70 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes idempotency records created before `cutoff` (account time is applied by the caller).
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64>;
+
+    /// Like [`Store::list`] without its `filter`: live objects of `query.kind` that
+    /// satisfy every condition, newest first, with the query's range, cursor and limit.
+    async fn list_where(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        conditions: &[IndexCondition],
+    ) -> StoreResult<Vec<StoredObject>>;
+
+    /// Takes up to `limit` outbox rows of any account whose lease has run out (oldest
+    /// first) and leases them until `now_ms + lease_ms`, so other nodes skip them.
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxEntry>>;
+
+    /// Deletes the outbox row, creates its deliveries (existing ones are kept) and
+    /// writes the event, in one transaction. `Ok(false)`: the row was already gone
+    /// (another node fanned it out) and nothing was written.
+    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError>;
+
+    /// Leases due pending deliveries (oldest due first) to `claim.owner`.
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>>;
+
+    /// Records the attempt and moves the delivery on, in one transaction. `Ok(false)`:
+    /// the lease was lost; the attempt is recorded, nothing else changes.
+    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError>;
+
+    /// Gives up every lease `owner` holds (a node shutting down), so others take them at once.
+    async fn release_deliveries(&self, owner: &str) -> StoreResult<u64>;
+
+    /// Makes the delivery of an event to an endpoint due now, creating it if needed
+    /// (a resend). Its lease, if any, is dropped.
+    async fn redeliver(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+        push: bool,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    async fn delivery(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+    ) -> StoreResult<Option<Delivery>>;
+
+    /// Push deliveries of the event that have never succeeded: its `pending_webhooks`.
+    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64>;
+
+    async fn list_attempts(
+        &self,
+        account: &str,
+        query: &AttemptQuery,
+    ) -> StoreResult<Vec<AttemptRecord>>;
+
+    /// Deletes the account's events created before `cutoff` (account time) with their
+    /// index rows, outbox rows, deliveries and attempts; returns how many events went.
+    async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -82,6 +82,45 @@ const MIGRATIONS: &[&str] = &[
         created BIGINT NOT NULL
     );
     "#,
+    // 2: webhook delivery, as in the SQLite store. Claims take rows with
+    // FOR UPDATE SKIP LOCKED, so several nodes share the work without waiting on
+    // each other. Times are unix milliseconds.
+    r#"
+    ALTER TABLE outbox ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_by_lease ON outbox(lease_until, seq);
+    CREATE TABLE webhook_deliveries (
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        push BOOLEAN NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at BIGINT,
+        succeeded_at BIGINT,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (event_id, endpoint_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(push, status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, status, next_attempt_at);
+    CREATE TABLE webhook_attempts (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        attempted_at BIGINT NOT NULL,
+        status_code INTEGER,
+        latency_ms BIGINT NOT NULL,
+        response_body TEXT,
+        error TEXT,
+        succeeded BOOLEAN NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
+    CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
+    "#,
 ];
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
@@ -713,6 +752,479 @@ impl Store for PostgresStore {
         )
         .await
     }
+
+    async fn list_where(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        conditions: &[IndexCondition],
+    ) -> StoreResult<Vec<StoredObject>> {
+        let (sql, args) = list_where_sql(account, query, conditions);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
+        self.query("listing objects by index", &sql, &params, row_to_object)
+            .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self
+            .query(
+                "claiming outbox rows",
+                "UPDATE outbox SET lease_until = $2 WHERE seq IN (
+                    SELECT seq FROM outbox WHERE lease_until <= $1
+                    ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
+                 ) RETURNING seq, account, event_id",
+                &[&now_ms, &(now_ms + lease_ms), &limit],
+                |r| {
+                    Ok(OutboxEntry {
+                        seq: r.try_get(0)?,
+                        account: r.try_get(1)?,
+                        event_id: r.try_get(2)?,
+                    })
+                },
+            )
+            .await?;
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
+    }
+
+    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError> {
+        let label = fan_out.event_id.as_str();
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| commit_err("starting a fan-out", label, e))?;
+        let outcome = async {
+            let gone = tx
+                .execute(
+                    "DELETE FROM outbox WHERE seq = $1 AND account = $2",
+                    &[&fan_out.outbox_seq, &fan_out.account],
+                )
+                .await
+                .map_err(|e| commit_err("deleting an outbox row", label, e))?;
+            if gone == 0 {
+                return Ok(false);
+            }
+            if !fan_out.deliveries.is_empty() {
+                let endpoints: Vec<&str> = fan_out
+                    .deliveries
+                    .iter()
+                    .map(|d| d.endpoint_id.as_str())
+                    .collect();
+                let push: Vec<bool> = fan_out.deliveries.iter().map(|d| d.push).collect();
+                tx.execute(
+                    "INSERT INTO webhook_deliveries
+                        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+                     SELECT $1, $2, t.endpoint_id, t.push, 'pending', 0, $3, $3
+                     FROM unnest($4::TEXT[], $5::BOOLEAN[]) AS t(endpoint_id, push)
+                     ON CONFLICT (event_id, endpoint_id) DO NOTHING",
+                    &[
+                        &fan_out.account,
+                        &fan_out.event_id,
+                        &fan_out.now_ms,
+                        &endpoints,
+                        &push,
+                    ],
+                )
+                .await
+                .map_err(|e| commit_err("creating deliveries", label, e))?;
+            }
+            if let Some(write) = &fan_out.event_write {
+                apply_batch(&tx, &WriteBatch::single(&fan_out.account, write.clone())).await?;
+            }
+            Ok(true)
+        }
+        .await;
+        finish_tx(tx, outcome, label).await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let lease_until = claim.now_ms + claim.lease_ms;
+        let which = match claim.listener {
+            Some(_) => "push = FALSE AND endpoint_id = $5",
+            None => "push = TRUE",
+        };
+        let sql = format!(
+            "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
+             FROM (SELECT event_id, endpoint_id FROM webhook_deliveries
+                   WHERE {which} AND status = 'pending' AND next_attempt_at <= $3
+                     AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+                   ORDER BY next_attempt_at, event_id LIMIT $4
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
+             RETURNING {}",
+            DELIVERY_COLUMNS
+                .split(", ")
+                .map(|c| format!("d.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&claim.owner, &lease_until, &claim.now_ms, &limit];
+        if let Some(listener) = &claim.listener {
+            params.push(listener);
+        }
+        let mut rows = self
+            .query("claiming deliveries", &sql, &params, row_to_delivery)
+            .await?;
+        rows.sort_by(|a, b| {
+            (a.next_attempt_at, &a.event_id).cmp(&(b.next_attempt_at, &b.event_id))
+        });
+        Ok(rows)
+    }
+
+    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError> {
+        let label = result.event_id.as_str();
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| commit_err("starting a delivery update", label, e))?;
+        let outcome = async {
+            if let Some(a) = &result.attempt {
+                tx.execute(
+                    "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
+                        attempted_at, status_code, latency_ms, response_body, error, succeeded)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &a.id,
+                        &result.account,
+                        &result.event_id,
+                        &result.endpoint_id,
+                        &a.attempt,
+                        &a.attempted_at,
+                        &a.status_code,
+                        &a.latency_ms,
+                        &a.response_body,
+                        &a.error,
+                        &a.succeeded,
+                    ],
+                )
+                .await
+                .map_err(|e| commit_err("recording an attempt", label, e))?;
+            }
+            let (status, next_at, succeeded_at) = result.columns();
+            let attempted = i64::from(result.attempt.is_some());
+            let changed = tx
+                .execute(
+                    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + $2,
+                        next_attempt_at = COALESCE($3, next_attempt_at),
+                        succeeded_at = COALESCE(succeeded_at, $4),
+                        lease_owner = NULL, lease_expires_at = NULL
+                     WHERE event_id = $5 AND endpoint_id = $6 AND account = $7 AND lease_owner = $8",
+                    &[
+                        &status,
+                        &attempted,
+                        &next_at,
+                        &succeeded_at,
+                        &result.event_id,
+                        &result.endpoint_id,
+                        &result.account,
+                        &result.lease_owner,
+                    ],
+                )
+                .await
+                .map_err(|e| commit_err("updating a delivery", label, e))?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(write) = &result.event_write {
+                apply_batch(&tx, &WriteBatch::single(&result.account, write.clone())).await?;
+            }
+            Ok(true)
+        }
+        .await;
+        finish_tx(tx, outcome, label).await
+    }
+
+    async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
+        self.execute(
+            "releasing delivery leases",
+            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE lease_owner = $1",
+            &[&owner],
+        )
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+        push: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            "scheduling a redelivery",
+            "INSERT INTO webhook_deliveries
+                (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
+             ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
+                status = 'pending', next_attempt_at = excluded.next_attempt_at,
+                lease_owner = NULL, lease_expires_at = NULL
+             WHERE webhook_deliveries.account = excluded.account",
+            &[&account, &event_id, &endpoint_id, &push, &now_ms],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn delivery(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        self.query_opt(
+            "reading a delivery",
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                 WHERE event_id = $1 AND endpoint_id = $2 AND account = $3"
+            ),
+            &[&event_id, &endpoint_id, &account],
+            row_to_delivery,
+        )
+        .await
+    }
+
+    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64> {
+        let count = self
+            .query_opt(
+                "counting undelivered webhooks",
+                "SELECT COUNT(*)::BIGINT FROM webhook_deliveries
+                 WHERE event_id = $1 AND account = $2 AND push AND succeeded_at IS NULL",
+                &[&event_id, &account],
+                |r| r.try_get::<_, i64>(0),
+            )
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn list_attempts(
+        &self,
+        account: &str,
+        query: &AttemptQuery,
+    ) -> StoreResult<Vec<AttemptRecord>> {
+        let mut sql = String::from(
+            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
+                    latency_ms, response_body, error, succeeded
+             FROM webhook_attempts WHERE account = $1",
+        );
+        let mut args = vec![Arg::Text(account.to_string())];
+        if let Some(event) = &query.event_id {
+            args.push(Arg::Text(event.clone()));
+            sql.push_str(&format!(" AND event_id = ${}", args.len()));
+        }
+        if let Some(endpoint) = &query.endpoint_id {
+            args.push(Arg::Text(endpoint.clone()));
+            sql.push_str(&format!(" AND endpoint_id = ${}", args.len()));
+        }
+        if let Some(after) = &query.starting_after {
+            args.push(Arg::Text(after.clone()));
+            sql.push_str(&format!(
+                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ${} AND account = $1)",
+                args.len()
+            ));
+        }
+        args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
+        self.query("listing attempts", &sql, &params, |r| {
+            Ok(AttemptRecord {
+                seq: r.try_get(0)?,
+                id: r.try_get(1)?,
+                account: r.try_get(2)?,
+                event_id: r.try_get(3)?,
+                endpoint_id: r.try_get(4)?,
+                attempt: r.try_get(5)?,
+                attempted_at: r.try_get(6)?,
+                status_code: r.try_get(7)?,
+                latency_ms: r.try_get(8)?,
+                response_body: r.try_get(9)?,
+                error: r.try_get(10)?,
+                succeeded: r.try_get(11)?,
+            })
+        })
+        .await
+    }
+
+    async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let fail = |e| pg_err("purging events", e);
+        let tx = client.transaction().await.map_err(fail)?;
+        // The doomed events once; every table that refers to them goes with them.
+        let ids: Vec<String> = tx
+            .query(
+                "SELECT id FROM objects WHERE account = $1 AND kind = 'event' AND created < $2",
+                &[&account, &cutoff],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        if !ids.is_empty() {
+            for table in ["webhook_attempts", "webhook_deliveries", "outbox"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE account = $1 AND event_id = ANY($2)"),
+                    &[&account, &ids],
+                )
+                .await
+                .map_err(fail)?;
+            }
+            tx.execute("DELETE FROM object_index WHERE id = ANY($1)", &[&ids])
+                .await
+                .map_err(fail)?;
+            tx.execute(
+                "DELETE FROM objects WHERE account = $1 AND id = ANY($2)",
+                &[&account, &ids],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(ids.len() as u64)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Webhook delivery helpers.
+
+const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
+
+fn row_to_delivery(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
+    let status: String = row.try_get(4)?;
+    Ok(Delivery {
+        account: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        endpoint_id: row.try_get(2)?,
+        push: row.try_get(3)?,
+        // Only this module writes the column; an unknown value reads as failed.
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
+        attempts: row.try_get(5)?,
+        next_attempt_at: row.try_get(6)?,
+        lease_owner: row.try_get(7)?,
+        lease_expires_at: row.try_get(8)?,
+        succeeded_at: row.try_get(9)?,
+    })
+}
+
+/// Commits on `Ok(true)`, rolls back otherwise, and hands the outcome on.
+async fn finish_tx(
+    tx: deadpool_postgres::Transaction<'_>,
+    outcome: Result<bool, CommitError>,
+    label: &str,
+) -> Result<bool, CommitError> {
+    match outcome {
+        Ok(true) => tx
+            .commit()
+            .await
+            .map(|()| true)
+            .map_err(|e| commit_err("committing", label, e)),
+        Ok(false) => {
+            // Nothing to keep but what was written before the check failed (an
+            // attempt record after a lost lease): commit that.
+            tx.commit()
+                .await
+                .map(|()| false)
+                .map_err(|e| commit_err("committing", label, e))
+        }
+        Err(err) => {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %describe(&e), "postgres rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The SQL of `list_where`, as in the SQLite store; every value is bound.
+fn list_where_sql(
+    account: &str,
+    query: &ListQuery,
+    conditions: &[IndexCondition],
+) -> (String, Vec<Arg>) {
+    let mut sql = String::from(
+        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
+         WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted",
+    );
+    let mut args = vec![
+        Arg::Text(account.to_string()),
+        Arg::Text(query.kind.clone()),
+    ];
+    for condition in conditions {
+        args.push(Arg::Text(condition.field.clone()));
+        let field = args.len();
+        let mut alternatives = Vec::new();
+        for value in &condition.any_of {
+            match value {
+                IndexValue::Exact(v) => {
+                    args.push(Arg::Text(v.clone()));
+                    alternatives.push(format!("i.value = ${}", args.len()));
+                }
+                IndexValue::Prefix(p) => {
+                    args.push(Arg::Text(p.clone()));
+                    args.push(Arg::Int(p.chars().count() as i64));
+                    let n = args.len();
+                    alternatives.push(format!(
+                        "substr(i.value, 1, ${n}::BIGINT::INT) = ${}",
+                        n - 1
+                    ));
+                }
+            }
+        }
+        let any = if alternatives.is_empty() {
+            "FALSE".to_string()
+        } else {
+            alternatives.join(" OR ")
+        };
+        let not = if condition.negated { "NOT " } else { "" };
+        sql.push_str(&format!(
+            " AND {not}EXISTS (SELECT 1 FROM object_index i
+                WHERE i.id = o.id AND i.field = ${field} AND ({any}))"
+        ));
+    }
+    let mut bind = |sql: &mut String, cond: &str, v: i64| {
+        args.push(Arg::Int(v));
+        sql.push_str(&format!(" AND {cond} ${}", args.len()));
+    };
+    let c = query.created;
+    if let Some(v) = c.gt {
+        bind(&mut sql, "o.created >", v);
+    }
+    if let Some(v) = c.gte {
+        bind(&mut sql, "o.created >=", v);
+    }
+    if let Some(v) = c.lt {
+        bind(&mut sql, "o.created <", v);
+    }
+    if let Some(v) = c.lte {
+        bind(&mut sql, "o.created <=", v);
+    }
+    let order = match query.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::Before(seq) => {
+            bind(&mut sql, "o.seq <", seq);
+            "DESC"
+        }
+        Cursor::After(seq) => {
+            bind(&mut sql, "o.seq >", seq);
+            "ASC"
+        }
+    };
+    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ${}", args.len()));
+    (sql, args)
 }
 
 #[cfg(test)]

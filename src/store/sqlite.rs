@@ -70,16 +70,58 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL
     );
     "#,
+    // 2: webhook delivery. The outbox gains a lease so one node fans each row out;
+    // every (event, endpoint) pair is a delivery row with its own schedule and
+    // lease, and every HTTP attempt is kept. Times are unix milliseconds.
+    r#"
+    ALTER TABLE outbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_by_lease ON outbox(lease_until, seq);
+    CREATE TABLE webhook_deliveries (
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        push INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        succeeded_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (event_id, endpoint_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(push, status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, status, next_attempt_at);
+    CREATE TABLE webhook_attempts (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        attempted_at INTEGER NOT NULL,
+        status_code INTEGER,
+        latency_ms INTEGER NOT NULL,
+        response_body TEXT,
+        error TEXT,
+        succeeded INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
+    CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
+    "#,
 ];
 
 const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
 
 type Reply = oneshot::Sender<Result<(), CommitError>>;
 type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
 enum Job {
     Batch(WriteBatch, Reply),
     Admin(AdminWork, Reply),
+    /// Work that may report a conflict (webhook delivery bookkeeping).
+    Custom(CustomWork, Reply),
 }
 
 pub struct SqliteStore {
@@ -182,6 +224,44 @@ impl SqliteStore {
             Err(other) => Err(StoreError::Unavailable(other.to_string())),
         }
     }
+
+    /// Runs `f` on the writer (in its own savepoint of the next group) and returns
+    /// its value once the group has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, CommitError> + Send + 'static,
+    ) -> Result<T, CommitError> {
+        let slot = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        self.submit(|reply| {
+            Job::Custom(
+                Box::new(move |c| {
+                    let value = f(c)?;
+                    *out.lock() = Some(value);
+                    Ok(())
+                }),
+                reply,
+            )
+        })
+        .await?;
+        let value = slot.lock().take();
+        value.ok_or_else(|| StoreError::Unavailable("the writer returned no result".into()).into())
+    }
+
+    /// [`Self::write`] for work that cannot conflict.
+    async fn write_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        match self
+            .write(move |c| f(c).map_err(|e| CommitError::Store(e.into())))
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(CommitError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::Unavailable(other.to_string())),
+        }
+    }
 }
 
 fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
@@ -200,7 +280,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 let msg = e.to_string();
                 for job in group {
                     let reply = match job {
-                        Job::Batch(_, r) | Job::Admin(_, r) => r,
+                        Job::Batch(_, r) | Job::Admin(_, r) | Job::Custom(_, r) => r,
                     };
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
                 }
@@ -217,6 +297,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                     apply_in_savepoint(&tx, |c| work(c).map_err(|e| CommitError::Store(e.into()))),
                     reply,
                 ),
+                Job::Custom(work, reply) => (apply_in_savepoint(&tx, work), reply),
             };
             if matches!(result, Err(CommitError::Store(StoreError::Unavailable(ref m))) if m == ROLLBACK_FAILED)
             {
@@ -618,4 +699,451 @@ impl Store for SqliteStore {
         .await?;
         Ok(count.load(std::sync::atomic::Ordering::Relaxed))
     }
+
+    async fn list_where(
+        &self,
+        account: &str,
+        query: &ListQuery,
+        conditions: &[IndexCondition],
+    ) -> StoreResult<Vec<StoredObject>> {
+        let (sql, args) = list_where_sql(account, query, conditions);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_object)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<OutboxEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self
+            .write_store(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "UPDATE outbox SET lease_until = ?2 WHERE seq IN (
+                        SELECT seq FROM outbox WHERE lease_until <= ?1 ORDER BY seq LIMIT ?3
+                     ) RETURNING seq, account, event_id",
+                )?;
+                let rows = stmt.query_map(params![now_ms, now_ms + lease_ms, limit], |r| {
+                    Ok(OutboxEntry {
+                        seq: r.get(0)?,
+                        account: r.get(1)?,
+                        event_id: r.get(2)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
+    }
+
+    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError> {
+        self.write(move |c| {
+            let gone = c
+                .prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND account = ?2")
+                .and_then(|mut s| s.execute(params![fan_out.outbox_seq, fan_out.account]))
+                .map_err(|e| CommitError::Store(e.into()))?;
+            if gone == 0 {
+                return Ok(false);
+            }
+            for d in &fan_out.deliveries {
+                c.prepare_cached(
+                    "INSERT INTO webhook_deliveries
+                        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
+                     ON CONFLICT(event_id, endpoint_id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        fan_out.account,
+                        fan_out.event_id,
+                        d.endpoint_id,
+                        d.push,
+                        fan_out.now_ms
+                    ])
+                })
+                .map_err(|e| CommitError::Store(e.into()))?;
+            }
+            if let Some(write) = fan_out.event_write {
+                apply_batch(c, &WriteBatch::single(&fan_out.account, write))?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
+        let claim = claim.clone();
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let mut rows = self
+            .write_store(move |c| {
+                let which = if claim.listener.is_some() {
+                    "push = 0 AND endpoint_id = ?5"
+                } else {
+                    "push = 1 AND ?5 IS NULL"
+                };
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
+                     WHERE rowid IN (
+                        SELECT rowid FROM webhook_deliveries
+                        WHERE {which} AND status = 'pending' AND next_attempt_at <= ?3
+                          AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
+                        ORDER BY next_attempt_at, event_id LIMIT ?4
+                     ) RETURNING {DELIVERY_COLUMNS}"
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(
+                    params![
+                        claim.owner,
+                        claim.now_ms + claim.lease_ms,
+                        claim.now_ms,
+                        limit,
+                        claim.listener
+                    ],
+                    row_to_delivery,
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        rows.sort_by(|a, b| {
+            (a.next_attempt_at, &a.event_id).cmp(&(b.next_attempt_at, &b.event_id))
+        });
+        Ok(rows)
+    }
+
+    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError> {
+        self.write(move |c| {
+            if let Some(a) = &result.attempt {
+                c.prepare_cached(
+                    "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
+                        attempted_at, status_code, latency_ms, response_body, error, succeeded)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        a.id,
+                        result.account,
+                        result.event_id,
+                        result.endpoint_id,
+                        a.attempt,
+                        a.attempted_at,
+                        a.status_code,
+                        a.latency_ms,
+                        a.response_body,
+                        a.error,
+                        a.succeeded
+                    ])
+                })
+                .map_err(|e| CommitError::Store(e.into()))?;
+            }
+            let (status, next_at, succeeded_at) = result.columns();
+            let attempted = i64::from(result.attempt.is_some());
+            let changed = c
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET status = ?1, attempts = attempts + ?2,
+                        next_attempt_at = COALESCE(?3, next_attempt_at),
+                        succeeded_at = COALESCE(succeeded_at, ?4),
+                        lease_owner = NULL, lease_expires_at = NULL
+                     WHERE event_id = ?5 AND endpoint_id = ?6 AND account = ?7 AND lease_owner = ?8",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        status,
+                        attempted,
+                        next_at,
+                        succeeded_at,
+                        result.event_id,
+                        result.endpoint_id,
+                        result.account,
+                        result.lease_owner
+                    ])
+                })
+                .map_err(|e| CommitError::Store(e.into()))?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(write) = result.event_write {
+                apply_batch(c, &WriteBatch::single(&result.account, write))?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
+        let owner = owner.to_string();
+        self.write_store(move |c| {
+            let n = c.execute(
+                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE lease_owner = ?1",
+                params![owner],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+        push: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (account, event_id, endpoint_id) = (
+            account.to_string(),
+            event_id.to_string(),
+            endpoint_id.to_string(),
+        );
+        self.admin(move |c| {
+            c.execute(
+                "INSERT INTO webhook_deliveries
+                    (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
+                 ON CONFLICT(event_id, endpoint_id) DO UPDATE SET
+                    status = 'pending', next_attempt_at = excluded.next_attempt_at,
+                    lease_owner = NULL, lease_expires_at = NULL
+                 WHERE webhook_deliveries.account = excluded.account",
+                params![account, event_id, endpoint_id, push, now_ms],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn delivery(
+        &self,
+        account: &str,
+        event_id: &str,
+        endpoint_id: &str,
+    ) -> StoreResult<Option<Delivery>> {
+        let (account, event_id, endpoint_id) = (
+            account.to_string(),
+            event_id.to_string(),
+            endpoint_id.to_string(),
+        );
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                 WHERE event_id = ?1 AND endpoint_id = ?2 AND account = ?3"
+            ))?
+            .query_row(params![event_id, endpoint_id, account], row_to_delivery)
+            .optional()
+        })
+        .await
+    }
+
+    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64> {
+        let (account, event_id) = (account.to_string(), event_id.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM webhook_deliveries
+                 WHERE event_id = ?1 AND account = ?2 AND push = 1 AND succeeded_at IS NULL",
+            )?
+            .query_row(params![event_id, account], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn list_attempts(
+        &self,
+        account: &str,
+        query: &AttemptQuery,
+    ) -> StoreResult<Vec<AttemptRecord>> {
+        use rusqlite::types::Value as V;
+        let mut sql = String::from(
+            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
+                    latency_ms, response_body, error, succeeded
+             FROM webhook_attempts WHERE account = ?1",
+        );
+        let mut args = vec![V::Text(account.to_string())];
+        if let Some(event) = &query.event_id {
+            args.push(V::Text(event.clone()));
+            sql.push_str(&format!(" AND event_id = ?{}", args.len()));
+        }
+        if let Some(endpoint) = &query.endpoint_id {
+            args.push(V::Text(endpoint.clone()));
+            sql.push_str(&format!(" AND endpoint_id = ?{}", args.len()));
+        }
+        if let Some(after) = &query.starting_after {
+            args.push(V::Text(after.clone()));
+            sql.push_str(&format!(
+                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ?{} AND account = ?1)",
+                args.len()
+            ));
+        }
+        args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok(AttemptRecord {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    account: r.get(2)?,
+                    event_id: r.get(3)?,
+                    endpoint_id: r.get(4)?,
+                    attempt: r.get(5)?,
+                    attempted_at: r.get(6)?,
+                    status_code: r.get(7)?,
+                    latency_ms: r.get(8)?,
+                    response_body: r.get(9)?,
+                    error: r.get(10)?,
+                    succeeded: r.get(11)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
+        let account = account.to_string();
+        self.write_store(move |c| {
+            // The doomed events once; every table that refers to them goes with them.
+            c.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS purged_events (id TEXT PRIMARY KEY)",
+                [],
+            )?;
+            c.execute("DELETE FROM temp.purged_events", [])?;
+            let n = c.execute(
+                "INSERT INTO temp.purged_events (id)
+                 SELECT id FROM objects WHERE account = ?1 AND kind = 'event' AND created < ?2",
+                params![account, cutoff],
+            )?;
+            if n > 0 {
+                for table in ["webhook_attempts", "webhook_deliveries", "outbox"] {
+                    c.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE account = ?1
+                             AND event_id IN (SELECT id FROM temp.purged_events)"
+                        ),
+                        params![account],
+                    )?;
+                }
+                c.execute(
+                    "DELETE FROM object_index WHERE id IN (SELECT id FROM temp.purged_events)",
+                    [],
+                )?;
+                c.execute(
+                    "DELETE FROM objects WHERE account = ?1 AND id IN (SELECT id FROM temp.purged_events)",
+                    params![account],
+                )?;
+            }
+            c.execute("DELETE FROM temp.purged_events", [])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Webhook delivery helpers.
+
+const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, \
+     next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
+
+fn row_to_delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    let status: String = row.get(4)?;
+    Ok(Delivery {
+        account: row.get(0)?,
+        event_id: row.get(1)?,
+        endpoint_id: row.get(2)?,
+        push: row.get(3)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery status {status:?}").into(),
+            )
+        })?,
+        attempts: row.get(5)?,
+        next_attempt_at: row.get(6)?,
+        lease_owner: row.get(7)?,
+        lease_expires_at: row.get(8)?,
+        succeeded_at: row.get(9)?,
+    })
+}
+
+/// The SQL of `list_where`. Conditions are built from the query's shape only; every
+/// value is a bound parameter.
+fn list_where_sql(
+    account: &str,
+    query: &ListQuery,
+    conditions: &[IndexCondition],
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut sql = String::from(
+        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
+         WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0",
+    );
+    let mut args: Vec<V> = vec![V::Text(account.to_string()), V::Text(query.kind.clone())];
+    for condition in conditions {
+        args.push(V::Text(condition.field.clone()));
+        let field = args.len();
+        let mut alternatives = Vec::new();
+        for value in &condition.any_of {
+            match value {
+                IndexValue::Exact(v) => {
+                    args.push(V::Text(v.clone()));
+                    alternatives.push(format!("i.value = ?{}", args.len()));
+                }
+                IndexValue::Prefix(p) => {
+                    args.push(V::Text(p.clone()));
+                    args.push(V::Integer(p.chars().count() as i64));
+                    let n = args.len();
+                    alternatives.push(format!("substr(i.value, 1, ?{n}) = ?{}", n - 1));
+                }
+            }
+        }
+        let any = if alternatives.is_empty() {
+            "0".to_string()
+        } else {
+            alternatives.join(" OR ")
+        };
+        let not = if condition.negated { "NOT " } else { "" };
+        sql.push_str(&format!(
+            " AND {not}EXISTS (SELECT 1 FROM object_index i
+                WHERE i.id = o.id AND i.field = ?{field} AND ({any}))"
+        ));
+    }
+    let mut bind = |sql: &mut String, cond: &str, v: i64| {
+        args.push(V::Integer(v));
+        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+    };
+    let c = query.created;
+    if let Some(v) = c.gt {
+        bind(&mut sql, "o.created >", v);
+    }
+    if let Some(v) = c.gte {
+        bind(&mut sql, "o.created >=", v);
+    }
+    if let Some(v) = c.lt {
+        bind(&mut sql, "o.created <", v);
+    }
+    if let Some(v) = c.lte {
+        bind(&mut sql, "o.created <=", v);
+    }
+    let order = match query.cursor {
+        Cursor::Newest => "DESC",
+        Cursor::Before(seq) => {
+            bind(&mut sql, "o.seq <", seq);
+            "DESC"
+        }
+        Cursor::After(seq) => {
+            bind(&mut sql, "o.seq >", seq);
+            "ASC"
+        }
+    };
+    args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ?{}", args.len()));
+    (sql, args)
 }

@@ -110,6 +110,7 @@ export async function startServer(backend = 'sqlite', extraArgs = []) {
 const SPEC_PATH = join(here, 'node_modules', '@opensdks', 'sdk-stripe', 'stripe.oas.json');
 const INCLUDABLE = {
   customer: new Set(['cash_balance', 'invoice_credit_balance', 'sources', 'subscriptions', 'tax', 'tax_ids']),
+  charge: new Set(['refunds']),
 };
 const DROP = new Set(['description', 'x-expansionResources', 'title', 'x-stripeBypassValidation', 'x-expandableFields', 'x-resourceId', 'x-stripeMostCommon', 'x-stripeResource']);
 

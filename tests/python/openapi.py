@@ -26,6 +26,7 @@ def spec():
 # Fields Stripe leaves out unless expanded ("includable"); presence is not required of them.
 INCLUDABLE = {
     "customer": {"cash_balance", "invoice_credit_balance", "sources", "subscriptions", "tax", "tax_ids"},
+    "charge": {"refunds"},
 }
 
 

@@ -1,0 +1,132 @@
+//! `/v1/payment_intents`: thin handlers over [`crate::resources::payment_intent`].
+//! Retrieve and confirm also admit the publishable key with the client secret, as
+//! stripe.js uses them.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use crate::http::app::{App, BrowserRequest, SecretRequest};
+use crate::http::list::ListParams;
+use crate::resources::payment_intent::{
+    self, CancelParams, CaptureParams, ConfirmParams, CreateParams, IncrementParams, ListFilters,
+    UpdateParams,
+};
+use crate::resources::search::SearchParams;
+use crate::{execute, read};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/payment_intents", get(list).post(create))
+        .route("/v1/payment_intents/search", get(search))
+        .route("/v1/payment_intents/{id}", get(retrieve).post(update))
+        .route("/v1/payment_intents/{id}/confirm", post(confirm))
+        .route("/v1/payment_intents/{id}/capture", post(capture))
+        .route("/v1/payment_intents/{id}/cancel", post(cancel))
+        .route(
+            "/v1/payment_intents/{id}/increment_authorization",
+            post(increment_authorization),
+        )
+        .route("/v1/test_helpers/payment_intents/{id}/settle", post(settle))
+}
+
+macro_rules! params {
+    ($req:expr) => {
+        match $req.params() {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        }
+    };
+}
+
+async fn create(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: CreateParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::create(&mut ctx, &params)
+        .await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrieveParams {
+    #[serde(default)]
+    client_secret: Option<String>,
+}
+
+async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: BrowserRequest) -> Response {
+    let params: RetrieveParams = params!(req);
+    read!(app, req, |ctx| payment_intent::retrieve(
+        &mut ctx,
+        &id,
+        params.client_secret.as_deref()
+    )
+    .await)
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: UpdateParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::update(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn confirm(State(app): State<App>, Path(id): Path<String>, req: BrowserRequest) -> Response {
+    let params: ConfirmParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::confirm(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn capture(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: CaptureParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::capture(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: CancelParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::cancel(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn increment_authorization(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    req: SecretRequest,
+) -> Response {
+    let params: IncrementParams = params!(req);
+    execute!(app, req, |ctx| payment_intent::increment_authorization(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+/// payground's test helper: settle a processing bank debit now instead of after the delay.
+async fn settle(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    execute!(app, req, |ctx| payment_intent::settle(&mut ctx, &id).await)
+}
+
+async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: ListFilters = params!(req);
+    read!(app, req, |ctx| payment_intent::list(
+        &mut ctx, &filters, &page
+    )
+    .await)
+}
+
+async fn search(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: SearchParams = params!(req);
+    read!(app, req, |ctx| payment_intent::search(&mut ctx, &params)
+        .await)
+}

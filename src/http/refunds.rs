@@ -1,0 +1,59 @@
+//! `/v1/refunds`.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::app::{App, SecretRequest};
+use crate::http::customers::NoParams;
+use crate::http::list::ListParams;
+use crate::resources::refund::{self, CreateParams, ListFilters, UpdateParams};
+use crate::{execute, read};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/refunds", get(list).post(create))
+        .route("/v1/refunds/{id}", get(retrieve).post(update))
+        .route("/v1/refunds/{id}/cancel", post(cancel))
+}
+
+async fn create(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: CreateParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| refund::create(&mut ctx, &params).await)
+}
+
+async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
+    read!(app, req, |ctx| refund::retrieve(&mut ctx, &id).await)
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: UpdateParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| refund::update(&mut ctx, &id, &params).await)
+}
+
+async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    execute!(app, req, |ctx| refund::cancel(&mut ctx, &id).await)
+}
+
+async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: ListFilters = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    read!(app, req, |ctx| refund::list(&mut ctx, &filters, &page)
+        .await)
+}

@@ -1,0 +1,229 @@
+//! Charges: one per attempt of a PaymentIntent, failed ones included.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::ctx::{previous_attributes, Ctx, StripeObject};
+use crate::error::ApiError;
+use crate::http::list::{self, ListParams};
+use crate::http::params::{Field, MetadataParam};
+use crate::resources::payment_method::BillingDetails;
+use crate::resources::{apply_metadata, Metadata, Shipping, ShippingParam};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub network_status: Option<String>,
+    pub reason: Option<String>,
+    pub risk_level: String,
+    pub risk_score: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Value>,
+    pub seller_message: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub object: String,
+    pub amount: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub application: Option<String>,
+    pub application_fee: Option<String>,
+    pub application_fee_amount: Option<i64>,
+    pub balance_transaction: Option<String>,
+    pub billing_details: BillingDetails,
+    pub calculated_statement_descriptor: Option<String>,
+    pub captured: bool,
+    pub created: i64,
+    pub currency: String,
+    pub customer: Option<String>,
+    pub description: Option<String>,
+    pub destination: Option<String>,
+    pub dispute: Option<String>,
+    pub disputed: bool,
+    pub failure_balance_transaction: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub fraud_details: Value,
+    pub invoice: Option<String>,
+    pub livemode: bool,
+    pub metadata: Metadata,
+    pub on_behalf_of: Option<String>,
+    pub order: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub paid: bool,
+    pub payment_intent: Option<String>,
+    pub payment_method: Option<String>,
+    pub payment_method_details: Option<Value>,
+    pub radar_options: Value,
+    pub receipt_email: Option<String>,
+    pub receipt_number: Option<String>,
+    pub receipt_url: Option<String>,
+    pub refunded: bool,
+    pub review: Option<String>,
+    pub shipping: Option<Shipping>,
+    pub source: Option<Value>,
+    pub source_transfer: Option<String>,
+    pub statement_descriptor: Option<String>,
+    pub statement_descriptor_suffix: Option<String>,
+    pub status: String,
+    pub transfer_data: Option<Value>,
+    pub transfer_group: Option<String>,
+}
+
+impl StripeObject for Charge {
+    const OBJECT: &'static str = "charge";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created(&self) -> i64 {
+        self.created
+    }
+    fn index(&self) -> Vec<(String, String)> {
+        let mut index = Vec::new();
+        if let Some(pi) = &self.payment_intent {
+            index.push(("payment_intent".to_string(), pi.clone()));
+        }
+        if let Some(c) = &self.customer {
+            index.push(("customer".to_string(), c.clone()));
+        }
+        index
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeListFilters {
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub transfer_group: Option<String>,
+}
+
+pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
+    let charge: Charge = ctx.fetch(id).await?;
+    serde_json::to_value(charge).map_err(|e| ApiError::internal("encode", e))
+}
+
+pub async fn list(
+    ctx: &mut Ctx,
+    filters: &ChargeListFilters,
+    params: &ListParams,
+) -> Result<Value, ApiError> {
+    let filter = match (&filters.payment_intent, &filters.customer) {
+        (Some(pi), _) => Some(("payment_intent".to_string(), pi.clone())),
+        (None, Some(c)) => Some(("customer".to_string(), c.clone())),
+        _ => None,
+    };
+    list::page(ctx, Charge::OBJECT, filter, params, "/v1/charges").await
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeUpdate {
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub description: Field<String>,
+    #[serde(default)]
+    pub fraud_details: Option<Value>,
+    #[serde(default)]
+    pub metadata: MetadataParam,
+    #[serde(default)]
+    pub receipt_email: Field<String>,
+    #[serde(default)]
+    pub shipping: Field<ShippingParam>,
+    #[serde(default)]
+    pub transfer_group: Field<String>,
+}
+
+pub async fn update(ctx: &mut Ctx, id: &str, p: &ChargeUpdate) -> Result<Value, ApiError> {
+    let p = p.clone();
+    let mut charge: Charge = ctx.fetch(id).await?;
+    let before = serde_json::to_value(&charge).map_err(|e| ApiError::internal("encode", e))?;
+    if let Some(customer) = p.customer {
+        if charge.customer.is_some() {
+            return Err(
+                ApiError::invalid_request("This charge already has a customer.")
+                    .with_param("customer"),
+            );
+        }
+        let _c: crate::resources::customer::Customer = ctx
+            .fetch(&customer)
+            .await
+            .map_err(|e| e.referenced_by("customer"))?;
+        charge.customer = Some(customer);
+    }
+    p.description.apply(&mut charge.description);
+    if let Some(fd) = p.fraud_details {
+        charge.fraud_details = fd;
+    }
+    apply_metadata(&mut charge.metadata, p.metadata)?;
+    p.receipt_email.apply(&mut charge.receipt_email);
+    p.shipping
+        .map_set(Shipping::from)
+        .apply(&mut charge.shipping);
+    p.transfer_group.apply(&mut charge.transfer_group);
+    let after = ctx.save(&charge)?;
+    if let Some(previous) = previous_attributes(&before, &after) {
+        ctx.emit("charge.updated", after.clone(), Some(previous));
+    }
+    Ok(after)
+}
+
+/// The `outcome` of an approved charge.
+pub fn approved_outcome(risk_level: &str, risk_score: i64) -> Outcome {
+    let elevated = risk_level == "elevated";
+    Outcome {
+        network_status: Some("approved_by_network".into()),
+        reason: elevated.then(|| "elevated_risk_level".to_string()),
+        risk_level: risk_level.into(),
+        risk_score,
+        rule: None,
+        seller_message: Some(if elevated {
+            "Stripe evaluated this payment as having elevated risk, and placed it in your manual review queue.".into()
+        } else {
+            "Payment complete.".into()
+        }),
+        kind: if elevated {
+            "manual_review".into()
+        } else {
+            "authorized".into()
+        },
+    }
+}
+
+/// The `outcome` of a declined charge.
+pub fn declined_outcome(decline_code: Option<&str>, blocked: bool) -> Outcome {
+    if blocked {
+        return Outcome {
+            network_status: Some("not_sent_to_network".into()),
+            reason: Some("highest_risk_level".into()),
+            risk_level: "highest".into(),
+            risk_score: 95,
+            rule: None,
+            seller_message: Some("Stripe blocked this payment as too risky.".into()),
+            kind: "blocked".into(),
+        };
+    }
+    Outcome {
+        network_status: Some("declined_by_network".into()),
+        reason: decline_code.map(str::to_string),
+        risk_level: "normal".into(),
+        risk_score: 20,
+        rule: None,
+        seller_message: Some(
+            "The bank did not return any further details with this decline.".into(),
+        ),
+        kind: "issuer_declined".into(),
+    }
+}
+
+pub fn refunds_list(id: &str) -> Value {
+    json!({ "object": "list", "data": [], "has_more": false, "url": format!("/v1/charges/{id}/refunds") })
+}

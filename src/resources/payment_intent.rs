@@ -1,0 +1,1783 @@
+//! PaymentIntents: the state machine in one place ([`check`]), and the operations
+//! that move through it: create, update, confirm, capture, cancel, the outcome of
+//! 3-D Secure, and settlement of delayed methods.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::ctx::{previous_attributes, Ctx, KeyKind, StripeObject};
+use crate::error::{ApiError, ErrorType};
+use crate::http::list::{self, ListParams};
+use crate::http::params::{Field, MetadataParam};
+use crate::ids;
+use crate::network::{self, Decision, ThreeDsRequest};
+use crate::resources::balance_transaction;
+use crate::resources::charge::{self, Charge};
+use crate::resources::currency;
+use crate::resources::customer::Customer;
+use crate::resources::payment_method::{self, PaymentMethod, PaymentMethodData};
+use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
+use crate::resources::{apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutomaticPaymentMethods {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_redirects: Option<String>,
+    pub enabled: bool,
+}
+
+/// Stripe's payment_intent object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentIntent {
+    pub id: String,
+    pub object: String,
+    pub amount: i64,
+    pub amount_capturable: i64,
+    pub amount_details: Value,
+    pub amount_received: i64,
+    pub application: Option<String>,
+    pub application_fee_amount: Option<i64>,
+    pub automatic_payment_methods: Option<AutomaticPaymentMethods>,
+    pub canceled_at: Option<i64>,
+    pub cancellation_reason: Option<String>,
+    pub capture_method: String,
+    pub client_secret: Option<String>,
+    pub confirmation_method: String,
+    pub created: i64,
+    pub currency: String,
+    pub customer: Option<String>,
+    pub description: Option<String>,
+    pub invoice: Option<String>,
+    pub last_payment_error: Option<Value>,
+    pub latest_charge: Option<String>,
+    pub livemode: bool,
+    pub metadata: Metadata,
+    pub next_action: Option<Value>,
+    pub on_behalf_of: Option<String>,
+    pub payment_method: Option<String>,
+    pub payment_method_configuration_details: Option<Value>,
+    pub payment_method_options: Option<Value>,
+    pub payment_method_types: Vec<String>,
+    pub processing: Option<Value>,
+    pub receipt_email: Option<String>,
+    pub review: Option<String>,
+    pub setup_future_usage: Option<String>,
+    pub shipping: Option<Shipping>,
+    pub source: Option<Value>,
+    pub statement_descriptor: Option<String>,
+    pub statement_descriptor_suffix: Option<String>,
+    pub status: String,
+    pub transfer_data: Option<Value>,
+    pub transfer_group: Option<String>,
+}
+
+impl StripeObject for PaymentIntent {
+    const OBJECT: &'static str = "payment_intent";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created(&self) -> i64 {
+        self.created
+    }
+    fn index(&self) -> Vec<(String, String)> {
+        match &self.customer {
+            Some(c) => vec![("customer".to_string(), c.clone())],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What a request asks of a PaymentIntent; [`check`] says which statuses allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Update,
+    Confirm,
+    Capture,
+    Cancel,
+    IncrementAuthorization,
+    /// The customer finished (or failed) 3-D Secure on the hosted page.
+    Authenticate,
+    /// A delayed method (bank debit) settled.
+    Settle,
+}
+
+/// The PaymentIntent state machine: which actions each status admits.
+pub fn check(pi: &PaymentIntent, action: Action) -> Result<(), ApiError> {
+    use Action::*;
+    let allowed = matches!(
+        (pi.status.as_str(), action),
+        (
+            "requires_payment_method" | "requires_confirmation" | "requires_action",
+            Update | Confirm | Cancel
+        ) | ("requires_action", Authenticate)
+            | (
+                "requires_capture",
+                Capture | Cancel | IncrementAuthorization
+            )
+            | ("processing", Settle)
+    );
+    if allowed {
+        return Ok(());
+    }
+    let verb = match action {
+        Update => "update",
+        Confirm => "confirm",
+        Capture => "capture",
+        Cancel => "cancel",
+        IncrementAuthorization => "increment the authorization of",
+        Authenticate => "authenticate",
+        Settle => "settle",
+    };
+    let mut err = ApiError::invalid_request(format!(
+        "You cannot {verb} this PaymentIntent because it has a status of {}.{}",
+        pi.status,
+        match (action, pi.status.as_str()) {
+            (Capture, _) => " Only a PaymentIntent with one of the following statuses may be captured: requires_capture.",
+            (Confirm, _) => " Only a PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, requires_payment_method, requires_action.",
+            (Cancel, _) => " Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action.",
+            _ => "",
+        }
+    ))
+    .with_code("payment_intent_unexpected_state");
+    err.payment_intent = serde_json::to_value(pi).ok();
+    Err(err)
+}
+
+// ---- parameters -------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    Automatic,
+    AutomaticAsync,
+    Manual,
+}
+
+impl CaptureMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            CaptureMethod::Automatic => "automatic",
+            CaptureMethod::AutomaticAsync => "automatic_async",
+            CaptureMethod::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationMethod {
+    Automatic,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupFutureUsage {
+    OnSession,
+    OffSession,
+}
+
+impl SetupFutureUsage {
+    fn as_str(self) -> &'static str {
+        match self {
+            SetupFutureUsage::OnSession => "on_session",
+            SetupFutureUsage::OffSession => "off_session",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomaticPaymentMethodsParam {
+    pub enabled: bool,
+    #[serde(default)]
+    pub allow_redirects: Option<AllowRedirects>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowRedirects {
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestThreeDSecure {
+    Any,
+    Automatic,
+    Challenge,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardOptionsParam {
+    #[serde(default)]
+    pub capture_method: Field<CaptureMethod>,
+    #[serde(default)]
+    pub request_three_d_secure: Option<RequestThreeDSecure>,
+    #[serde(default)]
+    pub require_cvc_recollection: Option<bool>,
+    #[serde(default)]
+    pub setup_future_usage: Field<String>,
+    #[serde(default)]
+    pub request_incremental_authorization: Option<String>,
+    #[serde(default)]
+    pub request_extended_authorization: Option<String>,
+    #[serde(default)]
+    pub request_multicapture: Option<String>,
+    #[serde(default)]
+    pub request_overcapture: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix_kana: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix_kanji: Option<String>,
+    #[serde(default)]
+    pub cvc_token: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub installments: Option<Value>,
+    #[serde(default)]
+    pub mandate_options: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodOptionsParam {
+    #[serde(default)]
+    pub card: Option<CardOptionsParam>,
+    #[serde(default)]
+    pub us_bank_account: Option<Value>,
+    #[serde(default)]
+    pub sepa_debit: Option<Value>,
+    #[serde(default)]
+    pub link: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiShippingParam {
+    pub address: Address,
+    #[serde(default)]
+    pub carrier: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub tracking_number: Option<String>,
+}
+
+impl From<PiShippingParam> for Shipping {
+    fn from(p: PiShippingParam) -> Self {
+        Shipping {
+            address: p.address,
+            carrier: p.carrier,
+            name: p.name,
+            phone: p.phone,
+            tracking_number: p.tracking_number,
+        }
+    }
+}
+
+/// `off_session`: a boolean, or Stripe's `one_off` / `recurring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffSession(pub bool);
+
+impl<'de> Deserialize<'de> for OffSession {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Bool(b) => Ok(OffSession(*b)),
+            Value::String(s)
+                if s.eq_ignore_ascii_case("true") || s == "one_off" || s == "recurring" =>
+            {
+                Ok(OffSession(true))
+            }
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(OffSession(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "Invalid off_session: must be a boolean, one_off or recurring (got {other})"
+            ))),
+        }
+    }
+}
+
+/// The parameters confirm shares with create (`confirm=true`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmParams {
+    #[serde(default)]
+    pub capture_method: Option<CaptureMethod>,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub confirmation_token: Option<String>,
+    #[serde(default)]
+    pub error_on_requires_action: Option<bool>,
+    #[serde(default)]
+    pub mandate: Option<String>,
+    #[serde(default)]
+    pub mandate_data: Option<Value>,
+    #[serde(default)]
+    pub off_session: Option<OffSession>,
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    #[serde(default)]
+    pub payment_method_data: Option<PaymentMethodData>,
+    #[serde(default)]
+    pub payment_method_options: Option<PaymentMethodOptionsParam>,
+    #[serde(default)]
+    pub payment_method_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub radar_options: Option<Value>,
+    #[serde(default)]
+    pub receipt_email: Field<String>,
+    #[serde(default)]
+    pub return_url: Option<String>,
+    #[serde(default)]
+    pub setup_future_usage: Field<SetupFutureUsage>,
+    #[serde(default)]
+    pub shipping: Field<PiShippingParam>,
+    #[serde(default)]
+    pub use_stripe_sdk: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub application_fee_amount: Option<i64>,
+    #[serde(default)]
+    pub automatic_payment_methods: Option<AutomaticPaymentMethodsParam>,
+    #[serde(default)]
+    pub capture_method: Option<CaptureMethod>,
+    #[serde(default)]
+    pub confirm: Option<bool>,
+    #[serde(default)]
+    pub confirmation_method: Option<ConfirmationMethod>,
+    #[serde(default)]
+    pub confirmation_token: Option<String>,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub error_on_requires_action: Option<bool>,
+    #[serde(default)]
+    pub mandate: Option<String>,
+    #[serde(default)]
+    pub mandate_data: Option<Value>,
+    #[serde(default)]
+    pub metadata: MetadataParam,
+    #[serde(default)]
+    pub off_session: Option<OffSession>,
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    #[serde(default)]
+    pub payment_method_configuration: Option<String>,
+    #[serde(default)]
+    pub payment_method_data: Option<PaymentMethodData>,
+    #[serde(default)]
+    pub payment_method_options: Option<PaymentMethodOptionsParam>,
+    #[serde(default)]
+    pub payment_method_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub radar_options: Option<Value>,
+    #[serde(default)]
+    pub receipt_email: Option<String>,
+    #[serde(default)]
+    pub return_url: Option<String>,
+    #[serde(default)]
+    pub setup_future_usage: Option<SetupFutureUsage>,
+    #[serde(default)]
+    pub shipping: Option<PiShippingParam>,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix: Option<String>,
+    #[serde(default)]
+    pub transfer_data: Option<Value>,
+    #[serde(default)]
+    pub transfer_group: Option<String>,
+    #[serde(default)]
+    pub use_stripe_sdk: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub application_fee_amount: Field<i64>,
+    #[serde(default)]
+    pub capture_method: Option<CaptureMethod>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub customer: Option<String>,
+    #[serde(default)]
+    pub description: Field<String>,
+    #[serde(default)]
+    pub metadata: MetadataParam,
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    #[serde(default)]
+    pub payment_method_configuration: Option<String>,
+    #[serde(default)]
+    pub payment_method_data: Option<PaymentMethodData>,
+    #[serde(default)]
+    pub payment_method_options: Option<PaymentMethodOptionsParam>,
+    #[serde(default)]
+    pub payment_method_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub receipt_email: Field<String>,
+    #[serde(default)]
+    pub setup_future_usage: Field<SetupFutureUsage>,
+    #[serde(default)]
+    pub shipping: Field<PiShippingParam>,
+    #[serde(default)]
+    pub statement_descriptor: Field<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix: Field<String>,
+    #[serde(default)]
+    pub transfer_data: Option<Value>,
+    #[serde(default)]
+    pub transfer_group: Field<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureParams {
+    #[serde(default)]
+    pub amount_to_capture: Option<i64>,
+    #[serde(default)]
+    pub application_fee_amount: Option<i64>,
+    #[serde(default)]
+    pub final_capture: Option<bool>,
+    #[serde(default)]
+    pub metadata: MetadataParam,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix: Option<String>,
+    #[serde(default)]
+    pub transfer_data: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReason {
+    Abandoned,
+    Duplicate,
+    Fraudulent,
+    RequestedByCustomer,
+}
+
+impl CancellationReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            CancellationReason::Abandoned => "abandoned",
+            CancellationReason::Duplicate => "duplicate",
+            CancellationReason::Fraudulent => "fraudulent",
+            CancellationReason::RequestedByCustomer => "requested_by_customer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    #[serde(default)]
+    pub cancellation_reason: Option<CancellationReason>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementParams {
+    pub amount: i64,
+    #[serde(default)]
+    pub application_fee_amount: Option<i64>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub metadata: MetadataParam,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    #[serde(default)]
+    pub transfer_data: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilters {
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+pub const SEARCH_FIELDS: &[SearchField] = &[
+    SearchField {
+        name: "amount",
+        path: &["amount"],
+        kind: FieldKind::Number,
+    },
+    SearchField {
+        name: "created",
+        path: &["created"],
+        kind: FieldKind::Number,
+    },
+    SearchField {
+        name: "currency",
+        path: &["currency"],
+        kind: FieldKind::Token,
+    },
+    SearchField {
+        name: "customer",
+        path: &["customer"],
+        kind: FieldKind::Token,
+    },
+    SearchField {
+        name: "status",
+        path: &["status"],
+        kind: FieldKind::Token,
+    },
+];
+
+// ---- helpers -----------------------------------------------------------------
+
+fn encode(pi: &PaymentIntent) -> Result<Value, ApiError> {
+    serde_json::to_value(pi).map_err(|e| ApiError::internal("payment intent does not encode", e))
+}
+
+/// What a publishable key may see of a PaymentIntent (stripe.js's view).
+pub fn publishable_view(pi: &Value) -> Value {
+    const VISIBLE: &[&str] = &[
+        "id",
+        "object",
+        "amount",
+        "amount_details",
+        "automatic_payment_methods",
+        "canceled_at",
+        "cancellation_reason",
+        "capture_method",
+        "client_secret",
+        "confirmation_method",
+        "created",
+        "currency",
+        "description",
+        "last_payment_error",
+        "livemode",
+        "next_action",
+        "payment_method",
+        "payment_method_configuration_details",
+        "payment_method_types",
+        "processing",
+        "receipt_email",
+        "setup_future_usage",
+        "shipping",
+        "source",
+        "status",
+    ];
+    match pi {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| VISIBLE.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The response for the caller: the whole object for a secret key, stripe.js's view otherwise.
+pub fn view_for(ctx: &Ctx, value: Value) -> Value {
+    if ctx.request.key_kind == KeyKind::Publishable {
+        publishable_view(&value)
+    } else {
+        value
+    }
+}
+
+fn check_amount(amount: i64, currency: &str, param: &str) -> Result<(), ApiError> {
+    let min = currency::minimum_amount(currency);
+    if amount < min {
+        let shown = if currency::is_zero_decimal(currency) {
+            format!("{min} {currency}")
+        } else {
+            format!("{}.{:02} {currency}", min / 100, min % 100)
+        };
+        return Err(ApiError::invalid_param(
+            param,
+            "amount_too_small",
+            format!("Amount must be at least {shown}"),
+        ));
+    }
+    if amount > currency::MAXIMUM_AMOUNT {
+        return Err(ApiError::invalid_param(
+            param,
+            "amount_too_large",
+            "Amount must be no more than 99999999",
+        ));
+    }
+    Ok(())
+}
+
+fn check_currency(raw: &str) -> Result<String, ApiError> {
+    let c = raw.to_ascii_lowercase();
+    if currency::is_supported(&c) {
+        Ok(c)
+    } else {
+        Err(ApiError::invalid_param(
+            "currency",
+            "parameter_invalid_string",
+            format!("Invalid currency: {raw}. Stripe currently supports these currencies: usd, eur, gbp, jpy, ..."),
+        ))
+    }
+}
+
+const KNOWN_TYPES: &[&str] = &["card", "us_bank_account", "sepa_debit", "link"];
+
+fn check_types(types: &[String]) -> Result<(), ApiError> {
+    if types.is_empty() {
+        return Err(ApiError::invalid_param(
+            "payment_method_types",
+            "parameter_invalid_empty",
+            "payment_method_types must not be empty.",
+        ));
+    }
+    for (i, t) in types.iter().enumerate() {
+        if !KNOWN_TYPES.contains(&t.as_str()) {
+            return Err(ApiError::invalid_param(
+                &format!("payment_method_types[{i}]"),
+                "payment_method_invalid_parameter",
+                format!("The payment method type \"{t}\" is invalid. Please ensure the provided type is activated in your dashboard (https://dashboard.stripe.com/account/payments/settings) and your account is enabled for any preview features that you are trying to use."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn card_options(pi: &PaymentIntent) -> Map<String, Value> {
+    pi.payment_method_options
+        .as_ref()
+        .and_then(|o| o.get("card"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Merges `payment_method_options` into what the intent shows.
+fn apply_options(pi: &mut PaymentIntent, p: &PaymentMethodOptionsParam) {
+    let mut options = pi
+        .payment_method_options
+        .clone()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    if let Some(card) = &p.card {
+        let mut c = card_options(pi);
+        if let Some(r) = card.request_three_d_secure {
+            c.insert(
+                "request_three_d_secure".into(),
+                json!(match r {
+                    RequestThreeDSecure::Any => "any",
+                    RequestThreeDSecure::Automatic => "automatic",
+                    RequestThreeDSecure::Challenge => "challenge",
+                }),
+            );
+        }
+        match card.capture_method {
+            Field::Set(m) => {
+                c.insert("capture_method".into(), json!(m.as_str()));
+            }
+            Field::Clear => {
+                c.remove("capture_method");
+            }
+            Field::Absent => {}
+        }
+        if let Some(r) = card.require_cvc_recollection {
+            c.insert("require_cvc_recollection".into(), json!(r));
+        }
+        match &card.setup_future_usage {
+            Field::Set(s) => {
+                c.insert("setup_future_usage".into(), json!(s));
+            }
+            Field::Clear => {
+                c.remove("setup_future_usage");
+            }
+            Field::Absent => {}
+        }
+        if let Some(r) = &card.request_incremental_authorization {
+            c.insert("request_incremental_authorization".into(), json!(r));
+        }
+        options.insert("card".into(), Value::Object(c));
+    }
+    for (name, v) in [
+        ("us_bank_account", &p.us_bank_account),
+        ("sepa_debit", &p.sepa_debit),
+        ("link", &p.link),
+    ] {
+        if let Some(v) = v {
+            options.insert(name.into(), v.clone());
+        }
+    }
+    pi.payment_method_options = Some(Value::Object(options));
+}
+
+fn default_options(types: &[String]) -> Value {
+    let mut options = Map::new();
+    for t in types {
+        match t.as_str() {
+            "card" => {
+                options.insert(
+                    "card".into(),
+                    json!({"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"}),
+                );
+            }
+            "us_bank_account" => {
+                options.insert(
+                    "us_bank_account".into(),
+                    json!({"financial_connections": {"permissions": ["payment_method"], "prefetch": []}, "mandate_options": {}, "verification_method": "automatic"}),
+                );
+            }
+            "link" => {
+                options.insert("link".into(), json!({"persistent_token": null}));
+            }
+            _ => {
+                options.insert(t.clone(), json!({}));
+            }
+        }
+    }
+    Value::Object(options)
+}
+
+fn effective_capture_method(pi: &PaymentIntent) -> String {
+    card_options(pi)
+        .get("capture_method")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| pi.capture_method.clone())
+}
+
+// ---- operations --------------------------------------------------------------
+
+pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiError> {
+    let p = params.clone();
+    let currency = check_currency(&p.currency)?;
+    check_amount(p.amount, &currency, "amount")?;
+    if p.confirmation_token.is_some() {
+        return Err(
+            ApiError::invalid_request("ConfirmationTokens are not supported yet.")
+                .with_param("confirmation_token"),
+        );
+    }
+    if let Some(c) = &p.customer {
+        let _c: Customer = ctx
+            .fetch(c)
+            .await
+            .map_err(|e| e.referenced_by("customer"))?;
+    }
+    if let Some(email) = &p.receipt_email {
+        validate_email("receipt_email", email)?;
+    }
+    if p.payment_method.is_some() && p.payment_method_data.is_some() {
+        return Err(ApiError::invalid_request(
+            "You cannot provide both payment_method and payment_method_data.",
+        )
+        .with_param("payment_method_data"));
+    }
+    let (types, automatic) = match (&p.payment_method_types, &p.automatic_payment_methods) {
+        (Some(_), Some(apm)) if apm.enabled => {
+            return Err(ApiError::invalid_request(
+                "You may only specify one of these parameters: automatic_payment_methods, payment_method_types.",
+            )
+            .with_param("automatic_payment_methods"))
+        }
+        (Some(types), _) => {
+            check_types(types)?;
+            (types.clone(), None)
+        }
+        (None, Some(apm)) if !apm.enabled => (vec!["card".to_string()], None),
+        (None, apm) => {
+            // Since API version 2023-08-16 intents default to the methods enabled in the Dashboard.
+            let redirects = apm.as_ref().and_then(|a| a.allow_redirects).map(|r| match r {
+                AllowRedirects::Always => "always",
+                AllowRedirects::Never => "never",
+            });
+            let mut types = vec!["card".to_string()];
+            if currency == "usd" {
+                types.push("link".to_string());
+            }
+            (types, Some(AutomaticPaymentMethods { allow_redirects: Some(redirects.unwrap_or("always").to_string()), enabled: true }))
+        }
+    };
+    let id = ids::new_id("pi");
+    let mut pi = PaymentIntent {
+        client_secret: Some(format!("{id}_secret_{}", ids::random_string(24))),
+        id,
+        object: "payment_intent".into(),
+        amount: p.amount,
+        amount_capturable: 0,
+        amount_details: json!({"tip": {}}),
+        amount_received: 0,
+        application: None,
+        application_fee_amount: p.application_fee_amount,
+        automatic_payment_methods: automatic,
+        canceled_at: None,
+        cancellation_reason: None,
+        capture_method: p
+            .capture_method
+            .unwrap_or(CaptureMethod::AutomaticAsync)
+            .as_str()
+            .into(),
+        confirmation_method: match p.confirmation_method {
+            Some(ConfirmationMethod::Manual) => "manual".into(),
+            _ => "automatic".into(),
+        },
+        created: ctx.now,
+        currency,
+        customer: p.customer.clone(),
+        description: p.description.clone(),
+        invoice: None,
+        last_payment_error: None,
+        latest_charge: None,
+        livemode: false,
+        metadata: new_metadata(p.metadata.clone())?,
+        next_action: None,
+        on_behalf_of: None,
+        payment_method: None,
+        payment_method_configuration_details: None,
+        payment_method_options: Some(default_options(&types)),
+        payment_method_types: types,
+        processing: None,
+        receipt_email: p.receipt_email.clone(),
+        review: None,
+        setup_future_usage: p.setup_future_usage.map(|s| s.as_str().to_string()),
+        shipping: p.shipping.clone().map(Shipping::from),
+        source: None,
+        statement_descriptor: p.statement_descriptor.clone(),
+        statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
+        status: "requires_payment_method".into(),
+        transfer_data: p.transfer_data.clone(),
+        transfer_group: p.transfer_group.clone(),
+    };
+    if pi.automatic_payment_methods.is_some() {
+        pi.payment_method_configuration_details =
+            Some(json!({"id": "pmc_payground_default", "parent": null}));
+    }
+    if let Some(options) = &p.payment_method_options {
+        apply_options(&mut pi, options);
+    }
+    if let Some(pm) = &p.payment_method {
+        let pm = payment_method::resolve(ctx, pm, "payment_method").await?;
+        pi.payment_method = Some(pm.id.clone());
+        pi.status = "requires_confirmation".into();
+    } else if let Some(data) = p.payment_method_data.clone() {
+        let pm = payment_method::build(ctx, data, "payment_method_data")?;
+        ctx.save(&pm)?;
+        pi.payment_method = Some(pm.id.clone());
+        pi.status = "requires_confirmation".into();
+    }
+    let value = ctx.save(&pi)?;
+    ctx.emit("payment_intent.created", value.clone(), None);
+    if p.confirm == Some(true) {
+        let confirm = ConfirmParams {
+            error_on_requires_action: p.error_on_requires_action,
+            mandate: p.mandate,
+            mandate_data: p.mandate_data,
+            off_session: p.off_session,
+            return_url: p.return_url,
+            use_stripe_sdk: p.use_stripe_sdk,
+            radar_options: p.radar_options,
+            ..Default::default()
+        };
+        return run_confirm(ctx, pi, confirm).await;
+    }
+    if p.off_session.is_some() || p.return_url.is_some() || p.error_on_requires_action.is_some() {
+        let param = if p.off_session.is_some() {
+            "off_session"
+        } else if p.return_url.is_some() {
+            "return_url"
+        } else {
+            "error_on_requires_action"
+        };
+        return Err(ApiError::invalid_request(format!(
+            "You can only pass `{param}` when `confirm` is true."
+        ))
+        .with_param(param));
+    }
+    Ok(value)
+}
+
+/// Loads a PaymentIntent, checking the client secret when a publishable key asks.
+pub async fn load(
+    ctx: &mut Ctx,
+    id: &str,
+    client_secret: Option<&str>,
+) -> Result<PaymentIntent, ApiError> {
+    let pi: PaymentIntent = ctx.fetch(id).await?;
+    if ctx.request.key_kind == KeyKind::Publishable {
+        let ok = match (client_secret, pi.client_secret.as_deref()) {
+            (Some(given), Some(real)) => {
+                crate::http::app::constant_time_eq(given.as_bytes(), real.as_bytes())
+            }
+            _ => false,
+        };
+        if !ok {
+            // A wrong secret learns nothing, not even that the intent exists.
+            return Err(ApiError::no_such("payment_intent", id));
+        }
+    }
+    Ok(pi)
+}
+
+pub async fn retrieve(
+    ctx: &mut Ctx,
+    id: &str,
+    client_secret: Option<&str>,
+) -> Result<Value, ApiError> {
+    let pi = load(ctx, id, client_secret).await?;
+    Ok(view_for(ctx, encode(&pi)?))
+}
+
+pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Value, ApiError> {
+    let p = params.clone();
+    let mut pi: PaymentIntent = ctx.fetch(id).await?;
+    // Metadata and descriptive fields may change in any status; the payment itself only before it is confirmed.
+    let changes_payment = p.amount.is_some()
+        || p.currency.is_some()
+        || p.payment_method.is_some()
+        || p.payment_method_data.is_some()
+        || p.payment_method_types.is_some()
+        || p.capture_method.is_some()
+        || !p.setup_future_usage.is_absent()
+        || p.customer.is_some();
+    if changes_payment || pi.status == "canceled" {
+        check(&pi, Action::Update)?;
+    }
+    if let Some(c) = &p.currency {
+        pi.currency = check_currency(c)?;
+    }
+    if let Some(a) = p.amount {
+        check_amount(a, &pi.currency, "amount")?;
+        pi.amount = a;
+    }
+    p.application_fee_amount
+        .apply(&mut pi.application_fee_amount);
+    if let Some(m) = p.capture_method {
+        pi.capture_method = m.as_str().into();
+    }
+    if let Some(c) = p.customer {
+        if pi.customer.as_deref().is_some_and(|old| old != c) {
+            return Err(ApiError::invalid_request(
+                "You cannot change the customer of a PaymentIntent once it has one.",
+            )
+            .with_param("customer"));
+        }
+        let _c: Customer = ctx
+            .fetch(&c)
+            .await
+            .map_err(|e| e.referenced_by("customer"))?;
+        pi.customer = Some(c);
+    }
+    p.description.apply(&mut pi.description);
+    apply_metadata(&mut pi.metadata, p.metadata)?;
+    if let Some(types) = &p.payment_method_types {
+        check_types(types)?;
+        pi.payment_method_types = types.clone();
+        pi.automatic_payment_methods = None;
+    }
+    if let Some(o) = &p.payment_method_options {
+        apply_options(&mut pi, o);
+    }
+    if let Some(pm) = &p.payment_method {
+        let pm = payment_method::resolve(ctx, pm, "payment_method").await?;
+        pi.payment_method = Some(pm.id);
+        pi.status = "requires_confirmation".into();
+        pi.next_action = None;
+    } else if let Some(data) = p.payment_method_data {
+        let pm = payment_method::build(ctx, data, "payment_method_data")?;
+        ctx.save(&pm)?;
+        pi.payment_method = Some(pm.id);
+        pi.status = "requires_confirmation".into();
+        pi.next_action = None;
+    }
+    if let Field::Set(email) = &p.receipt_email {
+        validate_email("receipt_email", email)?;
+    }
+    p.receipt_email.apply(&mut pi.receipt_email);
+    p.setup_future_usage
+        .map_set(|s| s.as_str().to_string())
+        .apply(&mut pi.setup_future_usage);
+    p.shipping.map_set(Shipping::from).apply(&mut pi.shipping);
+    p.statement_descriptor.apply(&mut pi.statement_descriptor);
+    p.statement_descriptor_suffix
+        .apply(&mut pi.statement_descriptor_suffix);
+    if let Some(t) = p.transfer_data {
+        pi.transfer_data = Some(t);
+    }
+    p.transfer_group.apply(&mut pi.transfer_group);
+    let after = ctx.save(&pi)?;
+    Ok(view_for(ctx, after))
+}
+
+pub async fn confirm(ctx: &mut Ctx, id: &str, params: &ConfirmParams) -> Result<Value, ApiError> {
+    let p = params.clone();
+    let pi = load(ctx, id, p.client_secret.as_deref()).await?;
+    if ctx.request.key_kind == KeyKind::Publishable && p.off_session.is_some() {
+        return Err(
+            ApiError::invalid_request("off_session cannot be set with a publishable key.")
+                .with_param("off_session"),
+        );
+    }
+    run_confirm(ctx, pi, p).await
+}
+
+/// Applies confirm-time parameters and makes one payment attempt.
+async fn run_confirm(
+    ctx: &mut Ctx,
+    mut pi: PaymentIntent,
+    p: ConfirmParams,
+) -> Result<Value, ApiError> {
+    check(&pi, Action::Confirm)?;
+    if p.confirmation_token.is_some() {
+        return Err(
+            ApiError::invalid_request("ConfirmationTokens are not supported yet.")
+                .with_param("confirmation_token"),
+        );
+    }
+    if let Some(m) = p.capture_method {
+        pi.capture_method = m.as_str().into();
+    }
+    if let Some(types) = &p.payment_method_types {
+        check_types(types)?;
+        pi.payment_method_types = types.clone();
+        pi.automatic_payment_methods = None;
+    }
+    if let Some(o) = &p.payment_method_options {
+        apply_options(&mut pi, o);
+    }
+    if let Field::Set(email) = &p.receipt_email {
+        validate_email("receipt_email", email)?;
+    }
+    p.receipt_email.apply(&mut pi.receipt_email);
+    p.setup_future_usage
+        .map_set(|s| s.as_str().to_string())
+        .apply(&mut pi.setup_future_usage);
+    p.shipping.map_set(Shipping::from).apply(&mut pi.shipping);
+    if p.payment_method.is_some() && p.payment_method_data.is_some() {
+        return Err(ApiError::invalid_request(
+            "You cannot provide both payment_method and payment_method_data.",
+        )
+        .with_param("payment_method_data"));
+    }
+    if let Some(id) = &p.payment_method {
+        let pm = payment_method::resolve(ctx, id, "payment_method").await?;
+        pi.payment_method = Some(pm.id);
+    } else if let Some(data) = p.payment_method_data.clone() {
+        let pm = payment_method::build(ctx, data, "payment_method_data")?;
+        ctx.save(&pm)?;
+        pi.payment_method = Some(pm.id);
+    }
+    let Some(pm_id) = pi.payment_method.clone() else {
+        let mut err = ApiError::invalid_request(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. To confirm the PaymentIntent, specify a payment method with `payment_method` or `payment_method_data`.",
+        )
+        .with_code("payment_intent_unexpected_state");
+        err.payment_intent = Some(view_for(ctx, encode(&pi)?));
+        return Err(err);
+    };
+    let pm: PaymentMethod = ctx
+        .fetch(&pm_id)
+        .await
+        .map_err(|_| payment_method::no_such(&pm_id, "payment_method"))?;
+    if let Some(owner) = &pm.customer {
+        if pi.customer.as_deref() != Some(owner.as_str()) {
+            return Err(ApiError::invalid_request(format!(
+                "The provided PaymentMethod ({}) is attached to a Customer; you must also provide that Customer ({owner}) to use it.",
+                pm.id
+            ))
+            .with_param("payment_method"));
+        }
+    }
+    let allowed = pi.payment_method_types.contains(&pm.kind)
+        || (pi
+            .automatic_payment_methods
+            .as_ref()
+            .is_some_and(|a| a.enabled)
+            && KNOWN_TYPES.contains(&pm.kind.as_str()));
+    if !allowed {
+        return Err(ApiError::invalid_request(format!(
+            "The PaymentMethod provided ({}) is not allowed for this PaymentIntent. Please attach a PaymentMethod of one of the following types: {}. Alternatively update the allowed payment_method_types for this PaymentIntent to include \"{}\".",
+            pm.kind,
+            pi.payment_method_types.join(", "),
+            pm.kind
+        ))
+        .with_code("payment_intent_incompatible_payment_method")
+        .with_param("payment_method"));
+    }
+    if !pi.payment_method_types.contains(&pm.kind) {
+        pi.payment_method_types.push(pm.kind.clone());
+    }
+    let off_session = p.off_session.is_some_and(|o| o.0);
+    let attempt = AttemptContext {
+        off_session,
+        return_url: p.return_url.clone(),
+        error_on_requires_action: p.error_on_requires_action.unwrap_or(false),
+        authenticated: false,
+    };
+    attempt_payment(ctx, pi, pm, attempt).await
+}
+
+struct AttemptContext {
+    off_session: bool,
+    return_url: Option<String>,
+    error_on_requires_action: bool,
+    authenticated: bool,
+}
+
+/// The hosted 3-D Secure page for this intent.
+pub fn authentication_url(ctx: &Ctx, pi: &PaymentIntent) -> String {
+    format!(
+        "{}/payground/authenticate/{}/{}?client_secret={}",
+        ctx.public_url,
+        ctx.account_id(),
+        pi.id,
+        pi.client_secret.clone().unwrap_or_default()
+    )
+}
+
+/// One attempt to pay: asks the network, then records the charge and the new status.
+async fn attempt_payment(
+    ctx: &mut Ctx,
+    mut pi: PaymentIntent,
+    pm: PaymentMethod,
+    attempt: AttemptContext,
+) -> Result<Value, ApiError> {
+    pi.next_action = None;
+    pi.last_payment_error = None;
+    match pm.kind.as_str() {
+        "us_bank_account" | "sepa_debit" => return start_delayed(ctx, pi, pm).await,
+        "card" => {}
+        other => {
+            return Err(ApiError::invalid_request(format!(
+                "payground cannot process {other} payments yet."
+            ))
+            .with_param("payment_method"))
+        }
+    }
+    let test_card = pm
+        .test_card(ctx.account_id())
+        .unwrap_or_else(|| network::card_for_number(""));
+    let request_three_d_secure = match card_options(&pi)
+        .get("request_three_d_secure")
+        .and_then(Value::as_str)
+    {
+        Some("any") => ThreeDsRequest::Any,
+        Some("challenge") => ThreeDsRequest::Challenge,
+        _ => ThreeDsRequest::Automatic,
+    };
+    let set_up = payment_method::is_set_up(ctx, &pm.id).await?;
+    let cvc_provided = pm
+        .card
+        .as_ref()
+        .and_then(|c| c.checks.as_ref())
+        .is_some_and(|c| c.cvc_check.is_some());
+    let decision = network::authorize(
+        &test_card,
+        &network::Attempt {
+            off_session: attempt.off_session,
+            set_up,
+            request_three_d_secure,
+            authenticated: attempt.authenticated,
+            cvc_provided,
+        },
+    );
+    match decision {
+        Decision::RequireAuthentication if attempt.error_on_requires_action => {
+            decline(
+                ctx,
+                pi,
+                &pm,
+                &network::AUTHENTICATION_REQUIRED,
+                false,
+                false,
+            )
+            .await
+        }
+        Decision::RequireAuthentication => {
+            pi.status = "requires_action".into();
+            let url = authentication_url(ctx, &pi);
+            pi.next_action = Some(match &attempt.return_url {
+                Some(return_url) => json!({
+                    "type": "redirect_to_url",
+                    "redirect_to_url": { "return_url": return_url, "url": format!("{url}&return_url={}", urlencode(return_url)) },
+                }),
+                None => json!({
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": { "type": "three_d_secure_redirect", "stripe_js": url, "source": pm.id },
+                }),
+            });
+            let value = ctx.save(&pi)?;
+            ctx.emit("payment_intent.requires_action", value.clone(), None);
+            Ok(view_for(ctx, value))
+        }
+        Decision::Decline {
+            decline: d,
+            blocked,
+        } => decline(ctx, pi, &pm, &d, blocked, attempt.authenticated).await,
+        Decision::Approve(approval) => {
+            let manual = effective_capture_method(&pi) == "manual";
+            let available_now = test_card.behaviour == network::Behaviour::BypassPending;
+            let mut charge = new_charge(ctx, &pi, &pm, attempt.authenticated);
+            charge.outcome = Some(charge::approved_outcome(
+                approval.risk_level,
+                approval.risk_score,
+            ));
+            charge.paid = true;
+            charge.status = "succeeded".into();
+            charge.captured = !manual;
+            if !manual {
+                charge.amount_captured = pi.amount;
+                charge.balance_transaction = Some(balance_transaction::for_charge(
+                    ctx,
+                    &charge.id,
+                    pi.amount,
+                    &pi.currency,
+                    available_now,
+                    pi.description.clone(),
+                )?);
+            }
+            let charge_value = ctx.save(&charge)?;
+            pi.latest_charge = Some(charge.id.clone());
+            if manual {
+                pi.status = "requires_capture".into();
+                pi.amount_capturable = pi.amount;
+            } else {
+                pi.status = "succeeded".into();
+                pi.amount_received = pi.amount;
+            }
+            save_for_future_use(ctx, &pi, &pm).await?;
+            ctx.emit("charge.succeeded", charge_value, None);
+            let value = ctx.save(&pi)?;
+            ctx.emit(
+                if manual {
+                    "payment_intent.amount_capturable_updated"
+                } else {
+                    "payment_intent.succeeded"
+                },
+                value.clone(),
+                None,
+            );
+            Ok(view_for(ctx, value))
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `setup_future_usage`: on success the card is attached to the customer and set up for later.
+async fn save_for_future_use(
+    ctx: &mut Ctx,
+    pi: &PaymentIntent,
+    pm: &PaymentMethod,
+) -> Result<(), ApiError> {
+    let usage = pi
+        .setup_future_usage
+        .clone()
+        .or_else(|| {
+            card_options(pi)
+                .get("setup_future_usage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|u| u != "none");
+    let Some(usage) = usage else { return Ok(()) };
+    if let Some(customer) = &pi.customer {
+        let mut pm = pm.clone();
+        if pm.customer.is_none() {
+            payment_method::attach(ctx, &mut pm, customer, "payment_method").await?;
+        }
+    }
+    payment_method::mark_set_up(ctx, &pm.id, &usage).await
+}
+
+fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Charge {
+    let prefix = if pm.kind == "card" { "ch" } else { "py" };
+    let id = ids::new_id(prefix);
+    Charge {
+        receipt_url: Some(format!("{}/payground/receipts/{}", ctx.public_url, id)),
+        id,
+        object: "charge".into(),
+        amount: pi.amount,
+        amount_captured: 0,
+        amount_refunded: 0,
+        application: None,
+        application_fee: None,
+        application_fee_amount: pi.application_fee_amount,
+        balance_transaction: None,
+        billing_details: pm.billing_details.clone(),
+        calculated_statement_descriptor: Some(
+            pi.statement_descriptor
+                .clone()
+                .unwrap_or_else(|| "PAYGROUND".to_string())
+                .to_uppercase(),
+        ),
+        captured: false,
+        created: ctx.now,
+        currency: pi.currency.clone(),
+        customer: pi.customer.clone(),
+        description: pi.description.clone(),
+        destination: None,
+        dispute: None,
+        disputed: false,
+        failure_balance_transaction: None,
+        failure_code: None,
+        failure_message: None,
+        fraud_details: json!({}),
+        invoice: None,
+        livemode: false,
+        metadata: Metadata::new(),
+        on_behalf_of: None,
+        order: None,
+        outcome: None,
+        paid: false,
+        payment_intent: Some(pi.id.clone()),
+        payment_method: Some(pm.id.clone()),
+        payment_method_details: Some(payment_method_details(pi, pm, authenticated)),
+        radar_options: json!({}),
+        receipt_email: pi.receipt_email.clone(),
+        receipt_number: None,
+        refunded: false,
+        review: None,
+        shipping: pi.shipping.clone(),
+        source: None,
+        source_transfer: None,
+        statement_descriptor: pi.statement_descriptor.clone(),
+        statement_descriptor_suffix: pi.statement_descriptor_suffix.clone(),
+        status: "pending".into(),
+        transfer_data: pi.transfer_data.clone(),
+        transfer_group: pi.transfer_group.clone(),
+    }
+}
+
+fn payment_method_details(pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Value {
+    if let Some(card) = &pm.card {
+        let three_d_secure = authenticated.then(|| {
+            json!({
+                "authentication_flow": "challenge",
+                "electronic_commerce_indicator": "05",
+                "exemption_indicator": null,
+                "result": "authenticated",
+                "result_reason": null,
+                "transaction_id": ids::random_string(32),
+                "version": "2.2.0",
+            })
+        });
+        return json!({
+            "card": {
+                "amount_authorized": pi.amount,
+                "brand": card.brand,
+                "checks": card.checks,
+                "country": card.country,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "extended_authorization": {"status": "disabled"},
+                "fingerprint": card.fingerprint,
+                "funding": card.funding,
+                "incremental_authorization": {"status": "unavailable"},
+                "installments": null,
+                "last4": card.last4,
+                "mandate": null,
+                "multicapture": {"status": "unavailable"},
+                "network": card.brand,
+                "network_token": {"used": false},
+                "overcapture": {"maximum_amount_capturable": pi.amount, "status": "unavailable"},
+                "three_d_secure": three_d_secure,
+                "wallet": null,
+            },
+            "type": "card",
+        });
+    }
+    let mut details = Map::new();
+    if let Some(bank) = &pm.us_bank_account {
+        details.insert(
+            "us_bank_account".into(),
+            json!({
+                "account_holder_type": bank.account_holder_type,
+                "account_type": bank.account_type,
+                "bank_name": bank.bank_name,
+                "fingerprint": bank.fingerprint,
+                "last4": bank.last4,
+                "mandate": null,
+                "payment_reference": null,
+                "routing_number": bank.routing_number,
+            }),
+        );
+    }
+    if let Some(sepa) = &pm.sepa_debit {
+        details.insert(
+            "sepa_debit".into(),
+            json!({
+                "bank_code": sepa.bank_code,
+                "branch_code": sepa.branch_code,
+                "country": sepa.country,
+                "fingerprint": sepa.fingerprint,
+                "last4": sepa.last4,
+                "mandate": null,
+            }),
+        );
+    }
+    details.insert("type".into(), json!(pm.kind));
+    Value::Object(details)
+}
+
+/// A declined attempt: a failed charge, the intent back to `requires_payment_method`
+/// with `last_payment_error`, and a 402 carrying the whole intent.
+async fn decline(
+    ctx: &mut Ctx,
+    mut pi: PaymentIntent,
+    pm: &PaymentMethod,
+    d: &network::Decline,
+    blocked: bool,
+    authenticated: bool,
+) -> Result<Value, ApiError> {
+    let mut charge = new_charge(ctx, &pi, pm, authenticated);
+    charge.status = "failed".into();
+    charge.failure_code = Some(d.code.to_string());
+    charge.failure_message = Some(d.message.to_string());
+    charge.outcome = Some(charge::declined_outcome(d.decline_code, blocked));
+    let charge_value = ctx.save(&charge)?;
+    let pm_value = serde_json::to_value(pm).map_err(|e| ApiError::internal("encode", e))?;
+    let mut error = ApiError::new(402, ErrorType::CardError, d.message).with_code(d.code);
+    error.decline_code = d.decline_code.map(str::to_string);
+    error.param = d.param.map(str::to_string);
+    error.charge = Some(charge.id.clone());
+    error.payment_method = Some(pm_value);
+    pi.last_payment_error =
+        Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
+    pi.latest_charge = Some(charge.id.clone());
+    pi.payment_method = None;
+    pi.status = "requires_payment_method".into();
+    pi.next_action = None;
+    ctx.emit("charge.failed", charge_value, None);
+    let value = ctx.save(&pi)?;
+    ctx.emit("payment_intent.payment_failed", value.clone(), None);
+    error.payment_intent = Some(view_for(ctx, value));
+    Err(error)
+}
+
+/// Bank debits: the charge is pending and the intent `processing` until it settles.
+async fn start_delayed(
+    ctx: &mut Ctx,
+    mut pi: PaymentIntent,
+    pm: PaymentMethod,
+) -> Result<Value, ApiError> {
+    let mut charge = new_charge(ctx, &pi, &pm, false);
+    charge.status = "pending".into();
+    charge.outcome = Some(charge::Outcome {
+        network_status: Some("approved_by_network".into()),
+        reason: None,
+        risk_level: "not_assessed".into(),
+        risk_score: 0,
+        rule: None,
+        seller_message: Some("Payment complete.".into()),
+        kind: "authorized".into(),
+    });
+    let charge_value = ctx.save(&charge)?;
+    pi.latest_charge = Some(charge.id.clone());
+    pi.status = "processing".into();
+    pi.processing = None;
+    save_for_future_use(ctx, &pi, &pm).await?;
+    ctx.emit("charge.pending", charge_value, None);
+    let value = ctx.save(&pi)?;
+    ctx.emit("payment_intent.processing", value.clone(), None);
+    Ok(view_for(ctx, value))
+}
+
+/// The outcome of the hosted 3-D Secure page.
+pub async fn authenticate(
+    ctx: &mut Ctx,
+    id: &str,
+    client_secret: &str,
+    completed: bool,
+) -> Result<PaymentIntent, ApiError> {
+    let pi: PaymentIntent = ctx.fetch(id).await?;
+    if !pi
+        .client_secret
+        .as_deref()
+        .is_some_and(|s| crate::http::app::constant_time_eq(s.as_bytes(), client_secret.as_bytes()))
+    {
+        return Err(ApiError::no_such("payment_intent", id));
+    }
+    check(&pi, Action::Authenticate)?;
+    let pm_id = pi.payment_method.clone().unwrap_or_default();
+    let pm: PaymentMethod = ctx.fetch(&pm_id).await?;
+    if !completed {
+        let mut pi = pi;
+        let pm_value = serde_json::to_value(&pm).map_err(|e| ApiError::internal("encode", e))?;
+        let mut error = ApiError::invalid_request(
+            "The latest attempt to authenticate the payment method failed. Please choose a different payment method and try again.",
+        )
+        .with_code("payment_intent_authentication_failure");
+        error.payment_method = Some(pm_value);
+        pi.last_payment_error =
+            Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
+        pi.payment_method = None;
+        pi.next_action = None;
+        pi.status = "requires_payment_method".into();
+        let value = ctx.save(&pi)?;
+        ctx.emit("payment_intent.payment_failed", value, None);
+        return Ok(pi);
+    }
+    let attempt = AttemptContext {
+        off_session: false,
+        return_url: None,
+        error_on_requires_action: false,
+        authenticated: true,
+    };
+    // A decline after authentication is recorded on the intent; the page reports it through the redirect.
+    let _ = attempt_payment(ctx, pi, pm, attempt).await;
+    ctx.fetch(id).await
+}
+
+pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<Value, ApiError> {
+    let p = params.clone();
+    let mut pi: PaymentIntent = ctx.fetch(id).await?;
+    check(&pi, Action::Capture)?;
+    let amount = p.amount_to_capture.unwrap_or(pi.amount_capturable);
+    if amount <= 0 || amount > pi.amount_capturable {
+        return Err(ApiError::invalid_param(
+            "amount_to_capture",
+            "amount_too_large",
+            format!("The amount to capture ({amount}) must be greater than zero and at most the amount capturable ({}).", pi.amount_capturable),
+        ));
+    }
+    let charge_id = pi.latest_charge.clone().unwrap_or_default();
+    let mut charge: Charge = ctx.fetch(&charge_id).await?;
+    let charge_before =
+        serde_json::to_value(&charge).map_err(|e| ApiError::internal("encode", e))?;
+    charge.captured = true;
+    charge.amount_captured = amount;
+    // What is not captured is released, which Stripe shows as refunded.
+    charge.amount_refunded = pi.amount - amount;
+    charge.balance_transaction = Some(balance_transaction::for_charge(
+        ctx,
+        &charge.id,
+        amount,
+        &pi.currency,
+        false,
+        pi.description.clone(),
+    )?);
+    if let Some(fee) = p.application_fee_amount {
+        pi.application_fee_amount = Some(fee);
+    }
+    apply_metadata(&mut pi.metadata, p.metadata)?;
+    if let Some(s) = p.statement_descriptor {
+        pi.statement_descriptor = Some(s);
+    }
+    if let Some(s) = p.statement_descriptor_suffix {
+        pi.statement_descriptor_suffix = Some(s);
+    }
+    let charge_value = ctx.save(&charge)?;
+    ctx.emit(
+        "charge.captured",
+        charge_value,
+        previous_attributes(
+            &charge_before,
+            &serde_json::to_value(&charge).unwrap_or_default(),
+        ),
+    );
+    pi.amount_received = amount;
+    pi.amount_capturable = 0;
+    pi.status = "succeeded".into();
+    let value = ctx.save(&pi)?;
+    ctx.emit("payment_intent.succeeded", value.clone(), None);
+    Ok(value)
+}
+
+pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Value, ApiError> {
+    let mut pi: PaymentIntent = ctx.fetch(id).await?;
+    check(&pi, Action::Cancel)?;
+    if pi.status == "requires_capture" {
+        if let Some(charge_id) = pi.latest_charge.clone() {
+            let mut charge: Charge = ctx.fetch(&charge_id).await?;
+            charge.amount_refunded = charge.amount;
+            charge.refunded = true;
+            let v = ctx.save(&charge)?;
+            ctx.emit(
+                "charge.refunded",
+                v,
+                Some(json!({"amount_refunded": 0, "refunded": false})),
+            );
+        }
+    }
+    pi.status = "canceled".into();
+    pi.canceled_at = Some(ctx.now);
+    pi.cancellation_reason = params.cancellation_reason.map(|r| r.as_str().to_string());
+    pi.amount_capturable = 0;
+    pi.next_action = None;
+    let value = ctx.save(&pi)?;
+    ctx.emit("payment_intent.canceled", value.clone(), None);
+    Ok(value)
+}
+
+pub async fn increment_authorization(
+    ctx: &mut Ctx,
+    id: &str,
+    params: &IncrementParams,
+) -> Result<Value, ApiError> {
+    let p = params.clone();
+    let mut pi: PaymentIntent = ctx.fetch(id).await?;
+    check(&pi, Action::IncrementAuthorization)?;
+    let requested = card_options(&pi)
+        .get("request_incremental_authorization")
+        .and_then(Value::as_str)
+        == Some("if_available");
+    if !requested {
+        return Err(ApiError::invalid_request(
+            "This PaymentIntent is not eligible for incremental authorization: confirm it with payment_method_options[card][request_incremental_authorization]=if_available.",
+        )
+        .with_code("payment_intent_unexpected_state"));
+    }
+    if p.amount <= pi.amount {
+        return Err(ApiError::invalid_param(
+            "amount",
+            "amount_too_small",
+            "The new amount must be greater than the current amount.",
+        ));
+    }
+    check_amount(p.amount, &pi.currency, "amount")?;
+    let charge_id = pi.latest_charge.clone().unwrap_or_default();
+    let mut charge: Charge = ctx.fetch(&charge_id).await?;
+    charge.amount = p.amount;
+    ctx.save(&charge)?;
+    pi.amount = p.amount;
+    pi.amount_capturable = p.amount;
+    if let Some(d) = p.description {
+        pi.description = Some(d);
+    }
+    apply_metadata(&mut pi.metadata, p.metadata)?;
+    let value = ctx.save(&pi)?;
+    ctx.emit(
+        "payment_intent.amount_capturable_updated",
+        value.clone(),
+        None,
+    );
+    Ok(value)
+}
+
+/// Settles a processing bank debit by its test account numbers.
+pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
+    let mut pi: PaymentIntent = ctx.fetch(id).await?;
+    check(&pi, Action::Settle)?;
+    let charge_id = pi.latest_charge.clone().unwrap_or_default();
+    let mut charge: Charge = ctx.fetch(&charge_id).await?;
+    let pm_id = charge.payment_method.clone().unwrap_or_default();
+    let pm: PaymentMethod = ctx.fetch(&pm_id).await?;
+    let failure = bank_failure(&pm);
+    match failure {
+        None => {
+            charge.status = "succeeded".into();
+            charge.paid = true;
+            charge.captured = true;
+            charge.amount_captured = charge.amount;
+            charge.balance_transaction = Some(balance_transaction::for_charge(
+                ctx,
+                &charge.id,
+                charge.amount,
+                &charge.currency,
+                false,
+                charge.description.clone(),
+            )?);
+            let cv = ctx.save(&charge)?;
+            ctx.emit("charge.succeeded", cv, None);
+            pi.status = "succeeded".into();
+            pi.amount_received = pi.amount;
+            let value = ctx.save(&pi)?;
+            ctx.emit("payment_intent.succeeded", value.clone(), None);
+            Ok(value)
+        }
+        Some((code, message)) => {
+            charge.status = "failed".into();
+            charge.failure_code = Some(code.into());
+            charge.failure_message = Some(message.into());
+            charge.outcome = Some(charge::declined_outcome(None, false));
+            let cv = ctx.save(&charge)?;
+            ctx.emit("charge.failed", cv, None);
+            let pm_value =
+                serde_json::to_value(&pm).map_err(|e| ApiError::internal("encode", e))?;
+            let mut error = ApiError::invalid_request(message).with_code(code);
+            error.payment_method = Some(pm_value);
+            error.charge = Some(charge.id.clone());
+            pi.last_payment_error =
+                Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
+            pi.payment_method = None;
+            pi.status = "requires_payment_method".into();
+            let value = ctx.save(&pi)?;
+            ctx.emit("payment_intent.payment_failed", value.clone(), None);
+            Ok(value)
+        }
+    }
+}
+
+/// Stripe's failing test bank accounts.
+fn bank_failure(pm: &PaymentMethod) -> Option<(&'static str, &'static str)> {
+    if let Some(bank) = &pm.us_bank_account {
+        return match bank.last4.as_deref() {
+            Some("1116") => Some((
+                "insufficient_funds",
+                "The customer's account has insufficient funds to cover this payment.",
+            )),
+            Some("1113") => Some((
+                "account_closed",
+                "The customer's bank account has been closed.",
+            )),
+            _ => None,
+        };
+    }
+    if let Some(sepa) = &pm.sepa_debit {
+        if sepa.last4.as_deref() == Some("3001") {
+            return Some((
+                "insufficient_funds",
+                "The customer's account has insufficient funds to cover this payment.",
+            ));
+        }
+    }
+    None
+}
+
+pub async fn list(
+    ctx: &mut Ctx,
+    filters: &ListFilters,
+    params: &ListParams,
+) -> Result<Value, ApiError> {
+    let filter = filters
+        .customer
+        .as_ref()
+        .map(|c| ("customer".to_string(), c.clone()));
+    list::page(
+        ctx,
+        PaymentIntent::OBJECT,
+        filter,
+        params,
+        "/v1/payment_intents",
+    )
+    .await
+}
+
+pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiError> {
+    search::run(
+        ctx,
+        PaymentIntent::OBJECT,
+        SEARCH_FIELDS,
+        params,
+        "/v1/payment_intents/search",
+    )
+    .await
+}
