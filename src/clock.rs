@@ -13,6 +13,15 @@ pub fn system_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Real unix milliseconds: webhook schedules, leases and attempt times, which run
+/// on real time because receivers check signatures against their own clocks.
+pub fn system_now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The account's current time: real time plus the account's offset.
 pub fn account_now(account: &Account) -> i64 {
     system_now() + account.clock_offset

@@ -9,6 +9,7 @@ pub mod ctx;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod jobs;
 pub mod network;
 pub mod resources;
 pub mod server;

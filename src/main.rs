@@ -48,6 +48,10 @@ enum Command {
         /// Enables the admin API (POST /admin/accounts) guarded by this token.
         #[arg(long, env = "PAYGROUND_ADMIN_TOKEN")]
         admin_token: Option<String>,
+        /// Seconds a bank debit stays processing before it settles (the test helper
+        /// POST /v1/test_helpers/payment_intents/{id}/settle settles at once).
+        #[arg(long, env = "PAYGROUND_SETTLEMENT_DELAY", default_value_t = 5.0)]
+        settlement_delay: f64,
     },
     /// Manage accounts (isolated sandboxes, one per CI job if you like).
     Accounts {
@@ -91,7 +95,11 @@ async fn main() -> anyhow::Result<()> {
             publishable_key,
             public_url,
             admin_token,
+            settlement_delay,
         } => {
+            if !(0.0..=86_400.0).contains(&settlement_delay) {
+                anyhow::bail!("--settlement-delay must be between 0 and 86400 seconds");
+            }
             serve(ServeConfig {
                 listen,
                 database: database.database,
@@ -99,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 publishable_key,
                 public_url,
                 admin_token,
+                settlement_delay: std::time::Duration::from_secs_f64(settlement_delay),
             })
             .await
         }

@@ -17,6 +17,8 @@ pub struct ServeConfig {
     pub publishable_key: Option<String>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
+    /// How long bank debits stay `processing` before they settle.
+    pub settlement_delay: std::time::Duration,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -43,6 +45,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         public_url.clone(),
         config.admin_token.clone(),
     );
+    tokio::spawn(crate::jobs::settlement::run(
+        app.clone(),
+        config.settlement_delay,
+    ));
     let router = router(app);
 
     let mut out = std::io::stdout().lock();

@@ -80,10 +80,12 @@ impl StripeObject for PaymentIntent {
         self.created
     }
     fn index(&self) -> Vec<(String, String)> {
-        match &self.customer {
-            Some(c) => vec![("customer".to_string(), c.clone())],
-            None => Vec::new(),
+        // `status` lets background jobs find processing payments without a scan.
+        let mut index = vec![("status".to_string(), self.status.clone())];
+        if let Some(c) = &self.customer {
+            index.push(("customer".to_string(), c.clone()));
         }
+        index
     }
 }
 

@@ -390,3 +390,21 @@ def test_list_and_search(account):
     assert [p.id for p in stripe.PaymentIntent.search(query="status:'succeeded'").data] == [a.id]
     assert [p.id for p in stripe.PaymentIntent.search(query="amount>2000").data] == [b.id]
     assert [p.id for p in stripe.PaymentIntent.search(query=f"customer:'{c.id}' AND metadata['order']:'1'").data] == [a.id]
+
+
+def test_bank_debit_settles_by_itself_after_the_delay(account, api):
+    """The settlement job settles processing debits once --settlement-delay (5 s) has
+    passed on the account's clock; moving the clock forward stands in for waiting."""
+    import time
+    pi = pi_create(payment_method_types=["us_bank_account"], confirm=True,
+                   payment_method_data={"type": "us_bank_account", "billing_details": {"name": "J R"},
+                                        "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789"}},
+                   mandate_data={"customer_acceptance": {"type": "offline"}})
+    assert pi.status == "processing"
+    time.sleep(1.2)
+    assert stripe.PaymentIntent.retrieve(pi.id).status == "processing"
+    assert api.post("/v1/test_helpers/clock/advance", data={"seconds": 10}).status_code == 200
+    deadline = time.time() + 10
+    while time.time() < deadline and stripe.PaymentIntent.retrieve(pi.id).status == "processing":
+        time.sleep(0.1)
+    assert stripe.PaymentIntent.retrieve(pi.id).status == "succeeded"

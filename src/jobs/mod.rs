@@ -1,0 +1,2 @@
+//! Background work: nothing here holds state in memory that a restart would lose.
+pub mod settlement;
