@@ -12,13 +12,14 @@ use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
 use crate::http::list::{self, ListParams};
 use crate::resources::balance_transaction::BalanceTransaction;
-use crate::resources::charge::{self, ChargeListFilters, ChargeUpdate};
+use crate::resources::charge::{self, ChargeCapture, ChargeListFilters, ChargeUpdate};
 use crate::{execute, read};
 
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/v1/charges", get(list))
         .route("/v1/charges/{id}", get(retrieve).post(update))
+        .route("/v1/charges/{id}/capture", axum::routing::post(capture))
         .route("/v1/balance_transactions", get(list_balance_transactions))
         .route(
             "/v1/balance_transactions/{id}",
@@ -39,6 +40,15 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
         Err(e) => return e.into_response(),
     };
     execute!(app, req, |ctx| charge::update(&mut ctx, &id, &params).await)
+}
+
+async fn capture(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: ChargeCapture = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| charge::capture(&mut ctx, &id, &params)
+        .await)
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {

@@ -176,6 +176,49 @@ pub async fn update(ctx: &mut Ctx, id: &str, p: &ChargeUpdate) -> Result<Value, 
     Ok(after)
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeCapture {
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub application_fee_amount: Option<i64>,
+    #[serde(default)]
+    pub receipt_email: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix: Option<String>,
+    #[serde(default)]
+    pub transfer_group: Option<String>,
+}
+
+/// `POST /v1/charges/{id}/capture`: the older way to capture; it captures the
+/// charge's PaymentIntent and answers with the charge.
+pub async fn capture(ctx: &mut Ctx, id: &str, p: &ChargeCapture) -> Result<Value, ApiError> {
+    let charge: Charge = ctx.fetch(id).await?;
+    let Some(pi) = charge.payment_intent.clone() else {
+        return Err(ApiError::invalid_request(format!(
+            "Charge {id} has no PaymentIntent to capture."
+        )));
+    };
+    if charge.captured {
+        return Err(
+            ApiError::invalid_request(format!("Charge {id} has already been captured."))
+                .with_code("charge_already_captured"),
+        );
+    }
+    let params = crate::resources::payment_intent::CaptureParams {
+        amount_to_capture: p.amount,
+        application_fee_amount: p.application_fee_amount,
+        statement_descriptor: p.statement_descriptor.clone(),
+        statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
+        ..Default::default()
+    };
+    crate::resources::payment_intent::capture(ctx, &pi, &params).await?;
+    retrieve(ctx, id).await
+}
+
 /// The `outcome` of an approved charge.
 pub fn approved_outcome(risk_level: &str, risk_score: i64) -> Outcome {
     let elevated = risk_level == "elevated";

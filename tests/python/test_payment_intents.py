@@ -229,6 +229,11 @@ def test_manual_capture_full_and_partial(account):
     assert pi.status == "succeeded" and pi.amount_received == 2000 and pi.amount_capturable == 0
     assert stripe.Charge.retrieve(pi.latest_charge).captured is True
 
+    old_style = pi_create(payment_method="pm_card_visa", confirm=True, capture_method="manual")
+    charge = stripe.Charge.capture(old_style.latest_charge, amount=1200)
+    assert charge.captured and charge.amount_captured == 1200
+    assert stripe.PaymentIntent.retrieve(old_style.id).status == "succeeded"
+
     partial = pi_create(payment_method="pm_card_visa", confirm=True, capture_method="manual")
     with pytest.raises(stripe.InvalidRequestError) as e:
         stripe.PaymentIntent.capture(partial.id, amount_to_capture=5000)
