@@ -1281,7 +1281,7 @@ fn list_filter(
     let entry = |field: &str, value: String| Some((field.to_string(), value));
     match (customer, kind, redisplay) {
         (Some(c), Some(t), Some(r)) => entry(BY_CUSTOMER_TYPE_REDISPLAY, format!("{c}|{t}|{r}")),
-        (Some(c), Some(_t), None) => entry(BY_CUSTOMER, c.to_string()),
+        (Some(c), Some(t), None) => entry(BY_CUSTOMER_TYPE, format!("{c}|{t}")),
         (Some(c), None, Some(r)) => entry(BY_CUSTOMER_REDISPLAY, format!("{c}|{r}")),
         (Some(c), None, None) => entry(BY_CUSTOMER, c.to_string()),
         // Only customer lists filter by allow_redisplay, and they always name one.
