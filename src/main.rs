@@ -52,6 +52,10 @@ enum Command {
         /// POST /v1/test_helpers/payment_intents/{id}/settle settles at once).
         #[arg(long, env = "PAYGROUND_SETTLEMENT_DELAY", default_value_t = 5.0)]
         settlement_delay: f64,
+        /// Requests per second each account may make; more are refused with 429 as
+        /// Stripe does (off by default).
+        #[arg(long, env = "PAYGROUND_RATE_LIMIT")]
+        rate_limit: Option<f64>,
     },
     /// Manage accounts (isolated sandboxes, one per CI job if you like).
     Accounts {
@@ -96,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             admin_token,
             settlement_delay,
+            rate_limit,
         } => {
+            if rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                anyhow::bail!("--rate-limit must be a positive number of requests per second");
+            }
             if !(0.0..=86_400.0).contains(&settlement_delay) {
                 anyhow::bail!("--settlement-delay must be between 0 and 86400 seconds");
             }
@@ -108,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
                 public_url,
                 admin_token,
                 settlement_delay: std::time::Duration::from_secs_f64(settlement_delay),
+                rate_limit,
             })
             .await
         }

@@ -19,6 +19,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// How long bank debits stay `processing` before they settle.
     pub settlement_delay: std::time::Duration,
+    /// API requests per second per account; more get 429 (`None`: unlimited).
+    pub rate_limit: Option<f64>,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -44,7 +46,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         store.clone(),
         public_url.clone(),
         config.admin_token.clone(),
-    );
+    )
+    .with_rate_limit(config.rate_limit);
     tokio::spawn(crate::jobs::settlement::run(
         app.clone(),
         config.settlement_delay,

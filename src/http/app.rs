@@ -41,6 +41,7 @@ pub struct AppState {
     pub admin_token: Option<String>,
     accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
     inflight: Mutex<HashSet<(String, String)>>,
+    rate_limit: Option<crate::http::rate_limit::RateLimiter>,
 }
 
 #[derive(Clone)]
@@ -59,7 +60,19 @@ pub struct RequestId(pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status_code(), self.body().to_string(), false)
+        let mut response = json_response(self.status_code(), self.body().to_string(), false);
+        // Stripe tells the SDKs which failures are safe to retry.
+        let retry = match self.status {
+            409 | 429 => Some("true"),
+            400..=499 => Some("false"),
+            _ => None,
+        };
+        if let Some(retry) = retry {
+            response
+                .headers_mut()
+                .insert("stripe-should-retry", HeaderValue::from_static(retry));
+        }
+        response
     }
 }
 
@@ -131,7 +144,17 @@ impl App {
             admin_token,
             accounts: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
+            rate_limit: None,
         }))
+    }
+
+    /// Limits each account to `per_second` API requests (`--rate-limit`). Call before
+    /// the App is shared.
+    pub fn with_rate_limit(mut self, per_second: Option<f64>) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.0) {
+            state.rate_limit = per_second.map(crate::http::rate_limit::RateLimiter::new);
+        }
+        self
     }
 
     /// The account a key belongs to, and which kind of key it is.
@@ -509,6 +532,9 @@ impl<const P: bool> FromRequest<App> for ApiRequest<P> {
             .unwrap_or_default();
         let key = presented_key(&parts)?;
         let (account, key_kind) = app.authenticate(&key).await?;
+        if let Some(limiter) = &app.rate_limit {
+            limiter.check(&account.id)?;
+        }
         if key_kind == KeyKind::Publishable && !P {
             return Err(ApiError::forbidden(
                 "This API call cannot be made with a publishable API key. Please use a secret API key. \

@@ -10,5 +10,6 @@ pub mod list;
 pub mod params;
 pub mod payment_intents;
 pub mod payment_methods;
+pub mod rate_limit;
 pub mod refunds;
 pub mod router;

@@ -329,9 +329,7 @@ fn type_pattern(param: &str, pattern: &str) -> Result<Option<IndexValue>, ApiErr
     }
     match pattern.find('*') {
         None => Ok(Some(IndexValue::Exact(pattern.to_string()))),
-        Some(i) if i == pattern.len() - 1 => {
-            Ok(Some(IndexValue::Prefix(pattern[..i].to_string())))
-        }
+        Some(i) if i == pattern.len() - 1 => Ok(Some(IndexValue::Prefix(pattern[..i].to_string()))),
         Some(_) => Err(ApiError::invalid_param(
             param,
             "parameter_invalid_string",
@@ -616,8 +614,9 @@ mod tests {
             version: 3,
             created: 100,
             deleted: false,
-            data: r#"{"id":"evt_1","object":"event","pending_webhooks":0,"type":"customer.created"}"#
-                .into(),
+            data:
+                r#"{"id":"evt_1","object":"event","pending_webhooks":0,"type":"customer.created"}"#
+                    .into(),
         };
         let w = pending_write(&stored, 2).unwrap();
         assert_eq!(

@@ -5,10 +5,12 @@ pub mod balance_transaction;
 pub mod charge;
 pub mod currency;
 pub mod customer;
+pub mod event;
 pub mod payment_intent;
 pub mod payment_method;
 pub mod refund;
 pub mod search;
+pub mod webhook_endpoint;
 
 use std::collections::BTreeMap;
 

@@ -100,9 +100,7 @@ impl StripeObject for Listener {
 /// Whether an endpoint subscribed to `enabled_events` wants an event of this type:
 /// `*` takes everything, otherwise the type must be listed exactly.
 pub fn wants(enabled_events: &[String], event_type: &str) -> bool {
-    enabled_events
-        .iter()
-        .any(|e| e == "*" || e == event_type)
+    enabled_events.iter().any(|e| e == "*" || e == event_type)
 }
 
 fn derive_secret(account_secret_key: &str, label: &str) -> String {
@@ -123,7 +121,10 @@ fn derive_secret(account_secret_key: &str, label: &str) -> String {
 
 /// The signing secret of a webhook endpoint.
 pub fn endpoint_secret(account_secret_key: &str, endpoint_id: &str) -> String {
-    derive_secret(account_secret_key, &format!("webhook_endpoint {endpoint_id}"))
+    derive_secret(
+        account_secret_key,
+        &format!("webhook_endpoint {endpoint_id}"),
+    )
 }
 
 /// The signing secret of `payground listen` for this account and forward URL.
@@ -214,8 +215,7 @@ fn check_api_version(version: &str) -> Result<(), ApiError> {
     let date_ok = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b
-            .iter()
+        && b.iter()
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     let suffix_ok = !suffix.is_empty()
@@ -324,7 +324,10 @@ fn listener_view(ctx: &Ctx, listener: &Listener) -> Result<Value, ApiError> {
     if let Some(map) = value.as_object_mut() {
         map.insert(
             "secret".into(),
-            json!(listener_secret(&ctx.account.secret_key, &listener.forward_to)),
+            json!(listener_secret(
+                &ctx.account.secret_key,
+                &listener.forward_to
+            )),
         );
     }
     Ok(value)
@@ -402,7 +405,10 @@ mod tests {
         let all = vec!["*".to_string()];
         assert!(wants(&all, "customer.created"));
         assert!(wants(&all, "anything.at.all"));
-        let some = vec!["customer.created".to_string(), "charge.succeeded".to_string()];
+        let some = vec![
+            "customer.created".to_string(),
+            "charge.succeeded".to_string(),
+        ];
         assert!(wants(&some, "customer.created"));
         assert!(wants(&some, "charge.succeeded"));
         assert!(!wants(&some, "customer.updated"));
@@ -442,15 +448,27 @@ mod tests {
         assert_ne!(a, endpoint_secret("sk_test_abc", "we_2"));
         assert_ne!(a, endpoint_secret("sk_test_other", "we_1"));
         let l = listener_secret("sk_test_abc", "http://127.0.0.1:4242/webhook");
-        assert_eq!(l, listener_secret("sk_test_abc", "http://127.0.0.1:4242/webhook"));
-        assert_ne!(l, listener_secret("sk_test_abc", "http://127.0.0.1:4243/webhook"));
+        assert_eq!(
+            l,
+            listener_secret("sk_test_abc", "http://127.0.0.1:4242/webhook")
+        );
+        assert_ne!(
+            l,
+            listener_secret("sk_test_abc", "http://127.0.0.1:4243/webhook")
+        );
     }
 
     #[test]
     fn urls_and_versions() {
         assert!(check_url("url", "https://example.com/hook").is_ok());
         assert!(check_url("url", "http://127.0.0.1:4242/webhook?x=1").is_ok());
-        for bad in ["", "example.com/hook", "ftp://example.com/", "http://", "not a url"] {
+        for bad in [
+            "",
+            "example.com/hook",
+            "ftp://example.com/",
+            "http://",
+            "not a url",
+        ] {
             let e = check_url("url", bad).unwrap_err();
             assert_eq!(e.param.as_deref(), Some("url"), "{bad}");
             assert_eq!(e.code.as_deref(), Some("url_invalid"), "{bad}");

@@ -1,0 +1,981 @@
+//! Webhook delivery: signed, at least once, with retries that survive restarts.
+//!
+//! The state is rows, never memory:
+//! - an event commits with an outbox row (see `crate::ctx::Ctx::emit`);
+//! - the fan-out leases outbox rows and turns each into one delivery row per
+//!   endpoint that wants the event, setting the event's `pending_webhooks`, all in
+//!   one transaction that also deletes the outbox row;
+//! - the delivery loop leases due delivery rows, POSTs the stored event, records the
+//!   attempt and either marks the row succeeded (recounting `pending_webhooks`) or
+//!   schedules the next retry from the schedule.
+//!
+//! Leases (outbox and deliveries) carry an expiry, so rows a dead node held are
+//! taken over once it passes; the store's claims skip rows another node holds
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite). Nothing
+//! relies on a "highest seq delivered" watermark: seqs of concurrent transactions
+//! can commit out of order, and every row is tracked on its own.
+//!
+//! Listeners (`payground listen`) get delivery rows too, marked as pulled: the
+//! client claims them through `/v1/payground/listeners/{id}/poll`, forwards them
+//! itself and reports each attempt back, which settles the row the same way.
+//!
+//! Also here: the purge of events past Stripe's 30 days, which takes their
+//! deliveries and attempts with them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::clock;
+use crate::ctx::StripeObject;
+use crate::ids;
+use crate::resources::event;
+use crate::resources::webhook_endpoint::{
+    endpoint_secret, wants, Listener, WebhookEndpoint, LISTENER_OBJECT,
+};
+use crate::store::{
+    AttemptRecord, CommitError, Delivery, DeliveryClaim, DeliveryNext, DynStore, FanOut, ListQuery,
+    NewDelivery, OutboxEntry, StoreError,
+};
+
+/// The User-Agent Stripe's webhooks carry.
+pub const USER_AGENT: &str = "Stripe/1.0 (+https://stripe.com/docs/webhooks)";
+pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
+/// Stripe test mode retries three times over a few hours.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "60,1800,7200";
+pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
+/// How much of a response body an attempt keeps.
+pub const BODY_EXCERPT_BYTES: usize = 1024;
+
+/// Attempts in flight per node.
+const MAX_IN_FLIGHT: usize = 32;
+/// Outbox rows taken per fan-out pass.
+const OUTBOX_BATCH: usize = 64;
+/// A fan-out takes milliseconds; a dead node's rows are taken over after this.
+const OUTBOX_LEASE_MS: i64 = 5_000;
+/// A delivery lease outlives the attempt's timeout by this much.
+const LEASE_MARGIN_MS: i64 = 5_000;
+/// Endpoints plus listeners of one account considered by the fan-out.
+const TARGETS_LIMIT: usize = 1_000;
+/// How often other nodes' work and due retries are looked for without a wake-up.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Version conflicts on the event while settling or fanning out are retried this often.
+const CONFLICT_RETRIES: usize = 20;
+/// How long a listener has to forward what it pulled and report back.
+pub const PULL_LEASE_MS: i64 = 120_000;
+/// How often a waiting poll looks for new deliveries.
+const PULL_POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often the purge of old events runs, and how long the first one waits.
+const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
+const PURGE_FIRST_AFTER: Duration = Duration::from_secs(5);
+/// How long shutdown waits for attempts in flight before giving their leases back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Seconds to wait after the 1st, 2nd, ... failed attempt; after the last, the
+/// delivery fails for good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule(pub Vec<Duration>);
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+
+    /// Comma-separated seconds, fractions allowed: `60,300,1800` or `0.2,0.5,1`.
+    /// An empty string means no retries.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut delays = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let secs: f64 = part
+                .parse()
+                .map_err(|_| format!("{part:?} is not a number of seconds"))?;
+            if !secs.is_finite() || secs < 0.0 || secs > 30.0 * 24.0 * 3600.0 {
+                return Err(format!(
+                    "{part:?} must be between 0 and 30 days, in seconds"
+                ));
+            }
+            delays.push(Duration::from_secs_f64(secs));
+        }
+        Ok(RetrySchedule(delays))
+    }
+}
+
+impl fmt::Display for RetrySchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|d| format!("{}", d.as_secs_f64()))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl RetrySchedule {
+    /// What follows a failed attempt, `attempts` counting it.
+    pub fn after_failure(&self, attempts: i64, now_ms: i64) -> DeliveryNext {
+        let index = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
+        match self.0.get(index) {
+            Some(delay) => {
+                let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                DeliveryNext::RetryAt(now_ms.saturating_add(ms))
+            }
+            None => DeliveryNext::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub retry_schedule: RetrySchedule,
+    /// How long one attempt may take, connection and response included.
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            retry_schedule: DEFAULT_RETRY_SCHEDULE
+                .parse()
+                .unwrap_or(RetrySchedule(Vec::new())),
+            timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+        }
+    }
+}
+
+impl WebhookSettings {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS
+    }
+}
+
+/// What the http layer and the delivery jobs share: wake-ups and the settings.
+#[derive(Default)]
+pub struct Hub {
+    /// Notified when a commit wrote outbox rows, so fan-out starts at once
+    /// instead of at the next poll.
+    pub outbox: Notify,
+    /// Notified when deliveries may have become due (after a fan-out, a resend).
+    pub deliveries: Notify,
+    settings: OnceLock<WebhookSettings>,
+}
+
+impl Hub {
+    /// The settings [`start`] was given, or the defaults before it ran.
+    pub fn settings(&self) -> &WebhookSettings {
+        static DEFAULT: OnceLock<WebhookSettings> = OnceLock::new();
+        self.settings
+            .get()
+            .unwrap_or_else(|| DEFAULT.get_or_init(WebhookSettings::default))
+    }
+
+    /// The commit hook: a batch with outbox rows has committed.
+    pub fn outbox_committed(&self) {
+        self.outbox.notify_one();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signatures.
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac_hex(key: &[u8], timestamp: i64, payload: &[u8]) -> String {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(payload);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `v1` scheme: HMAC-SHA256 keyed with the whole `whsec_...` string, over
+/// `"<timestamp>.<payload>"`, in lowercase hex.
+pub fn v1_signature(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    hmac_hex(secret.as_bytes(), timestamp, payload)
+}
+
+/// The `Stripe-Signature` header. Like Stripe test mode it adds a `v0` signature
+/// made with another key, so verifiers learn to ignore schemes they do not know.
+pub fn signature_header(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    let v0_key = format!("payground-v0 {secret}");
+    format!(
+        "t={timestamp},v1={},v0={}",
+        v1_signature(secret, timestamp, payload),
+        hmac_hex(v0_key.as_bytes(), timestamp, payload)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Starting and stopping.
+
+/// The running delivery jobs; [`Jobs::shutdown`] stops them.
+pub struct Jobs {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the fan-out, the delivery loop and the event purge on the current runtime.
+pub fn start(store: DynStore, hub: Arc<Hub>, settings: WebhookSettings) -> anyhow::Result<Jobs> {
+    if hub.settings.set(settings.clone()).is_err() {
+        tracing::warn!("webhook settings were already set; keeping the first ones");
+    }
+    let client = http_client(settings.timeout)?;
+    let (stop, stopped) = watch::channel(false);
+    let worker = Arc::new(Worker {
+        store: store.clone(),
+        hub,
+        settings,
+        owner: format!("node_{}", ids::random_string(16)),
+        client,
+    });
+    let tasks = vec![
+        tokio::spawn(fan_out_loop(worker.clone(), stopped.clone())),
+        tokio::spawn(delivery_loop(worker, stopped.clone())),
+        tokio::spawn(purge_loop(store, stopped)),
+    ];
+    Ok(Jobs { stop, tasks })
+}
+
+impl Jobs {
+    /// Stops claiming, lets attempts in flight finish (or gives their leases back
+    /// after a grace period), and waits for every task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a webhook job ended abnormally");
+            }
+        }
+    }
+}
+
+/// The client attempts go through: no redirects followed (Stripe counts a 3xx as a
+/// failure) and no proxy from the environment (deliveries go where the URL says).
+pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the webhook HTTP client: {e}"))
+}
+
+/// Waits `d` or until stop is signalled; `true` when it is time to stop.
+async fn sleep_or_stop(d: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    if *stopped.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+struct Worker {
+    store: DynStore,
+    hub: Arc<Hub>,
+    settings: WebhookSettings,
+    /// This node's name on the leases it takes.
+    owner: String,
+    client: reqwest::Client,
+}
+
+// ---------------------------------------------------------------------------
+// Fan-out.
+
+/// An endpoint or listener as the fan-out sees it.
+struct Target {
+    id: String,
+    /// Its storage position: it existed before an event with a larger seq.
+    seq: i64,
+    push: bool,
+    enabled: bool,
+    enabled_events: Vec<String>,
+}
+
+async fn fan_out_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let more = match worker.fan_out_pass().await {
+            Ok(n) => n == OUTBOX_BATCH,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook fan-out pass failed; retrying");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        tokio::select! {
+            _ = worker.hub.outbox.notified() => {}
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+impl Worker {
+    /// Fans out one batch of outbox rows; returns how many were claimed.
+    async fn fan_out_pass(&self) -> Result<usize, StoreError> {
+        let entries = self
+            .store
+            .claim_outbox(clock::system_now_millis(), OUTBOX_LEASE_MS, OUTBOX_BATCH)
+            .await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut by_account: HashMap<&str, Vec<&OutboxEntry>> = HashMap::new();
+        for entry in &entries {
+            by_account.entry(&entry.account).or_default().push(entry);
+        }
+        let mut created = false;
+        for (account, entries) in by_account {
+            let targets = self.targets(account).await?;
+            // Concurrently: on SQLite they share group commits, on PostgreSQL connections.
+            let results =
+                futures::future::join_all(entries.iter().map(|e| self.fan_out(e, &targets))).await;
+            for (entry, result) in entries.iter().zip(results) {
+                match result {
+                    Ok(n) => created |= n > 0,
+                    Err(e) => tracing::warn!(
+                        event = %entry.event_id,
+                        error = %e,
+                        "fan-out failed; the outbox row will be retried"
+                    ),
+                }
+            }
+        }
+        if created {
+            self.hub.deliveries.notify_one();
+        }
+        Ok(entries.len())
+    }
+
+    /// The account's endpoints and listeners, live ones only.
+    async fn targets(&self, account: &str) -> Result<Vec<Target>, StoreError> {
+        let mut targets = Vec::new();
+        for kind in [WebhookEndpoint::OBJECT, LISTENER_OBJECT] {
+            let rows = self
+                .store
+                .list(
+                    account,
+                    &ListQuery {
+                        kind: kind.to_string(),
+                        limit: TARGETS_LIMIT,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            for row in rows {
+                let target = if kind == LISTENER_OBJECT {
+                    serde_json::from_str::<Listener>(&row.data).map(|l| Target {
+                        id: l.id,
+                        seq: row.seq,
+                        push: false,
+                        enabled: true,
+                        enabled_events: l.enabled_events,
+                    })
+                } else {
+                    serde_json::from_str::<WebhookEndpoint>(&row.data).map(|e| Target {
+                        enabled: e.is_enabled(),
+                        id: e.id,
+                        seq: row.seq,
+                        push: true,
+                        enabled_events: e.enabled_events,
+                    })
+                };
+                match target {
+                    Ok(t) => targets.push(t),
+                    Err(e) => {
+                        tracing::warn!(id = %row.id, error = %e, "stored endpoint does not decode")
+                    }
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// Fans one event out; returns how many deliveries it created.
+    async fn fan_out(&self, entry: &OutboxEntry, targets: &[Target]) -> Result<usize, String> {
+        for _ in 0..CONFLICT_RETRIES {
+            let event = self
+                .store
+                .get(&entry.account, &entry.event_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut fan_out = FanOut {
+                outbox_seq: entry.seq,
+                account: entry.account.clone(),
+                event_id: entry.event_id.clone(),
+                deliveries: Vec::new(),
+                event_write: None,
+                now_ms: clock::system_now_millis(),
+            };
+            // An event purged before it was fanned out just leaves the outbox.
+            if let Some(event) = &event {
+                let event_type = serde_json::from_str::<Value>(&event.data)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
+                    .ok_or_else(|| format!("event {} has no type", event.id))?;
+                // Endpoints that existed when the event was written and want it now.
+                fan_out.deliveries = targets
+                    .iter()
+                    .filter(|t| {
+                        t.enabled && t.seq < event.seq && wants(&t.enabled_events, &event_type)
+                    })
+                    .map(|t| NewDelivery {
+                        endpoint_id: t.id.clone(),
+                        push: t.push,
+                    })
+                    .collect();
+                let pushed = fan_out.deliveries.iter().filter(|d| d.push).count();
+                if pushed > 0 {
+                    let pending = i64::try_from(pushed).unwrap_or(i64::MAX);
+                    fan_out.event_write = Some(event::pending_write(event, pending)?);
+                }
+            }
+            let created = fan_out.deliveries.len();
+            match self.store.fan_out(fan_out).await {
+                Ok(true) => return Ok(created),
+                // Another node whose lease had run out got there first.
+                Ok(false) => return Ok(0),
+                Err(CommitError::Conflict(_)) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the event kept changing during fan-out".into())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery.
+
+async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut in_flight: JoinSet<Option<i64>> = JoinSet::new();
+    // The earliest retry this node scheduled itself: it wakes for it precisely.
+    let mut next_retry: Option<i64> = None;
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        let free = slots.available_permits();
+        if free > 0 {
+            match worker
+                .store
+                .claim_deliveries(&DeliveryClaim {
+                    owner: worker.owner.clone(),
+                    now_ms: clock::system_now_millis(),
+                    lease_ms: worker.settings.lease_ms(),
+                    limit: free,
+                    listener: None,
+                })
+                .await
+            {
+                Ok(claimed) => {
+                    for delivery in claimed {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let worker = worker.clone();
+                        in_flight.spawn(async move {
+                            let retry = worker.deliver(delivery).await;
+                            drop(permit);
+                            retry
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+            }
+        }
+        let now = clock::system_now_millis();
+        if next_retry.is_some_and(|at| at <= now) {
+            next_retry = None;
+        }
+        let wait = next_retry
+            .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+            .map_or(POLL_EVERY, |d| d.min(POLL_EVERY));
+        tokio::select! {
+            _ = worker.hub.deliveries.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(Some(at)) = done {
+                    next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
+                }
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    // Shutting down: no more claims. Attempts in flight may finish within the
+    // grace period; the rest are dropped and their leases given back so another
+    // node (or the next start) takes them at once.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+    }
+    match worker.store.release_deliveries(&worker.owner).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deliveries = n, "gave webhook delivery leases back"),
+        Err(e) => {
+            tracing::warn!(error = %e, "giving delivery leases back failed; they will expire")
+        }
+    }
+}
+
+/// What one HTTP attempt came to.
+struct Outcome {
+    status: Option<u16>,
+    body: Option<String>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// The error and its causes in one line ("error sending request: ... Connection refused").
+fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {:.1} s", timeout.as_secs_f64());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The first [`BODY_EXCERPT_BYTES`] of a body as text, cut at a character boundary.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(BODY_EXCERPT_BYTES)];
+    let text = String::from_utf8_lossy(cut);
+    let mut end = text.len().min(BODY_EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// POSTs `payload` signed with `secret`: the request every webhook attempt and
+/// every `payground listen` forward makes.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    payload: &str,
+    timeout: Duration,
+) -> (Option<u16>, Option<String>, Option<String>, i64) {
+    let started = Instant::now();
+    // Real time, fresh for every attempt: SDKs compare it with their own clock.
+    let header = signature_header(secret, clock::system_now(), payload.as_bytes());
+    let sent = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+        .header(reqwest::header::USER_AGENT, USER_AGENT)
+        .header("Stripe-Signature", header)
+        .body(payload.to_string())
+        .send()
+        .await;
+    let (status, body, error) = match sent {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let mut body = Vec::new();
+            let mut error = None;
+            // Only an excerpt is kept, so only that much is read.
+            while body.len() < BODY_EXCERPT_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    Err(e) => {
+                        error = Some(describe_error(&e, timeout));
+                        break;
+                    }
+                }
+            }
+            (Some(status), Some(excerpt(&body)), error)
+        }
+        Err(e) => (None, None, Some(describe_error(&e, timeout))),
+    };
+    let latency = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    (status, body, error, latency)
+}
+
+impl Worker {
+    /// One attempt of a claimed delivery; returns when its retry is due, if one is.
+    async fn deliver(&self, delivery: Delivery) -> Option<i64> {
+        let prepared = self.prepare(&delivery).await;
+        let (url, secret, payload) = match prepared {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // The event or the endpoint is gone, or the endpoint was disabled.
+                let _ = settle(&self.store, &delivery, &self.owner, None, DeliveryNext::Failed)
+                    .await
+                    .map_err(|e| tracing::warn!(event = %delivery.event_id, error = %e, "could not close a delivery"));
+                return None;
+            }
+            Err(e) => {
+                // A store hiccup: the lease runs out and the delivery is taken again.
+                tracing::warn!(event = %delivery.event_id, error = %e, "could not prepare a webhook attempt");
+                return None;
+            }
+        };
+        let attempted_at = clock::system_now_millis();
+        let (status, body, error, latency_ms) =
+            post_signed(&self.client, &url, &secret, &payload, self.settings.timeout).await;
+        let outcome = Outcome {
+            status,
+            body,
+            error,
+        };
+        let succeeded = outcome.succeeded();
+        let attempts = delivery.attempts + 1;
+        let next = if succeeded {
+            DeliveryNext::Succeeded
+        } else {
+            self.settings
+                .retry_schedule
+                .after_failure(attempts, clock::system_now_millis())
+        };
+        tracing::debug!(
+            event = %delivery.event_id,
+            endpoint = %delivery.endpoint_id,
+            status = ?outcome.status,
+            error = ?outcome.error,
+            latency_ms,
+            "webhook attempt"
+        );
+        let record = AttemptRecord {
+            seq: 0,
+            id: ids::new_id("wha"),
+            account: delivery.account.clone(),
+            event_id: delivery.event_id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            attempt: attempts,
+            attempted_at,
+            status_code: outcome.status.map(i32::from),
+            latency_ms,
+            response_body: outcome.body,
+            error: outcome.error,
+            succeeded,
+        };
+        match settle(&self.store, &delivery, &self.owner, Some(record), next).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                event = %delivery.event_id,
+                endpoint = %delivery.endpoint_id,
+                "a delivery lease ran out during its attempt; another node may repeat it"
+            ),
+            Err(e) => {
+                tracing::warn!(event = %delivery.event_id, error = %e, "recording a webhook attempt failed")
+            }
+        }
+        match next {
+            DeliveryNext::RetryAt(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The URL, secret and exact stored event text of an attempt, or `None` when
+    /// there is nothing left to deliver.
+    async fn prepare(&self, d: &Delivery) -> Result<Option<(String, String, String)>, StoreError> {
+        let Some(event) = self.store.get(&d.account, &d.event_id).await? else {
+            return Ok(None);
+        };
+        let Some(row) = self.store.get(&d.account, &d.endpoint_id).await? else {
+            return Ok(None);
+        };
+        let endpoint = match serde_json::from_str::<WebhookEndpoint>(&row.data) {
+            Ok(e) if e.is_enabled() => e,
+            Ok(_) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(endpoint = %d.endpoint_id, error = %e, "stored endpoint does not decode");
+                return Ok(None);
+            }
+        };
+        let Some(account) = self.store.account(&d.account).await? else {
+            return Ok(None);
+        };
+        let secret = endpoint_secret(&account.secret_key, &endpoint.id);
+        Ok(Some((endpoint.url, secret, event.data)))
+    }
+}
+
+/// Finishes a claimed delivery: records the attempt, moves the row on, and on the
+/// first success rewrites the event with its recounted `pending_webhooks`. The
+/// event write is version-checked; when another delivery of the same event
+/// settled in between, everything is recounted and written again.
+pub async fn settle(
+    store: &DynStore,
+    delivery: &Delivery,
+    owner: &str,
+    attempt: Option<AttemptRecord>,
+    next: DeliveryNext,
+) -> Result<bool, CommitError> {
+    let first_success =
+        next == DeliveryNext::Succeeded && delivery.push && delivery.succeeded_at.is_none();
+    for _ in 0..CONFLICT_RETRIES {
+        let event_write = if first_success {
+            // The event first, then the count: a success committed between the two
+            // bumps the event's version, so this write conflicts and is redone.
+            match store.get(&delivery.account, &delivery.event_id).await? {
+                Some(event) => {
+                    let undelivered = store
+                        .undelivered_count(&delivery.account, &delivery.event_id)
+                        .await?;
+                    // This delivery is still counted: it has not committed yet.
+                    let pending = (undelivered - 1).max(0);
+                    Some(
+                        event::pending_write(&event, pending)
+                            .map_err(|e| CommitError::Store(StoreError::Unavailable(e)))?,
+                    )
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let result = crate::store::DeliveryResult {
+            account: delivery.account.clone(),
+            event_id: delivery.event_id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            lease_owner: owner.to_string(),
+            attempt: attempt.clone(),
+            next,
+            now_ms: clock::system_now_millis(),
+            event_write,
+        };
+        match store.finish_delivery(result).await {
+            Err(CommitError::Conflict(_)) => continue,
+            other => return other,
+        }
+    }
+    Err(CommitError::Store(StoreError::Unavailable(format!(
+        "event {} kept changing while its delivery settled",
+        delivery.event_id
+    ))))
+}
+
+// ---------------------------------------------------------------------------
+// Listeners: deliveries pulled by `payground listen`.
+
+/// A delivery handed to a listener: the exact stored event text and the lease to
+/// report back with.
+pub struct Pulled {
+    pub delivery: Delivery,
+    pub payload: String,
+}
+
+/// Waits up to `wait` for due deliveries of the listener and leases them to `owner`.
+pub async fn poll_listener(
+    store: &DynStore,
+    account: &str,
+    listener: &str,
+    owner: &str,
+    wait: Duration,
+    limit: usize,
+) -> Result<Vec<Pulled>, StoreError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let claimed = store
+            .claim_deliveries(&DeliveryClaim {
+                owner: owner.to_string(),
+                now_ms: clock::system_now_millis(),
+                lease_ms: PULL_LEASE_MS,
+                limit,
+                listener: Some(listener.to_string()),
+            })
+            .await?;
+        let mut out = Vec::new();
+        for delivery in claimed {
+            debug_assert_eq!(delivery.account, account);
+            match store.get(&delivery.account, &delivery.event_id).await? {
+                Some(event) => out.push(Pulled {
+                    delivery,
+                    payload: event.data,
+                }),
+                None => {
+                    // Purged before it was pulled: nothing left to deliver.
+                    let _ = settle(store, &delivery, owner, None, DeliveryNext::Failed).await;
+                }
+            }
+        }
+        if !out.is_empty() || Instant::now() >= deadline {
+            return Ok(out);
+        }
+        tokio::time::sleep(PULL_POLL_EVERY.min(deadline - Instant::now())).await;
+    }
+}
+
+/// What a listener reports about one forward.
+pub struct PulledAttempt {
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Settles a pulled delivery from the listener's report, with the server's retry
+/// schedule. `Ok(false)`: the lease had run out (it will be pulled again).
+pub async fn settle_pulled(
+    store: &DynStore,
+    settings: &WebhookSettings,
+    delivery: &Delivery,
+    lease: &str,
+    report: PulledAttempt,
+) -> Result<bool, CommitError> {
+    let succeeded = report.status_code.is_some_and(|s| (200..300).contains(&s));
+    let attempts = delivery.attempts + 1;
+    let now = clock::system_now_millis();
+    let next = if succeeded {
+        DeliveryNext::Succeeded
+    } else {
+        settings.retry_schedule.after_failure(attempts, now)
+    };
+    let record = AttemptRecord {
+        seq: 0,
+        id: ids::new_id("wha"),
+        account: delivery.account.clone(),
+        event_id: delivery.event_id.clone(),
+        endpoint_id: delivery.endpoint_id.clone(),
+        attempt: attempts,
+        attempted_at: now - report.latency_ms.max(0),
+        status_code: report.status_code.map(i32::from),
+        latency_ms: report.latency_ms.max(0),
+        response_body: report
+            .response_body
+            .as_deref()
+            .map(|b| excerpt(b.as_bytes())),
+        error: report.error,
+        succeeded,
+    };
+    settle(store, delivery, lease, Some(record), next).await
+}
+
+// ---------------------------------------------------------------------------
+// Retention.
+
+/// Deletes events older than 30 days (each account's own time) with their
+/// deliveries and attempts. Reads already hide them; this reclaims the space.
+async fn purge_loop(store: DynStore, mut stopped: watch::Receiver<bool>) {
+    let mut wait = PURGE_FIRST_AFTER;
+    loop {
+        if sleep_or_stop(wait, &mut stopped).await {
+            return;
+        }
+        wait = PURGE_EVERY;
+        let accounts = match store.list_accounts().await {
+            Ok(accounts) => accounts,
+            Err(e) => {
+                tracing::warn!(error = %e, "event purge: listing accounts failed");
+                continue;
+            }
+        };
+        for account in accounts {
+            let cutoff = clock::account_now(&account) - event::RETENTION_SECS;
+            match store.purge_events(&account.id, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(account = %account.id, events = n, "purged old events"),
+                Err(e) => tracing::warn!(account = %account.id, error = %e, "event purge failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Computed independently with Python's hmac module:
+    /// `hmac.new(b"whsec_test_secret", b"1700000000." + body, hashlib.sha256).hexdigest()`.
+    const KNOWN_V1: &str = "0c8670ed117751cc551a20e35839447075c42800ea3cf3e8a2fbda99cd1e6edd";
+
+    #[test]
+    fn v1_signature_matches_an_independent_vector() {
+        let body = br#"{"id":"evt_1","object":"event"}"#;
+        assert_eq!(
+            v1_signature("whsec_test_secret", 1_700_000_000, body),
+            KNOWN_V1
+        );
+    }
+
+    #[test]
+    fn header_has_t_v1_and_a_different_v0() {
+        let body = br#"{"id":"evt_1","object":"event"}"#;
+        let header = signature_header("whsec_test_secret", 1_700_000_000, body);
+        let parts: Vec<(&str, &str)> = header
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        assert_eq!(parts[0], ("t", "1700000000"));
+        assert_eq!(parts[1], ("v1", KNOWN_V1));
+        assert_eq!(parts[2].0, "v0");
+        assert_eq!(parts[2].1.len(), 64);
+        assert_ne!(parts[2].1, KNOWN_V1);
+        // Any change of body, time or secret changes v1.
+        assert_ne!(
+            v1_signature("whsec_test_secret", 1_700_000_001, body),
+            KNOWN_V1
+        );
+        assert_ne!(
+            v1_signature("whsec_test_secreT", 1_700_000_000, body),
+            KNOWN_V1
+        );
+        assert_ne!(
+            v1_signature("whsec_test_secret", 1_700_000_000, b"{}"),
+            KNOWN_V1
+        );
+    }
+
+    #[test]
+    fn retry_schedules() {
+        let s: RetrySchedule = "0.2, 0.5,1".parse().unwrap();
+        assert_eq!(
+            s.0,
+            vec![
+                Duration::from_millis(200),
+                Duration::from_millis(500),
+                Duration::from_secs(1)
+            ]
+        );
+        assert_eq!(s.to_string(), "0.2,0.5,1");
+        assert_eq!(s.after_failure(1, 1_000), DeliveryNext::RetryAt(1_200));
+        assert_eq!(s.after_failure(3, 1_000), DeliveryNext::RetryAt(2_000));
+        assert_eq!(s.after_failure(4, 1_000), DeliveryNext::Failed);
+        let none: RetrySchedule = "".parse().unwrap();
+        assert_eq!(none.after_failure(1, 0), DeliveryNext::Failed);
+        assert!("1,x".parse::<RetrySchedule>().is_err());
+        assert!("-1".parse::<RetrySchedule>().is_err());
+        let default = WebhookSettings::default();
+        assert_eq!(default.retry_schedule.0.len(), 3);
+        assert_eq!(default.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn excerpts_stop_at_a_kilobyte_on_a_character_boundary() {
+        assert_eq!(excerpt(b"ok"), "ok");
+        let long = "é".repeat(1000);
+        let cut = excerpt(long.as_bytes());
+        assert!(cut.len() <= BODY_EXCERPT_BYTES);
+        assert!(cut.chars().all(|c| c == 'é' || c == '\u{FFFD}'));
+    }
+}
