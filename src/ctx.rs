@@ -189,7 +189,6 @@ impl Ctx {
         let event = json!({
             "id": id,
             "object": "event",
-            "account": null,
             "api_version": API_VERSION,
             "created": self.now,
             "data": data,

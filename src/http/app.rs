@@ -42,6 +42,8 @@ pub struct AppState {
     accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
     inflight: Mutex<HashSet<(String, String)>>,
     rate_limit: Option<crate::http::rate_limit::RateLimiter>,
+    /// Wakes the webhook jobs after commits that wrote events; holds their settings.
+    pub webhooks: Arc<crate::jobs::delivery::Hub>,
 }
 
 #[derive(Clone)]
@@ -145,6 +147,7 @@ impl App {
             accounts: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             rate_limit: None,
+            webhooks: Arc::default(),
         }))
     }
 
@@ -213,8 +216,15 @@ impl App {
 
     /// Commits an internal unit of work. `Ok(false)` means it lost a race and must run again.
     pub async fn commit_internal(&self, ctx: Ctx) -> Result<bool, ApiError> {
-        match self.store.commit(ctx.into_batch()).await {
-            Ok(()) => Ok(true),
+        let batch = ctx.into_batch();
+        let wrote_events = !batch.outbox.is_empty();
+        match self.store.commit(batch).await {
+            Ok(()) => {
+                if wrote_events {
+                    self.webhooks.outbox_committed();
+                }
+                Ok(true)
+            }
             Err(CommitError::Conflict(_)) => Ok(false),
             Err(e) => Err(ApiError::internal("commit failed", e)),
         }
@@ -316,8 +326,12 @@ impl App {
             });
             batch.idempotency_cutoff = now - IDEMPOTENCY_WINDOW_SECS;
         }
+        let wrote_events = !batch.outbox.is_empty();
         match self.store.commit(batch).await {
             Ok(()) => {
+                if wrote_events {
+                    self.webhooks.outbox_committed();
+                }
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Some(json_response(status, body, false))

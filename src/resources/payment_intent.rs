@@ -1029,6 +1029,12 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
 pub async fn confirm(ctx: &mut Ctx, id: &str, params: &ConfirmParams) -> Result<Value, ApiError> {
     let p = params.clone();
     let pi = load(ctx, id, p.client_secret.as_deref()).await?;
+    if ctx.request.key_kind == KeyKind::Publishable && pi.confirmation_method == "manual" {
+        return Err(ApiError::invalid_request(
+            "This PaymentIntent's confirmation_method is manual: it can only be confirmed with your secret key.",
+        )
+        .with_code("payment_intent_unexpected_state"));
+    }
     if ctx.request.key_kind == KeyKind::Publishable && p.off_session.is_some() {
         return Err(
             ApiError::invalid_request("off_session cannot be set with a publishable key.")
