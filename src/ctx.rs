@@ -141,6 +141,11 @@ impl Ctx {
         }
     }
 
+    /// Whether this request created the object (written here, never read from the store).
+    pub fn is_new(&self, id: &str) -> bool {
+        self.write_index.contains_key(id) && !self.versions.contains_key(id)
+    }
+
     /// Records a new object or a new version of one this request loaded.
     pub fn save<T: StripeObject>(&mut self, object: &T) -> Result<Value, ApiError> {
         let value = serde_json::to_value(object)

@@ -4,6 +4,7 @@
 //! and their operations, over a `ctx::Ctx` unit of work) → `store` (SQLite or
 //! PostgreSQL). See `docs/architecture.md`.
 pub mod accounts;
+pub mod cli;
 pub mod clock;
 pub mod ctx;
 pub mod error;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use payground::jobs::delivery::{RetrySchedule, WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 use payground::server::{serve, ServeConfig};
 use payground::{accounts, store};
 
@@ -56,12 +57,49 @@ enum Command {
         /// Stripe does (off by default).
         #[arg(long, env = "PAYGROUND_RATE_LIMIT")]
         rate_limit: Option<f64>,
+        /// Seconds to wait before retrying a failed webhook delivery, after the 1st,
+        /// 2nd, ... failure (comma-separated, fractions allowed); after the last the
+        /// delivery fails for good. The default is close to Stripe test mode.
+        #[arg(long, env = "PAYGROUND_WEBHOOK_RETRY_SCHEDULE", default_value = DEFAULT_RETRY_SCHEDULE)]
+        webhook_retry_schedule: RetrySchedule,
+        /// Seconds one webhook attempt may take before it counts as failed.
+        #[arg(long, env = "PAYGROUND_WEBHOOK_TIMEOUT", default_value_t = 10.0)]
+        webhook_timeout: f64,
+    },
+    /// Forward events to a local URL, signed, like `stripe listen`.
+    Listen {
+        /// Where to POST each event (e.g. http://localhost:4242/webhook).
+        #[arg(long)]
+        forward_to: String,
+        /// Comma-separated event types to forward (all of them by default).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Make the API calls that cause an event, like `stripe trigger`.
+    Trigger {
+        /// The event to cause, e.g. customer.created.
+        event: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Manage accounts (isolated sandboxes, one per CI job if you like).
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+}
+
+/// How `listen` and `trigger` reach a running payground.
+#[derive(clap::Args, Clone)]
+struct ApiArgs {
+    /// The account's secret key (sk_test_...).
+    #[arg(long, env = "PAYGROUND_API_KEY")]
+    api_key: String,
+    /// The server's base URL.
+    #[arg(long, env = "PAYGROUND_API_BASE", default_value = "http://127.0.0.1:12111")]
+    api_base: String,
 }
 
 #[derive(Subcommand)]
@@ -101,7 +139,12 @@ async fn main() -> anyhow::Result<()> {
             admin_token,
             settlement_delay,
             rate_limit,
+            webhook_retry_schedule,
+            webhook_timeout,
         } => {
+            if !(webhook_timeout > 0.0 && webhook_timeout <= 600.0) {
+                anyhow::bail!("--webhook-timeout must be between 0 and 600 seconds");
+            }
             if rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
                 anyhow::bail!("--rate-limit must be a positive number of requests per second");
             }
@@ -117,8 +160,28 @@ async fn main() -> anyhow::Result<()> {
                 admin_token,
                 settlement_delay: std::time::Duration::from_secs_f64(settlement_delay),
                 rate_limit,
+                webhooks: WebhookSettings {
+                    retry_schedule: webhook_retry_schedule,
+                    timeout: std::time::Duration::from_secs_f64(webhook_timeout),
+                },
             })
             .await
+        }
+        Command::Listen {
+            forward_to,
+            events,
+            api,
+        } => {
+            payground::cli::listen(payground::cli::ListenOptions {
+                forward_to,
+                events: events.into_iter().filter(|e| !e.trim().is_empty()).collect(),
+                api_key: api.api_key,
+                api_base: api.api_base,
+            })
+            .await
+        }
+        Command::Trigger { event, api } => {
+            payground::cli::trigger(&event, &api.api_key, &api.api_base).await
         }
         Command::Accounts { command } => match command {
             AccountsCommand::Create { database } => {

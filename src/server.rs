@@ -21,6 +21,8 @@ pub struct ServeConfig {
     pub settlement_delay: std::time::Duration,
     /// API requests per second per account; more get 429 (`None`: unlimited).
     pub rate_limit: Option<f64>,
+    /// Webhook retry schedule and attempt timeout.
+    pub webhooks: crate::jobs::delivery::WebhookSettings,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -52,6 +54,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         app.clone(),
         config.settlement_delay,
     ));
+    // Webhook delivery runs on tasks of its own; commits wake it through the hub.
+    let webhooks = crate::jobs::delivery::start(
+        store.clone(),
+        app.webhooks.clone(),
+        config.webhooks.clone(),
+    )?;
     let router = router(app);
 
     let mut out = std::io::stdout().lock();
@@ -80,6 +88,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    tracing::info!("stopped serving; stopping webhook delivery");
+    webhooks.shutdown().await;
     tracing::info!("stopped serving; closing the store");
     drop(store);
     Ok(())

@@ -17,6 +17,8 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(admin::routes())
         .merge(customers::routes())
+        .merge(crate::http::events::routes())
+        .merge(crate::http::webhook_endpoints::routes())
         .merge(crate::http::payment_methods::routes())
         .merge(payment_intents::routes())
         .merge(charges::routes())

@@ -1,7 +1,5 @@
 """PaymentMethods through stripe-python: cards (raw numbers, tokens, pm_card_* ids),
 bank debits, attach/detach, update, lists, and a customer's payment methods."""
-import json
-import sqlite3
 import time
 
 import pytest
@@ -51,24 +49,13 @@ def sepa(**kwargs):
     return pm
 
 
-def events(server, api, event_type, object_id):
-    """Events of `event_type` about `object_id`, oldest first."""
+def events(api, event_type, object_id):
+    """Events of `event_type` about `object_id` from GET /v1/events, oldest first."""
     r = api.get("/v1/events", params={"type": event_type, "limit": 100})
-    if r.status_code == 200:
-        found = [e for e in r.json()["data"] if e["data"]["object"]["id"] == object_id]
-        return list(reversed(found))
-    # TODO: remove this fallback once GET /v1/events lands (being built in parallel):
-    # until then the events are read where they are stored.
-    assert r.status_code == 404 and "Unrecognized request URL" in r.text, r.text
-    if server.database.startswith("sqlite:"):
-        with sqlite3.connect(server.database.removeprefix("sqlite:")) as conn:
-            rows = conn.execute("SELECT data FROM objects WHERE kind = 'event' ORDER BY seq").fetchall()
-    else:
-        import psycopg
-        with psycopg.connect(server.database) as conn:
-            rows = conn.execute("SELECT data FROM objects WHERE kind = 'event' ORDER BY seq").fetchall()
-    found = [json.loads(data) for (data,) in rows]
-    return [e for e in found if e["type"] == event_type and e["data"]["object"]["id"] == object_id]
+    assert r.status_code == 200, r.text
+    validate_list("event", r.json())
+    found = [e for e in r.json()["data"] if e["data"]["object"]["id"] == object_id]
+    return list(reversed(found))
 
 
 # ---- creating -------------------------------------------------------------------
@@ -282,7 +269,7 @@ def test_sepa_debit(account):
 
 # ---- attach, detach, update ------------------------------------------------------
 
-def test_attach_and_detach(server, account, api):
+def test_attach_and_detach(account, api):
     cus = stripe.Customer.create(email="jenny@example.com")
     pm = new_card()
     attached = stripe.PaymentMethod.attach(pm.id, customer=cus.id)
@@ -291,7 +278,7 @@ def test_attach_and_detach(server, account, api):
     assert stripe.PaymentMethod.retrieve(pm.id).customer == cus.id
     # Attaching again to the same customer changes nothing.
     assert stripe.PaymentMethod.attach(pm.id, customer=cus.id).customer == cus.id
-    [event] = events(server, api, "payment_method.attached", pm.id)
+    [event] = events(api, "payment_method.attached", pm.id)
     assert event["data"]["object"]["customer"] == cus.id
     assert "previous_attributes" not in event["data"]
 
@@ -306,7 +293,7 @@ def test_attach_and_detach(server, account, api):
     detached = stripe.PaymentMethod.detach(pm.id)
     validate("payment_method", detached)
     assert detached.customer is None
-    [event] = events(server, api, "payment_method.detached", pm.id)
+    [event] = events(api, "payment_method.detached", pm.id)
     assert event["data"]["object"]["customer"] is None
     assert event["data"]["previous_attributes"] == {"customer": cus.id}
     assert stripe.Customer.list_payment_methods(cus.id).data == []
@@ -352,19 +339,19 @@ def test_declining_cards_fail_to_attach(account):
     assert [p.id for p in stripe.Customer.list_payment_methods(cus.id).data] == [ok.id]
 
 
-def test_detaching_the_default_payment_method_clears_it(server, account, api):
+def test_detaching_the_default_payment_method_clears_it(account, api):
     cus = stripe.Customer.create()
     pm = stripe.PaymentMethod.attach(new_card().id, customer=cus.id)
     cus = stripe.Customer.modify(cus.id, invoice_settings={"default_payment_method": pm.id})
     assert cus.invoice_settings.default_payment_method == pm.id
     stripe.PaymentMethod.detach(pm.id)
     assert stripe.Customer.retrieve(cus.id).invoice_settings.default_payment_method is None
-    updates = events(server, api, "customer.updated", cus.id)
+    updates = events(api, "customer.updated", cus.id)
     assert updates[-1]["data"]["previous_attributes"] == {"invoice_settings": {
         "custom_fields": None, "default_payment_method": pm.id, "footer": None, "rendering_options": None}}
 
 
-def test_update(server, account, api):
+def test_update(account, api):
     pm = stripe.PaymentMethod.create(type="card", card=card(), billing_details={"name": "Jenny"},
                                      metadata={"keep": "1", "drop": "2"})
     with pytest.raises(stripe.InvalidRequestError) as e:
@@ -387,7 +374,7 @@ def test_update(server, account, api):
     assert (up.card.exp_month, up.card.exp_year) == (6, year)
     assert dict(up.metadata) == {"keep": "1", "new": "3"}
     assert plain(stripe.PaymentMethod.retrieve(pm.id)) == plain(up)
-    [event] = events(server, api, "payment_method.updated", pm.id)
+    [event] = events(api, "payment_method.updated", pm.id)
     prev = event["data"]["previous_attributes"]
     assert prev["allow_redisplay"] == "unspecified"
     assert prev["metadata"] == {"drop": "2", "new": None}
@@ -398,7 +385,7 @@ def test_update(server, account, api):
     assert cleared.billing_details.email is None and dict(cleared.metadata) == {}
     # An update that changes nothing emits nothing.
     stripe.PaymentMethod.modify(pm.id, allow_redisplay="always")
-    assert len(events(server, api, "payment_method.updated", pm.id)) == 2
+    assert len(events(api, "payment_method.updated", pm.id)) == 2
 
     with pytest.raises(stripe.CardError) as e:
         stripe.PaymentMethod.modify(pm.id, card={"exp_month": 13})
@@ -592,15 +579,15 @@ def test_publishable_key_creates_but_cannot_read(account, api):
     assert stripe.PaymentMethod.retrieve(pm.id).customer is None
 
 
-def test_customer_create_attaches_its_payment_method(server, account, api):
+def test_customer_create_attaches_its_payment_method(account, api):
     pm = new_card()
     cus = stripe.Customer.create(payment_method=pm.id, invoice_settings={"default_payment_method": pm.id})
     validate("customer", cus)
     assert cus.invoice_settings.default_payment_method == pm.id
     assert stripe.PaymentMethod.retrieve(pm.id).customer == cus.id
-    [created] = events(server, api, "customer.created", cus.id)
+    [created] = events(api, "customer.created", cus.id)
     assert created["data"]["object"]["invoice_settings"]["default_payment_method"] == pm.id
-    [attached] = events(server, api, "payment_method.attached", pm.id)
+    [attached] = events(api, "payment_method.attached", pm.id)
     assert attached["data"]["object"]["customer"] == cus.id
 
     # The test ids work too, as the default in the same call.

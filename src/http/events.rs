@@ -1,0 +1,69 @@
+//! `/v1/events`: thin handlers over [`crate::resources::event`], with payground's
+//! own `POST /v1/events/{id}/resend` and `GET /v1/events/{id}/attempts`.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::app::{App, SecretRequest};
+use crate::http::customers::NoParams;
+use crate::http::list::ListParams;
+use crate::read;
+use crate::resources::event::{self, AttemptListParams, EventListFilters, ResendParams};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/events", get(list))
+        .route("/v1/events/{id}", get(retrieve))
+        .route("/v1/events/{id}/resend", post(resend))
+        .route("/v1/events/{id}/attempts", get(attempts))
+}
+
+async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
+    read!(app, req, |ctx| event::retrieve(&mut ctx, &id).await)
+}
+
+async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: EventListFilters = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    read!(app, req, |ctx| event::list(&mut ctx, &filters, &page).await)
+}
+
+/// Schedules the delivery at once; the response is the event. Not idempotent by
+/// key: a second resend is simply another delivery.
+async fn resend(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: ResendParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let response = read!(app, req, |ctx| event::resend(&mut ctx, &id, &params).await);
+    app.webhooks.deliveries.notify_one();
+    response
+}
+
+async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: AttemptListParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if params.event.is_some() {
+        return crate::error::ApiError::unknown_param("event").into_response();
+    }
+    let url = format!("/v1/events/{id}/attempts");
+    read!(app, req, |ctx| {
+        match event::retrieve(&mut ctx, &id).await {
+            Ok(_) => event::attempts(&mut ctx, Some(&id), None, &params, &url).await,
+            Err(e) => Err(e),
+        }
+    })
+}

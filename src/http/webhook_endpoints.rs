@@ -1,0 +1,257 @@
+//! `/v1/webhook_endpoints`: thin handlers over [`crate::resources::webhook_endpoint`],
+//! with payground's own `GET /v1/webhook_endpoints/{id}/attempts` and the
+//! `/v1/payground/listeners` routes `payground listen` talks to.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::app::{App, SecretRequest};
+use crate::http::customers::NoParams;
+use crate::http::list::ListParams;
+use crate::ids;
+use crate::jobs::delivery::{self, PulledAttempt};
+use crate::resources::event::{self, AttemptListParams};
+use crate::resources::webhook_endpoint::{self, CreateParams, ListenerParams, UpdateParams};
+use crate::{execute, read};
+
+/// The longest a poll may wait for deliveries.
+const MAX_POLL_WAIT_SECS: f64 = 30.0;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/webhook_endpoints", get(list).post(create))
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            get(retrieve).post(update).delete(remove),
+        )
+        .route("/v1/webhook_endpoints/{id}/attempts", get(attempts))
+        .route("/v1/payground/listeners", post(register_listener))
+        .route("/v1/payground/listeners/{id}", delete(delete_listener))
+        .route("/v1/payground/listeners/{id}/poll", post(poll_listener))
+        .route("/v1/payground/listeners/{id}/ack", post(ack_listener))
+}
+
+async fn create(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: CreateParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| webhook_endpoint::create(&mut ctx, &params)
+        .await)
+}
+
+async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
+    read!(app, req, |ctx| webhook_endpoint::retrieve(&mut ctx, &id)
+        .await)
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: UpdateParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| webhook_endpoint::update(&mut ctx, &id, &params)
+        .await)
+}
+
+async fn remove(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    execute!(app, req, |ctx| webhook_endpoint::delete(&mut ctx, &id).await)
+}
+
+async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
+    read!(app, req, |ctx| webhook_endpoint::list(&mut ctx, &page).await)
+}
+
+async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: AttemptListParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if params.webhook_endpoint.is_some() {
+        return ApiError::unknown_param("webhook_endpoint").into_response();
+    }
+    let url = format!("/v1/webhook_endpoints/{id}/attempts");
+    read!(app, req, |ctx| {
+        match webhook_endpoint::retrieve(&mut ctx, &id).await {
+            Ok(_) => event::attempts(&mut ctx, None, Some(&id), &params, &url).await,
+            Err(e) => Err(e),
+        }
+    })
+}
+
+async fn register_listener(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: ListenerParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    execute!(app, req, |ctx| webhook_endpoint::register_listener(
+        &mut ctx, &params
+    )
+    .await)
+}
+
+async fn delete_listener(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    req: SecretRequest,
+) -> Response {
+    execute!(app, req, |ctx| webhook_endpoint::delete_listener(&mut ctx, &id)
+        .await)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollParams {
+    /// Seconds to wait for a delivery when none is due (long poll).
+    #[serde(default)]
+    wait: Option<f64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// Leases the listener's due deliveries and hands them over with the exact stored
+/// event text; an empty list after `wait` seconds when nothing came.
+async fn poll_listener(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    req: SecretRequest,
+) -> Response {
+    let params: PollParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let wait = params.wait.unwrap_or(0.0);
+    if !(0.0..=MAX_POLL_WAIT_SECS).contains(&wait) {
+        return ApiError::invalid_param(
+            "wait",
+            "parameter_invalid_decimal",
+            format!("wait must be between 0 and {MAX_POLL_WAIT_SECS} seconds."),
+        )
+        .into_response();
+    }
+    let limit = match params.limit {
+        None => 10,
+        Some(n) if (1..=100).contains(&n) => n as usize,
+        Some(_) => {
+            return ApiError::invalid_param(
+                "limit",
+                "parameter_invalid_integer",
+                "limit must be between 1 and 100.",
+            )
+            .into_response()
+        }
+    };
+    let mut ctx = app.context(&req);
+    if let Err(e) = webhook_endpoint::find_listener(&mut ctx, &id).await {
+        return e.into_response();
+    }
+    let lease = format!("poll_{}", ids::random_string(24));
+    let pulled = delivery::poll_listener(
+        &app.store,
+        &req.account.id,
+        &id,
+        &lease,
+        Duration::from_secs_f64(wait),
+        limit,
+    )
+    .await;
+    match pulled {
+        Ok(pulled) => {
+            let data: Vec<_> = pulled
+                .iter()
+                .map(|p| {
+                    json!({
+                        "object": "payground.pulled_delivery",
+                        "event": p.delivery.event_id,
+                        "attempt": p.delivery.attempts + 1,
+                        "lease": lease,
+                        "payload": p.payload,
+                    })
+                })
+                .collect();
+            Json(json!({
+                "object": "list",
+                "data": data,
+                "has_more": false,
+                "url": format!("/v1/payground/listeners/{id}/poll"),
+            }))
+            .into_response()
+        }
+        Err(e) => ApiError::internal("polling deliveries failed", e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckParams {
+    event: String,
+    lease: String,
+    /// The forward target's HTTP status; absent when no response came.
+    #[serde(default)]
+    status_code: Option<u16>,
+    #[serde(default)]
+    latency_ms: Option<i64>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    response_body: Option<String>,
+}
+
+/// A listener's report of one forward: recorded as an attempt, and the delivery
+/// succeeds or waits for its retry.
+async fn ack_listener(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    req: SecretRequest,
+) -> Response {
+    let params: AckParams = match req.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut ctx = app.context(&req);
+    if let Err(e) = webhook_endpoint::find_listener(&mut ctx, &id).await {
+        return e.into_response();
+    }
+    let found = match app.store.delivery(&req.account.id, &params.event, &id).await {
+        Ok(found) => found.filter(|d| !d.push),
+        Err(e) => return ApiError::internal("reading a delivery failed", e).into_response(),
+    };
+    let Some(found) = found else {
+        return ApiError::no_such("delivery", &params.event)
+            .with_param("event")
+            .into_response();
+    };
+    let report = PulledAttempt {
+        status_code: params.status_code,
+        latency_ms: params.latency_ms.unwrap_or(0),
+        response_body: params.response_body,
+        error: params.error,
+    };
+    let settings = app.webhooks.settings().clone();
+    match delivery::settle_pulled(&app.store, &settings, &found, &params.lease, report).await {
+        Ok(settled) => Json(json!({
+            "object": "payground.delivery_report",
+            "event": params.event,
+            "settled": settled,
+        }))
+        .into_response(),
+        Err(e) => ApiError::internal("recording a forward failed", e).into_response(),
+    }
+}
