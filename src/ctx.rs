@@ -141,6 +141,11 @@ impl Ctx {
         }
     }
 
+    /// Whether this request has written the object.
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.write_index.contains_key(id)
+    }
+
     /// Whether this request created the object (written here, never read from the store).
     pub fn is_new(&self, id: &str) -> bool {
         self.write_index.contains_key(id) && !self.versions.contains_key(id)

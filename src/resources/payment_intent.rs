@@ -1357,7 +1357,7 @@ fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: 
         paid: false,
         payment_intent: Some(pi.id.clone()),
         payment_method: Some(pm.id.clone()),
-        payment_method_details: Some(payment_method_details(pi, pm, authenticated)),
+        payment_method_details: Some(payment_method_details(ctx, pi, pm, authenticated)),
         radar_options: json!({}),
         receipt_email: pi.receipt_email.clone(),
         receipt_number: None,
@@ -1374,7 +1374,7 @@ fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: 
     }
 }
 
-fn payment_method_details(pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Value {
+fn payment_method_details(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Value {
     if let Some(card) = &pm.card {
         let three_d_secure = authenticated.then(|| {
             json!({
@@ -1391,7 +1391,8 @@ fn payment_method_details(pi: &PaymentIntent, pm: &PaymentMethod, authenticated:
             "card": {
                 "amount_authorized": pi.amount,
                 "brand": card.brand,
-                "checks": card.checks,
+                // The charge reports what the network checked, not the card's pending state.
+                "checks": pm.verified_checks(ctx.account_id()).or_else(|| card.checks.clone()),
                 "country": card.country,
                 "exp_month": card.exp_month,
                 "exp_year": card.exp_year,

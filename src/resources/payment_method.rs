@@ -205,7 +205,7 @@ fn setup_record_id(pm: &str) -> String {
 pub async fn is_set_up(ctx: &mut Ctx, pm: &str) -> Result<bool, ApiError> {
     // A card created by this very request cannot have been set up before: no lookup.
     if ctx.is_new(pm) {
-        return Ok(false);
+        return Ok(ctx.is_pending(&setup_record_id(pm)));
     }
     Ok(ctx
         .find::<SetupRecord>(&setup_record_id(pm))

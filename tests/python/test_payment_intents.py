@@ -413,3 +413,15 @@ def test_bank_debit_settles_by_itself_after_the_delay(account, api):
     while time.time() < deadline and stripe.PaymentIntent.retrieve(pi.id).status == "processing":
         time.sleep(0.1)
     assert stripe.PaymentIntent.retrieve(pi.id).status == "succeeded"
+
+
+def test_charges_report_cvc_and_address_checks(account):
+    pm = stripe.PaymentMethod.create(type="card", card={"number": "4000000000000028", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                                     billing_details={"address": {"line1": "1 Main St", "postal_code": "12345"}})
+    pi = pi_create(payment_method=pm.id, confirm=True)
+    checks = stripe.Charge.retrieve(pi.latest_charge).payment_method_details.card.checks
+    assert (checks.cvc_check, checks.address_line1_check, checks.address_postal_code_check) == ("pass", "fail", "pass")
+    bad_cvc = stripe.PaymentMethod.create(type="card", card={"number": "4000000000000101", "exp_month": 12, "exp_year": 2034, "cvc": "123"})
+    with pytest.raises(stripe.CardError) as e:
+        pi_create(payment_method=bad_cvc.id, confirm=True)
+    assert e.value.code == "incorrect_cvc"
