@@ -425,3 +425,28 @@ def test_charges_report_cvc_and_address_checks(account):
     with pytest.raises(stripe.CardError) as e:
         pi_create(payment_method=bad_cvc.id, confirm=True)
     assert e.value.code == "incorrect_cvc"
+
+
+def test_seed_000_existing_customer_on_session(account):
+    """Seed 000: list the customer's reusable cards (allow_redisplay), charge the one
+    they pick on-session; a 402 means declined, requires_action means authenticate."""
+    customer = stripe.Customer.create(email="returning@example.com")
+    shown = stripe.PaymentMethod.create(type="card", allow_redisplay="always",
+                                        card={"number": "4000002760003184", "exp_month": 12, "exp_year": 2034})
+    hidden = stripe.PaymentMethod.create(type="card", allow_redisplay="limited",
+                                         card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034})
+    for pm in (shown, hidden):
+        stripe.PaymentMethod.attach(pm.id, customer=customer.id)
+    listed = stripe.Customer.list_payment_methods(customer.id, allow_redisplay="always")
+    assert [pm.id for pm in listed.data] == [shown.id]
+    pi = pi_create(customer=customer.id, payment_method=listed.data[0].id, confirm=True,
+                   return_url="https://merchant.example/checkout/done")
+    assert pi.status == "requires_action"
+    _, query = authenticate(pi)
+    assert query["redirect_status"] == "succeeded"
+    assert stripe.PaymentIntent.retrieve(pi.id).status == "succeeded"
+    declined_card = stripe.PaymentMethod.create(type="card", card={"number": "4000000000000341", "exp_month": 12, "exp_year": 2034})
+    stripe.PaymentMethod.attach(declined_card.id, customer=customer.id)
+    with pytest.raises(stripe.CardError) as e:
+        pi_create(customer=customer.id, payment_method=declined_card.id, confirm=True)
+    assert e.value.http_status == 402
