@@ -50,7 +50,13 @@ impl Api {
         })
     }
 
-    async fn call(&self, method: &str, path: &str, params: &[(String, String)]) -> anyhow::Result<Value> {
+    /// The status and JSON body of one call.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.base);
         let request = match method {
             "GET" => self.http.get(&url).query(params),
@@ -62,20 +68,39 @@ impl Api {
             .send()
             .await
             .with_context(|| format!("{method} {url}"))?;
-        let status = response.status();
+        let status = response.status().as_u16();
         let body = response
             .text()
             .await
             .with_context(|| format!("reading the response of {method} {path}"))?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            bail!("{method} {path} answered {status}: {message}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("{method} {path} did not answer JSON"))
+        let value = serde_json::from_str(&body)
+            .with_context(|| format!("{method} {path} answered {status} without JSON: {body}"))?;
+        Ok((status, value))
     }
+
+    /// The JSON body of a call that must succeed.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> anyhow::Result<Value> {
+        let (status, body) = self.send(method, path, params).await?;
+        if !(200..300).contains(&status) {
+            bail!(
+                "{method} {path} answered {status}: {}",
+                error_message(&body)
+            );
+        }
+        Ok(body)
+    }
+}
+
+fn error_message(body: &Value) -> String {
+    body["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string())
 }
 
 fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -160,7 +185,10 @@ pub async fn listen(options: ListenOptions) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("the listener has no secret: {listener}"))?
         .to_string();
     let mut out = std::io::stdout();
-    writeln!(out, "Ready! Your webhook signing secret is {secret} (^C to quit)")?;
+    writeln!(
+        out,
+        "Ready! Your webhook signing secret is {secret} (^C to quit)"
+    )?;
     out.flush()?;
 
     let forwarder = delivery::http_client(FORWARD_TIMEOUT)?;
@@ -168,15 +196,26 @@ pub async fn listen(options: ListenOptions) -> anyhow::Result<()> {
     let ack_path = format!("/v1/payground/listeners/{id}/ack");
     let poll_params = form(&[("wait", POLL_WAIT_SECS), ("limit", POLL_LIMIT)]);
     let stop = shutdown_signal().shared();
+    let mut last_error: Option<String> = None;
     'outer: loop {
         let polled = tokio::select! {
             _ = stop.clone() => break,
             r = api.call("POST", &poll_path, &poll_params) => r,
         };
         let batch = match polled {
-            Ok(batch) => batch,
+            Ok(batch) => {
+                if last_error.take().is_some() {
+                    eprintln!("payground listen: connected again");
+                }
+                batch
+            }
             Err(e) => {
-                eprintln!("payground listen: {e:#}; retrying");
+                // Once per kind of failure, not once a second while the server is away.
+                let message = format!("{e:#}");
+                if last_error.as_deref() != Some(message.as_str()) {
+                    eprintln!("payground listen: {message}; retrying every second");
+                    last_error = Some(message);
+                }
                 tokio::select! {
                     _ = stop.clone() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -188,7 +227,15 @@ pub async fn listen(options: ListenOptions) -> anyhow::Result<()> {
             if stop.clone().now_or_never().is_some() {
                 break 'outer;
             }
-            forward(&api, &forwarder, &options.forward_to, &secret, &ack_path, &item).await;
+            forward(
+                &api,
+                &forwarder,
+                &options.forward_to,
+                &secret,
+                &ack_path,
+                &item,
+            )
+            .await;
         }
     }
     if let Err(e) = api
@@ -262,6 +309,23 @@ struct Step {
     path: &'static str,
     params: &'static [(&'static str, &'static str)],
     save_as: Option<&'static str>,
+    /// A step that makes a card decline: its 402 is the expected outcome, and the
+    /// object saved is the declined PaymentIntent of the error.
+    declines: bool,
+}
+
+const fn post(
+    path: &'static str,
+    params: &'static [(&'static str, &'static str)],
+    save_as: Option<&'static str>,
+) -> Step {
+    Step {
+        method: "POST",
+        path,
+        params,
+        save_as,
+        declines: false,
+    }
 }
 
 /// The calls that make an event happen, as `stripe trigger`'s fixtures. New
@@ -271,16 +335,74 @@ struct Fixture {
     steps: &'static [Step],
 }
 
-const NEW_CUSTOMER: Step = Step {
-    method: "POST",
-    path: "/v1/customers",
-    params: &[
+const NEW_CUSTOMER: Step = post(
+    "/v1/customers",
+    &[
         ("name", "Jenny Rosen"),
         ("email", "jenny.rosen@example.com"),
         ("description", "(created by payground trigger)"),
     ],
-    save_as: Some("customer"),
+    Some("customer"),
+);
+
+const CARD_PAYMENT: &[(&str, &str)] = &[
+    ("amount", "2000"),
+    ("currency", "usd"),
+    ("payment_method_types[]", "card"),
+    ("payment_method", "pm_card_visa"),
+    ("confirm", "true"),
+    ("description", "(created by payground trigger)"),
+];
+
+const PAYMENT: Step = post("/v1/payment_intents", CARD_PAYMENT, Some("payment_intent"));
+
+const AUTHORIZATION: Step = post(
+    "/v1/payment_intents",
+    &[
+        ("amount", "2000"),
+        ("currency", "usd"),
+        ("payment_method_types[]", "card"),
+        ("payment_method", "pm_card_visa"),
+        ("confirm", "true"),
+        ("capture_method", "manual"),
+        ("description", "(created by payground trigger)"),
+    ],
+    Some("payment_intent"),
+);
+
+const UNCONFIRMED: Step = post(
+    "/v1/payment_intents",
+    &[
+        ("amount", "2000"),
+        ("currency", "usd"),
+        ("payment_method_types[]", "card"),
+        ("description", "(created by payground trigger)"),
+    ],
+    Some("payment_intent"),
+);
+
+const DECLINE: Step = Step {
+    declines: true,
+    ..post(
+        "/v1/payment_intents",
+        &[
+            ("amount", "2000"),
+            ("currency", "usd"),
+            ("payment_method_types[]", "card"),
+            ("payment_method", "pm_card_chargeDeclined"),
+            ("confirm", "true"),
+            ("description", "(created by payground trigger)"),
+        ],
+        Some("payment_intent"),
+    )
 };
+
+const CAPTURE: Step = post("/v1/payment_intents/{payment_intent}/capture", &[], None);
+const REFUND: Step = post(
+    "/v1/refunds",
+    &[("payment_intent", "{payment_intent}")],
+    None,
+);
 
 const FIXTURES: &[Fixture] = &[
     Fixture {
@@ -291,12 +413,11 @@ const FIXTURES: &[Fixture] = &[
         event: "customer.updated",
         steps: &[
             NEW_CUSTOMER,
-            Step {
-                method: "POST",
-                path: "/v1/customers/{customer}",
-                params: &[("metadata[triggered]", "true")],
-                save_as: None,
-            },
+            post(
+                "/v1/customers/{customer}",
+                &[("metadata[triggered]", "true")],
+                None,
+            ),
         ],
     },
     Fixture {
@@ -305,11 +426,52 @@ const FIXTURES: &[Fixture] = &[
             NEW_CUSTOMER,
             Step {
                 method: "DELETE",
-                path: "/v1/customers/{customer}",
-                params: &[],
-                save_as: None,
+                ..post("/v1/customers/{customer}", &[], None)
             },
         ],
+    },
+    Fixture {
+        event: "payment_intent.created",
+        steps: &[UNCONFIRMED],
+    },
+    Fixture {
+        event: "payment_intent.succeeded",
+        steps: &[PAYMENT],
+    },
+    Fixture {
+        event: "payment_intent.canceled",
+        steps: &[
+            UNCONFIRMED,
+            post("/v1/payment_intents/{payment_intent}/cancel", &[], None),
+        ],
+    },
+    Fixture {
+        event: "payment_intent.amount_capturable_updated",
+        steps: &[AUTHORIZATION],
+    },
+    Fixture {
+        event: "payment_intent.payment_failed",
+        steps: &[DECLINE],
+    },
+    Fixture {
+        event: "charge.succeeded",
+        steps: &[PAYMENT],
+    },
+    Fixture {
+        event: "charge.failed",
+        steps: &[DECLINE],
+    },
+    Fixture {
+        event: "charge.captured",
+        steps: &[AUTHORIZATION, CAPTURE],
+    },
+    Fixture {
+        event: "charge.refunded",
+        steps: &[PAYMENT, REFUND],
+    },
+    Fixture {
+        event: "refund.created",
+        steps: &[PAYMENT, REFUND],
     },
 ];
 
@@ -345,10 +507,31 @@ pub async fn trigger(event: &str, api_key: &str, api_base: &str) -> anyhow::Resu
             .iter()
             .map(|(k, v)| (k.to_string(), fill(v, &saved)))
             .collect();
-        let object = api
-            .call(step.method, &path, &params)
+        let context = || format!("Trigger failed: {} {path}", step.method);
+        let (status, body) = api
+            .send(step.method, &path, &params)
             .await
-            .with_context(|| format!("Trigger failed: {} {path}", step.method))?;
+            .with_context(context)?;
+        let (object, outcome) = match status {
+            200..=299 if step.declines => {
+                bail!(
+                    "{}: the card was expected to decline but did not",
+                    context()
+                )
+            }
+            200..=299 => (&body, String::new()),
+            402 if step.declines => (
+                &body["error"]["payment_intent"],
+                format!(
+                    " (declined as intended: {})",
+                    body["error"]["decline_code"]
+                        .as_str()
+                        .or(body["error"]["code"].as_str())
+                        .unwrap_or("card_error")
+                ),
+            ),
+            _ => bail!("{}: answered {status}: {}", context(), error_message(&body)),
+        };
         let id = object["id"].as_str().unwrap_or("?").to_string();
         let kind = object["object"].as_str().unwrap_or("object");
         let deleted = if object["deleted"] == Value::Bool(true) {
@@ -356,7 +539,7 @@ pub async fn trigger(event: &str, api_key: &str, api_base: &str) -> anyhow::Resu
         } else {
             ""
         };
-        println!("  {} {path} -> {kind} {id}{deleted}", step.method);
+        println!("  {} {path} -> {kind} {id}{deleted}{outcome}", step.method);
         if let Some(name) = step.save_as {
             saved.insert(name, id);
         }
@@ -390,6 +573,9 @@ mod tests {
             );
         }
         let saved = HashMap::from([("customer", "cus_1".to_string())]);
-        assert_eq!(fill("/v1/customers/{customer}", &saved), "/v1/customers/cus_1");
+        assert_eq!(
+            fill("/v1/customers/{customer}", &saved),
+            "/v1/customers/cus_1"
+        );
     }
 }

@@ -98,7 +98,11 @@ struct ApiArgs {
     #[arg(long, env = "PAYGROUND_API_KEY")]
     api_key: String,
     /// The server's base URL.
-    #[arg(long, env = "PAYGROUND_API_BASE", default_value = "http://127.0.0.1:12111")]
+    #[arg(
+        long,
+        env = "PAYGROUND_API_BASE",
+        default_value = "http://127.0.0.1:12111"
+    )]
     api_base: String,
 }
 
@@ -174,7 +178,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             payground::cli::listen(payground::cli::ListenOptions {
                 forward_to,
-                events: events.into_iter().filter(|e| !e.trim().is_empty()).collect(),
+                events: events
+                    .into_iter()
+                    .filter(|e| !e.trim().is_empty())
+                    .collect(),
                 api_key: api.api_key,
                 api_base: api.api_base,
             })

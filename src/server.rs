@@ -55,11 +55,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.settlement_delay,
     ));
     // Webhook delivery runs on tasks of its own; commits wake it through the hub.
-    let webhooks = crate::jobs::delivery::start(
-        store.clone(),
-        app.webhooks.clone(),
-        config.webhooks.clone(),
-    )?;
+    let webhooks =
+        crate::jobs::delivery::start(store.clone(), app.webhooks.clone(), config.webhooks.clone())?;
+    let hub = app.webhooks.clone();
     let router = router(app);
 
     let mut out = std::io::stdout().lock();
@@ -86,7 +84,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     drop(out);
 
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Long polls of `payground listen` answer now instead of holding the shutdown.
+            hub.close();
+        })
         .await?;
     tracing::info!("stopped serving; stopping webhook delivery");
     webhooks.shutdown().await;

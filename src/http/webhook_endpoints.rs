@@ -60,12 +60,15 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    execute!(app, req, |ctx| webhook_endpoint::update(&mut ctx, &id, &params)
-        .await)
+    execute!(app, req, |ctx| webhook_endpoint::update(
+        &mut ctx, &id, &params
+    )
+    .await)
 }
 
 async fn remove(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    execute!(app, req, |ctx| webhook_endpoint::delete(&mut ctx, &id).await)
+    execute!(app, req, |ctx| webhook_endpoint::delete(&mut ctx, &id)
+        .await)
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
@@ -76,7 +79,8 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
     if let Err(e) = req.params::<NoParams>() {
         return e.into_response();
     }
-    read!(app, req, |ctx| webhook_endpoint::list(&mut ctx, &page).await)
+    read!(app, req, |ctx| webhook_endpoint::list(&mut ctx, &page)
+        .await)
 }
 
 async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
@@ -112,8 +116,10 @@ async fn delete_listener(
     Path(id): Path<String>,
     req: SecretRequest,
 ) -> Response {
-    execute!(app, req, |ctx| webhook_endpoint::delete_listener(&mut ctx, &id)
-        .await)
+    execute!(app, req, |ctx| webhook_endpoint::delete_listener(
+        &mut ctx, &id
+    )
+    .await)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +171,7 @@ async fn poll_listener(
     let lease = format!("poll_{}", ids::random_string(24));
     let pulled = delivery::poll_listener(
         &app.store,
+        &app.webhooks,
         &req.account.id,
         &id,
         &lease,
@@ -229,7 +236,11 @@ async fn ack_listener(
     if let Err(e) = webhook_endpoint::find_listener(&mut ctx, &id).await {
         return e.into_response();
     }
-    let found = match app.store.delivery(&req.account.id, &params.event, &id).await {
+    let found = match app
+        .store
+        .delivery(&req.account.id, &params.event, &id)
+        .await
+    {
         Ok(found) => found.filter(|d| !d.push),
         Err(e) => return ApiError::internal("reading a delivery failed", e).into_response(),
     };

@@ -95,7 +95,7 @@ impl FromStr for RetrySchedule {
             let secs: f64 = part
                 .parse()
                 .map_err(|_| format!("{part:?} is not a number of seconds"))?;
-            if !secs.is_finite() || secs < 0.0 || secs > 30.0 * 24.0 * 3600.0 {
+            if !(0.0..=30.0 * 24.0 * 3600.0).contains(&secs) {
                 return Err(format!(
                     "{part:?} must be between 0 and 30 days, in seconds"
                 ));
@@ -156,7 +156,6 @@ impl WebhookSettings {
 }
 
 /// What the http layer and the delivery jobs share: wake-ups and the settings.
-#[derive(Default)]
 pub struct Hub {
     /// Notified when a commit wrote outbox rows, so fan-out starts at once
     /// instead of at the next poll.
@@ -164,9 +163,27 @@ pub struct Hub {
     /// Notified when deliveries may have become due (after a fan-out, a resend).
     pub deliveries: Notify,
     settings: OnceLock<WebhookSettings>,
+    /// Set when the server begins shutting down: long polls return at once.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            outbox: Notify::new(),
+            deliveries: Notify::new(),
+            settings: OnceLock::new(),
+            closing: watch::channel(false).0,
+        }
+    }
 }
 
 impl Hub {
+    /// The server stops taking requests: waiting listener polls answer now.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// The settings [`start`] was given, or the defaults before it ran.
     pub fn settings(&self) -> &WebhookSettings {
         static DEFAULT: OnceLock<WebhookSettings> = OnceLock::new();
@@ -422,17 +439,22 @@ impl Worker {
                 event_write: None,
                 now_ms: clock::system_now_millis(),
             };
-            // An event purged before it was fanned out just leaves the outbox.
-            if let Some(event) = &event {
-                let event_type = serde_json::from_str::<Value>(&event.data)
+            let event_type = event.as_ref().and_then(|e| {
+                serde_json::from_str::<Value>(&e.data)
                     .ok()
                     .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
-                    .ok_or_else(|| format!("event {} has no type", event.id))?;
+            });
+            if let (Some(e), None) = (&event, &event_type) {
+                // Retrying cannot fix it; the row goes rather than block the outbox.
+                tracing::error!(event = %e.id, "an event without a type is not delivered");
+            }
+            // An event purged before it was fanned out just leaves the outbox.
+            if let (Some(event), Some(event_type)) = (&event, &event_type) {
                 // Endpoints that existed when the event was written and want it now.
                 fan_out.deliveries = targets
                     .iter()
                     .filter(|t| {
-                        t.enabled && t.seq < event.seq && wants(&t.enabled_events, &event_type)
+                        t.enabled && t.seq < event.seq && wants(&t.enabled_events, event_type)
                     })
                     .map(|t| NewDelivery {
                         endpoint_id: t.id.clone(),
@@ -788,6 +810,7 @@ pub struct Pulled {
 /// Waits up to `wait` for due deliveries of the listener and leases them to `owner`.
 pub async fn poll_listener(
     store: &DynStore,
+    hub: &Hub,
     account: &str,
     listener: &str,
     owner: &str,
@@ -806,8 +829,8 @@ pub async fn poll_listener(
             })
             .await?;
         let mut out = Vec::new();
-        for delivery in claimed {
-            debug_assert_eq!(delivery.account, account);
+        // Listener ids are unique across accounts; the account guards against a mix-up.
+        for delivery in claimed.into_iter().filter(|d| d.account == account) {
             match store.get(&delivery.account, &delivery.event_id).await? {
                 Some(event) => out.push(Pulled {
                     delivery,
@@ -822,7 +845,16 @@ pub async fn poll_listener(
         if !out.is_empty() || Instant::now() >= deadline {
             return Ok(out);
         }
-        tokio::time::sleep(PULL_POLL_EVERY.min(deadline - Instant::now())).await;
+        // A waiting poll ends early when the server shuts down, so it does not hold
+        // the graceful shutdown up.
+        let mut closing = hub.closing.subscribe();
+        if *closing.borrow() {
+            return Ok(out);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PULL_POLL_EVERY.min(deadline - Instant::now())) => {}
+            _ = closing.changed() => return Ok(out),
+        }
     }
 }
 
@@ -915,6 +947,46 @@ mod tests {
         assert_eq!(
             v1_signature("whsec_test_secret", 1_700_000_000, body),
             KNOWN_V1
+        );
+    }
+
+    /// HMAC-SHA256 written out from its definition (RFC 2104) on plain SHA-256, to
+    /// check `v1_signature` against something that shares no HMAC code with it.
+    fn hmac_by_hand(key: &[u8], message: &[u8]) -> String {
+        use sha2::Digest;
+        let mut block = [0u8; 64];
+        if key.len() > 64 {
+            block[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            block[..key.len()].copy_from_slice(key);
+        }
+        let inner: Vec<u8> = block
+            .iter()
+            .map(|b| b ^ 0x36)
+            .chain(message.iter().copied())
+            .collect();
+        let inner_hash = Sha256::digest(&inner);
+        let outer: Vec<u8> = block
+            .iter()
+            .map(|b| b ^ 0x5c)
+            .chain(inner_hash.iter().copied())
+            .collect();
+        hex::encode(Sha256::digest(&outer))
+    }
+
+    #[test]
+    fn v1_signature_matches_hmac_computed_by_hand() {
+        // RFC 4231, test case 2: the construction itself.
+        assert_eq!(
+            hmac_by_hand(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let secret = "whsec_0123456789ABCDEFGHIJKLMNOPQRSTUV";
+        let body = r#"{"id":"evt_2","object":"event","data":{"object":{"name":"Zoë"}}}"#;
+        let message = format!("1796126400.{body}");
+        assert_eq!(
+            v1_signature(secret, 1_796_126_400, body.as_bytes()),
+            hmac_by_hand(secret.as_bytes(), message.as_bytes())
         );
     }
 

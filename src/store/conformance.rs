@@ -1608,7 +1608,7 @@ async fn list_where_conditions(f: &Fixture) {
         any_of: vec![],
         negated: false,
     };
-    assert!(where_ids(s, "acct_a", q(), &[nothing.clone()])
+    assert!(where_ids(s, "acct_a", q(), std::slice::from_ref(&nothing))
         .await
         .is_empty());
     let everything = IndexCondition {
