@@ -1374,7 +1374,12 @@ fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: 
     }
 }
 
-fn payment_method_details(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Value {
+fn payment_method_details(
+    ctx: &Ctx,
+    pi: &PaymentIntent,
+    pm: &PaymentMethod,
+    authenticated: bool,
+) -> Value {
     if let Some(card) = &pm.card {
         let three_d_secure = authenticated.then(|| {
             json!({
@@ -1423,7 +1428,6 @@ fn payment_method_details(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, aut
                 "bank_name": bank.bank_name,
                 "fingerprint": bank.fingerprint,
                 "last4": bank.last4,
-                "mandate": null,
                 "payment_reference": null,
                 "routing_number": bank.routing_number,
             }),
