@@ -435,8 +435,8 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store a `--database` URL names, running migrations.
 pub async fn open(url: &str) -> anyhow::Result<DynStore> {
     if let Some(path) = url.strip_prefix("sqlite:") {
-        let path = path.trim_start_matches("//");
-        Ok(Arc::new(sqlite::SqliteStore::open(path)?))
+        let (path, sync) = sqlite::parse_location(path.trim_start_matches("//"))?;
+        Ok(Arc::new(sqlite::SqliteStore::open_with(&path, sync)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {

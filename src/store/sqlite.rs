@@ -125,17 +125,55 @@ enum Job {
 }
 
 pub struct SqliteStore {
+    checkpoint_stop: Arc<std::sync::atomic::AtomicBool>,
     jobs: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// How hard a commit waits for the disk (`sqlite:PATH?synchronous=full|normal`).
+///
+/// `Normal` (the default): in WAL mode a commit is written to the WAL but not
+/// fsynced; a crash of payground (SIGKILL, panic) loses nothing acknowledged, a power
+/// loss or kernel crash may lose the last commits. `Full` fsyncs every group commit,
+/// so acknowledged writes survive power loss too, at the price of one fsync per group
+/// (on this kind of machine it caps a 32-connection load near 2,700 payments/s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// `PATH?synchronous=full` → (PATH, Full).
+pub fn parse_location(location: &str) -> anyhow::Result<(String, Synchronous)> {
+    let (path, query) = location.split_once('?').unwrap_or((location, ""));
+    let mut sync = Synchronous::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", v)) if v.eq_ignore_ascii_case("full") => sync = Synchronous::Full,
+            Some(("synchronous", v)) if v.eq_ignore_ascii_case("normal") => sync = Synchronous::Normal,
+            _ => anyhow::bail!("unknown SQLite option {pair:?}: the only one is synchronous=full|normal"),
+        }
+    }
+    Ok((path.to_string(), sync))
+}
+
+fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // FULL: an acknowledged payment survives power loss too, not only a crash.
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
-    )?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+        sync.pragma()
+    ))?;
     Ok(())
 }
 
@@ -155,13 +193,17 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 impl SqliteStore {
     pub fn open(path: &str) -> anyhow::Result<Self> {
+        Self::open_with(path, Synchronous::default())
+    }
+
+    pub fn open_with(path: &str, sync: Synchronous) -> anyhow::Result<Self> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
             }
         }
         let mut writer = Connection::open(path)?;
-        configure(&writer)?;
+        configure(&writer, sync)?;
         migrate(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -169,14 +211,25 @@ impl SqliteStore {
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            configure(&conn)?;
+            configure(&conn, sync)?;
             readers.push(conn);
         }
+        // Checkpoints run on a connection of their own so the writer never pays for
+        // copying the WAL back into the database (a sixth of its time when it did).
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = Connection::open(path)?;
+        configure(&checkpointer, sync)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopping))?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))?;
         Ok(SqliteStore {
+            checkpoint_stop: stop,
             jobs: tx,
             readers: Arc::new(Mutex::new(readers)),
             reader_slots: Arc::new(Semaphore::new(READERS)),
@@ -203,6 +256,24 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
+    /// A point read (one row by unique key) run on the calling thread when a reader
+    /// connection is free: such a read takes microseconds, less than handing it to
+    /// the blocking pool and waking the task again. Falls back to [`Self::read`].
+    async fn read_point<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        if let Ok(_permit) = self.reader_slots.try_acquire() {
+            let conn = self.readers.lock().pop();
+            if let Some(conn) = conn {
+                let result = f(&conn);
+                self.readers.lock().push(conn);
+                return result.map_err(StoreError::from);
+            }
+        }
+        self.read(f).await
     }
 
     async fn submit(&self, job: impl FnOnce(Reply) -> Job) -> Result<(), CommitError> {
@@ -261,6 +332,27 @@ impl SqliteStore {
             Err(CommitError::Store(e)) => Err(e),
             Err(other) => Err(StoreError::Unavailable(other.to_string())),
         }
+    }
+}
+
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database in the background (PASSIVE: it
+/// never blocks the writer or readers), so the WAL stays small.
+fn checkpoint_loop(conn: Connection, stop: Arc<std::sync::atomic::AtomicBool>) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        }
+    }
+    // A last full checkpoint leaves a clean database file behind on shutdown.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpoint_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -632,7 +724,7 @@ impl Store for SqliteStore {
 
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
         let (account, id) = (account.to_string(), id.to_string());
-        self.read(move |c| {
+        self.read_point(move |c| {
             c.prepare_cached(
                 "SELECT seq, id, kind, version, created, deleted, data FROM objects WHERE id = ?1 AND account = ?2",
             )?
@@ -659,7 +751,7 @@ impl Store for SqliteStore {
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
         let (account, key) = (account.to_string(), key.to_string());
-        self.read(move |c| {
+        self.read_point(move |c| {
             c.prepare_cached(
                 "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = ?1 AND key = ?2",
             )?
