@@ -26,6 +26,8 @@ use crate::store::{Account, CommitError, DynStore, IdempotencyRecord};
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a client may take to send its request body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stripe keeps idempotency records for at least 24 hours.
 pub const IDEMPOTENCY_WINDOW_SECS: i64 = 24 * 60 * 60;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -577,16 +579,30 @@ impl<const P: bool> FromRequest<App> for ApiRequest<P> {
         };
         let query_tree = form::decode(parts.uri.query().unwrap_or("").as_bytes())?;
         let mut tree = if parts.method == Method::POST {
-            let bytes =
-                axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-                    .await
-                    .map_err(|_| {
-                        ApiError::new(
+            // A client that stalls while sending its body holds only its own task, and
+            // only until this timeout.
+            let read = tokio::time::timeout(
+                BODY_READ_TIMEOUT,
+                axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES),
+            )
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    408,
+                    ErrorType::InvalidRequestError,
+                    format!(
+                        "The request body did not arrive within {} seconds.",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
+            })?;
+            let bytes = read.map_err(|_| {
+                ApiError::new(
                     413,
                     ErrorType::InvalidRequestError,
                     format!("Request body too large: at most {MAX_BODY_BYTES} bytes are accepted."),
                 )
-                    })?;
+            })?;
             let content_type = parts
                 .headers
                 .get(CONTENT_TYPE)
