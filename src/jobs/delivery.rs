@@ -359,6 +359,12 @@ impl Worker {
         let mut created = false;
         for (account, entries) in by_account {
             let targets = self.targets(account).await?;
+            if targets.is_empty() {
+                // Nobody listens: the events need no deliveries, only to leave the outbox.
+                let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+                self.store.drop_outbox(&seqs).await?;
+                continue;
+            }
             // Concurrently: on SQLite they share group commits, on PostgreSQL connections.
             let results =
                 futures::future::join_all(entries.iter().map(|e| self.fan_out(e, &targets))).await;

@@ -245,6 +245,7 @@ conformance!(
     reopen_keeps_data,
     list_where_conditions,
     outbox_claims_and_fan_out,
+    drop_outbox_removes_only_those_rows,
     delivery_claims_leases_and_finish,
     finish_conflict_rolls_back,
     concurrent_claims_are_disjoint,
@@ -1662,6 +1663,23 @@ async fn list_where_conditions(f: &Fixture) {
     assert_eq!(
         where_ids(s, "acct_a", q(), &[prefix]).await,
         ids(&["evt_3", "evt_1"])
+    );
+}
+
+async fn drop_outbox_removes_only_those_rows(f: &Fixture) {
+    let s = &f.store;
+    events_with_outbox(s, "acct_a", &["evt_1", "evt_2", "evt_3"]).await;
+    let claimed = s.claim_outbox(1_000, 500, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let seqs: Vec<i64> = claimed.iter().take(2).map(|e| e.seq).collect();
+    s.drop_outbox(&seqs).await.expect("drop_outbox");
+    s.drop_outbox(&seqs)
+        .await
+        .expect("dropping twice is harmless");
+    let left = s.claim_outbox(5_000, 500, 10).await.expect("claim");
+    assert_eq!(
+        left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        vec!["evt_3"]
     );
 }
 

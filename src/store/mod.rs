@@ -383,6 +383,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<OutboxEntry>>;
 
+    /// Deletes outbox rows that need no deliveries (their account has no endpoints and
+    /// no listeners), in one transaction: cheaper than a fan-out per event.
+    async fn drop_outbox(&self, seqs: &[i64]) -> StoreResult<()>;
+
     /// Deletes the outbox row, creates its deliveries (existing ones are kept) and
     /// writes the event, in one transaction. `Ok(false)`: the row was already gone
     /// (another node fanned it out) and nothing was written.

@@ -793,6 +793,17 @@ impl Store for PostgresStore {
         Ok(rows)
     }
 
+    async fn drop_outbox(&self, seqs: &[i64]) -> StoreResult<()> {
+        self.query(
+            "dropping outbox rows",
+            "DELETE FROM outbox WHERE seq = ANY($1) RETURNING seq",
+            &[&seqs],
+            |r| r.try_get::<_, i64>(0),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError> {
         let label = fan_out.event_id.as_str();
         let mut client = self.client().await?;
