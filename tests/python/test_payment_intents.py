@@ -450,3 +450,17 @@ def test_seed_000_existing_customer_on_session(account):
     with pytest.raises(stripe.CardError) as e:
         pi_create(customer=customer.id, payment_method=declined_card.id, confirm=True)
     assert e.value.http_status == 402
+
+
+def test_increment_authorization(account):
+    pi = pi_create(payment_method="pm_card_visa", confirm=True, capture_method="manual",
+                   payment_method_options={"card": {"request_incremental_authorization": "if_available"}})
+    pi = stripe.PaymentIntent.increment_authorization(pi.id, amount=2500)
+    assert pi.amount == 2500 and pi.amount_capturable == 2500
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.PaymentIntent.increment_authorization(pi.id, amount=2000)
+    assert stripe.PaymentIntent.capture(pi.id).amount_received == 2500
+    plain_pi = pi_create(payment_method="pm_card_visa", confirm=True, capture_method="manual")
+    with pytest.raises(stripe.InvalidRequestError) as e:
+        stripe.PaymentIntent.increment_authorization(plain_pi.id, amount=3000)
+    assert e.value.code == "payment_intent_unexpected_state"
