@@ -9,15 +9,39 @@ use payground::resources::{customer, payment_intent, payment_method, refund};
 
 fn key() -> impl Strategy<Value = String> {
     let names = prop::sample::select(vec![
-        "amount", "currency", "confirm", "customer", "metadata", "payment_method", "payment_method_data",
-        "card", "number", "exp_month", "type", "shipping", "address", "expand", "off_session", "limit", "x",
+        "amount",
+        "currency",
+        "confirm",
+        "customer",
+        "metadata",
+        "payment_method",
+        "payment_method_data",
+        "card",
+        "number",
+        "exp_month",
+        "type",
+        "shipping",
+        "address",
+        "expand",
+        "off_session",
+        "limit",
+        "x",
     ]);
     let suffix = prop::collection::vec(
         prop_oneof![
             Just("[]".to_string()),
             "[0-9]{1,2}".prop_map(|d| format!("[{d}]")),
-            prop::sample::select(vec!["[card]", "[number]", "[k]", "[address]", "[line1]", "[type]", "[", "]"])
-                .prop_map(str::to_string),
+            prop::sample::select(vec![
+                "[card]",
+                "[number]",
+                "[k]",
+                "[address]",
+                "[line1]",
+                "[type]",
+                "[",
+                "]"
+            ])
+            .prop_map(str::to_string),
         ],
         0..5,
     );
@@ -28,8 +52,18 @@ fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(String::new()),
         "-?[0-9]{1,25}",
-        prop::sample::select(vec!["true", "false", "True", "null", "NaN", "1e309", "pm_card_visa", "usd", "card"])
-            .prop_map(str::to_string),
+        prop::sample::select(vec![
+            "true",
+            "false",
+            "True",
+            "null",
+            "NaN",
+            "1e309",
+            "pm_card_visa",
+            "usd",
+            "card"
+        ])
+        .prop_map(str::to_string),
         ".{0,40}",
     ]
 }
@@ -37,7 +71,10 @@ fn value() -> impl Strategy<Value = String> {
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec((key(), value()), 0..12).prop_map(|pairs| {
-            form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes()
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+                .into_bytes()
         }),
         prop::collection::vec(any::<u8>(), 0..200),
     ]
