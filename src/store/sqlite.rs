@@ -220,13 +220,16 @@ impl SqliteStore {
         }
         // Checkpoints run on a connection of their own so the writer rarely pays for
         // copying the WAL back into the database (a sixth of its time when it did).
-        // The writer still checkpoints once the WAL passes 8192 pages (32 MiB): a
+        // The writer still checkpoints once the WAL passes 65536 pages (256 MiB): a
         // background PASSIVE checkpoint never catches up with a writer that keeps
         // appending, so the WAL is never reset and grows without bound under steady
         // load (measured: 32 GB of WAL after 1.1 million payments, ~80 MB/s). The
         // writer's own checkpoint, with nothing appended meanwhile, lets the next
-        // transaction restart the WAL from its beginning.
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 8192;")?;
+        // transaction restart the WAL from its beginning. 65536 rather than less:
+        // at 8192 the writer checkpointed after nearly every commit (32 connections,
+        // synchronous=normal: 4,100-4,750 payments/s, p99 37-40 ms, against
+        // 5,200-6,270/s, p99 12-15 ms at 65536; the WAL stays under 270 MB).
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 65536;")?;
         let checkpointer = Connection::open(path)?;
         configure(&checkpointer, sync)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
