@@ -15,7 +15,8 @@
 //!                      [--connections 32] [--duration 10] [--warmup 2] [--requests 2000000]
 //!                      [--rate 5000] [--ids FILE] [--save-ids FILE --save-every 1000]
 //!                      [--pid PID] [--system NAME] [--tag k=v]... [--threads 1] [--idempotency]
-//! payground-bench wait --url ... --key ... --since-ns EPOCH_NS [--timeout 10] [--path P]
+//!                      [--db-comm postgres]
+//! payground-bench wait --url ... --key ... --since-ns EPOCH_NS [--timeout 10] [--path P] [--pid PID]
 //! ```
 
 use std::collections::BTreeMap;
@@ -93,6 +94,8 @@ struct Opts {
     save_ids: Option<String>,
     save_every: u64,
     pid: Option<u32>,
+    /// Processes whose command name is this (e.g. `postgres`) are summed as `db_cpu_pct`.
+    db_comm: Option<String>,
     system: String,
     tags: Vec<(String, String)>,
     idempotency: bool,
@@ -106,8 +109,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: payground-bench run --url http://127.0.0.1:PORT --key KEY --workload confirm|create|get|list|list-first \
          [--connections N] [--duration S] [--warmup S] [--requests N] [--rate R] [--ids FILE] \
-         [--save-ids FILE --save-every N] [--pid PID] [--system NAME] [--tag k=v] [--threads N] [--idempotency]\n\
-         \x20      payground-bench wait --url URL --key KEY --since-ns NS [--timeout S] [--path P]"
+         [--save-ids FILE --save-every N] [--pid PID] [--db-comm NAME] [--system NAME] [--tag k=v] [--threads N] [--idempotency]\n\
+         \x20      payground-bench wait --url URL --key KEY --since-ns NS [--timeout S] [--path P] [--pid PID]"
     );
     std::process::exit(2)
 }
@@ -154,6 +157,7 @@ fn parse_args() -> (String, Opts) {
         save_ids: None,
         save_every: 1000,
         pid: None,
+        db_comm: None,
         system: String::new(),
         tags: Vec::new(),
         idempotency: false,
@@ -197,6 +201,7 @@ fn parse_args() -> (String, Opts) {
             "--save-every" => o.save_every = v.parse().unwrap_or_else(|_| usage()),
             "--pid" => o.pid = Some(v.parse().unwrap_or_else(|_| usage())),
             "--system" => o.system = v,
+            "--db-comm" => o.db_comm = Some(v),
             "--tag" => {
                 let (k, val) = v.split_once('=').unwrap_or_else(|| usage());
                 o.tags.push((k.to_string(), val.to_string()));
@@ -272,15 +277,35 @@ fn ncpu() -> f64 {
         .unwrap_or(1.0)
 }
 
+/// utime + stime of every process whose command name is `comm`.
+fn comm_cpu_ticks(comm: &str) -> Option<u64> {
+    let mut sum = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+            continue;
+        };
+        if c.trim_end() == comm {
+            sum += proc_cpu_ticks(pid).unwrap_or(0);
+        }
+    }
+    Some(sum)
+}
+
 struct CpuSample {
+    db: Option<u64>,
     server: Option<u64>,
     driver: Option<u64>,
     machine: Option<(u64, u64)>,
     at: Instant,
 }
 
-fn sample(pid: Option<u32>) -> CpuSample {
+fn sample(pid: Option<u32>, db_comm: Option<&str>) -> CpuSample {
     CpuSample {
+        db: db_comm.and_then(comm_cpu_ticks),
         server: pid.and_then(|p| proc_cpu_ticks(&p.to_string())),
         driver: proc_cpu_ticks("self"),
         machine: machine_ticks(),
@@ -660,9 +685,10 @@ async fn run(o: Opts) -> Result<Value, String> {
         idem_prefix,
     });
     let pid = sh.opts.pid;
+    let db_comm = sh.opts.db_comm.clone();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_start.into()).await;
-        sample(pid)
+        sample(pid, db_comm.as_deref())
     });
     let mut handles = Vec::new();
     for i in 0..sh.opts.connections {
@@ -702,7 +728,7 @@ async fn run(o: Opts) -> Result<Value, String> {
         }
         total.saved_ids.extend(st.saved_ids);
     }
-    let finished = sample(pid);
+    let finished = sample(pid, sh.opts.db_comm.as_deref());
     let begun = sampler.await.map_err(|e| e.to_string())?;
     let o = &sh.opts;
     let elapsed = finished.at.saturating_duration_since(begun.at).as_secs_f64().max(1e-9);
@@ -781,11 +807,25 @@ async fn run(o: Opts) -> Result<Value, String> {
         if hist.is_empty() { Value::Null } else { json!(ms(hist.max())) },
     );
     out.insert("server_cpu_pct".into(), pct(begun.server, finished.server));
+    // CPU time the server spent per answered request: less sensitive than req/s to
+    // other work competing for the machine.
+    out.insert(
+        "server_cpu_us_per_req".into(),
+        match (begun.server, finished.server) {
+            (Some(a), Some(b)) if total.ok > 0 => {
+                json!(((b.saturating_sub(a)) as f64 / hz * 1e6 / total.ok as f64).round())
+            }
+            _ => Value::Null,
+        },
+    );
     if let Some(p) = pid {
         out.insert("server_rss_kb".into(), json!(proc_status_kb(p, "VmRSS:")));
         out.insert("server_hwm_kb".into(), json!(proc_status_kb(p, "VmHWM:")));
     }
     out.insert("driver_cpu_pct".into(), pct(begun.driver, finished.driver));
+    if o.db_comm.is_some() {
+        out.insert("db_cpu_pct".into(), pct(begun.db, finished.db));
+    }
     out.insert("machine_busy_pct".into(), machine_busy);
     out.insert("loadavg_1m_before".into(), json!(loadavg));
     out.insert("verified".into(), json!(verified));
@@ -813,6 +853,11 @@ async fn wait(o: Opts) -> Result<Value, String> {
     let mut tries = 0u64;
     let mut last_error = String::new();
     while Instant::now() < deadline {
+        if let Some(pid) = o.pid {
+            if !alive(pid) {
+                return Err(format!("process {pid} exited before it answered"));
+            }
+        }
         tries += 1;
         let attempt = async {
             let mut c = connect(o.addr).await?;
@@ -842,6 +887,17 @@ async fn wait(o: Opts) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err(format!("not ready after {tries} tries: {last_error}"))
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 fn now_ns() -> u128 {

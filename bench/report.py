@@ -1,0 +1,348 @@
+"""Writes the generated parts of bench/RESULTS.md from one bench/run output folder.
+
+usage: python3 bench/report.py bench/results/<run> bench/RESULTS.md
+
+RESULTS.md keeps hand-written text: only the parts between
+`<!-- BEGIN GENERATED: main -->` / `<!-- END GENERATED: main -->` (and the same
+for `growth`) are replaced, and only those the run produced figures for.
+"""
+import json
+import os
+import re
+import sys
+
+STRIPE_MOCK_REFERENCE = 3700  # the issue's reference figure for stripe-mock creations/s
+
+SYSTEMS = ["payground-sqlite", "payground-sqlite-full", "payground-postgres", "stripe-mock", "localstripe"]
+
+
+def load(out):
+    rows = []
+    with open(os.path.join(out, "runs.jsonl")) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def read(out, name, default=None):
+    try:
+        with open(os.path.join(out, name)) as f:
+            text = f.read().strip()
+        return json.loads(text) if name.endswith(".json") else text
+    except (OSError, ValueError):
+        return default
+
+
+def num(v, digits=0):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def mb(kb):
+    return "–" if kb is None else f"{kb / 1024:,.0f}"
+
+
+def lat(v):
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def machine_text(before, after):
+    if not before:
+        return ""
+    lb = " / ".join(before.get("loadavg", []))
+    la = " / ".join((after or {}).get("loadavg", []))
+    return (
+        f"- Machine: {before['nproc']} cores ({before['cpu_model']}), {before['mem_gib']} GiB memory, "
+        f"Linux {before['kernel']}, {before['filesystem']} file system for the SQLite files; {before['rustc']}.\n"
+        f"- Code: payground commit `{before['commit']}`"
+        + (f" plus {before['dirty_files']} uncommitted changed files in the work tree" if before.get("dirty_files") else "")
+        + f"; run started {before['date']}.\n"
+        f"- Load average (1/5/15 min) before the run: {lb}; after: {la}. The load driver runs on the same "
+        f"2 cores as the server (its own CPU share is in the raw figures, `driver_cpu_pct`); "
+        f"`machine busy` is the whole machine's CPU use during the measurement (200% = both cores), "
+        f"so anything above server + driver is other work on the machine.\n"
+    )
+
+
+def row_line(r):
+    return (
+        f"| {r['system']} | {num(r.get('rps'))} | {lat(r.get('p50_ms'))} | {lat(r.get('p99_ms'))} | "
+        f"{lat(r.get('p999_ms'))} | {num(r.get('server_cpu_pct'))} | {num(r.get('server_cpu_us_per_req'))} | "
+        f"{num(r.get('db_cpu_pct')) if 'db_cpu_pct' in r else '–'} | {mb(r.get('server_rss_kb'))} / {mb(r.get('server_hwm_kb'))} | "
+        f"{num(r.get('machine_busy_pct'))} | {r.get('errors', 0)}{' (' + str(r.get('dropped')) + ' dropped)' if r.get('dropped') else ''} |"
+    )
+
+
+HEADER = (
+    "| system | req/s | p50 ms | p99 ms | p99.9 ms | server CPU % | server CPU µs/req | DB CPU % | RSS / peak MB | machine busy % | errors |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def pick(rows, workload, mode=None, idem=None, growth=False):
+    out = []
+    for r in rows:
+        if r.get("workload") != workload:
+            continue
+        if bool(r.get("phase")) != growth:
+            continue
+        if mode and r.get("mode") != mode:
+            continue
+        if idem is not None and bool(r.get("idempotency_keys")) != idem:
+            continue
+        out.append(r)
+    out.sort(key=lambda r: SYSTEMS.index(r["system"]) if r["system"] in SYSTEMS else 99)
+    return out
+
+
+def main_section(out, rows):
+    before = read(out, "machine-before.json", {})
+    after = read(out, "machine-after.json", {})
+    pg = read(out, "postgres.json")
+    ls_version = read(out, "localstripe.version")
+    sm_build = read(out, "stripe-mock.build", "")
+    run_id = os.path.basename(out.rstrip("/"))
+    lines = [f"Run `{run_id}` (raw figures: `bench/results/{run_id}/runs.jsonl`).", ""]
+    lines.append(machine_text(before, after))
+    any_row = next((r for r in rows if r.get("workload") == "confirm"), None)
+    conns = any_row.get("connections") if any_row else 32
+    dur = any_row.get("seconds") if any_row else None
+    lines.append(
+        f"- Each measured run: {conns} keep-alive connections, ~{num(dur, 0)} s after a warm-up; closed loop "
+        f"unless marked open (open loop: requests due at a fixed rate, latency counted from the due time)."
+    )
+    if pg:
+        lines.append(
+            f"- PostgreSQL {pg['server_version']} on 127.0.0.1 (synchronous_commit={pg['synchronous_commit']}, "
+            f"fsync={pg['fsync']}), a fresh database per run; `DB CPU %` sums every `postgres` process on the machine."
+        )
+    smu = [r for r in rows if r.get("system") == "stripe-mock" and r.get("workload") == "unavailable"]
+    if smu:
+        lines.append(
+            f"- stripe-mock: not run ({smu[0].get('reason', '').strip()}); its creation rate below is the issue's "
+            f"reference figure, {STRIPE_MOCK_REFERENCE:,}/s, not a measurement."
+        )
+    elif any(r.get("system") == "stripe-mock" for r in rows):
+        lines.append(
+            "- stripe-mock: a local binary given as `STRIPE_MOCK_BIN` (its build is not part of this repository); "
+            "it is stateless and answers fixtures, so it stores nothing."
+        )
+    if ls_version:
+        lines.append(
+            f"- localstripe {ls_version} from PyPI on 127.0.0.1 (`bench/localstripe-loopback.py`, access log off); "
+            "it keeps objects in memory and pickles its whole store to a file after every write."
+        )
+    lines.append("")
+
+    # Targets.
+    def one(system, workload, mode="closed", idem=False):
+        for r in pick(rows, workload, mode, idem):
+            if r["system"] == system:
+                return r
+        return None
+
+    sq_conf = one("payground-sqlite", "confirm")
+    sq_open = one("payground-sqlite", "confirm", "open")
+    sq_get = one("payground-sqlite", "get")
+    sq_list = one("payground-sqlite", "list")
+    sq_list_open = one("payground-sqlite", "list", "open")
+    full_conf = one("payground-sqlite-full", "confirm")
+    full_open = one("payground-sqlite-full", "confirm", "open")
+    pg_conf = one("payground-postgres", "confirm")
+    sm_conf = one("stripe-mock", "confirm")
+    sm_create = one("stripe-mock", "create")
+    startups = [r for r in rows if r.get("workload") == "startup" and r.get("system") == "payground-sqlite" and not r.get("phase")]
+    t = ["### Against the issue's targets", "", "| target | measured | met |", "|---|---|---|"]
+
+    def yes(ok):
+        return "yes" if ok else "**no**"
+
+    if sq_conf:
+        t.append(f"| SQLite confirm ≥ 10,000/s, 32 connections | {num(sq_conf['rps'])}/s | {yes(sq_conf['rps'] >= 10000)} |")
+    if sq_open:
+        p99 = sq_open.get("p99_ms")
+        got = sq_open.get("rps")
+        t.append(
+            f"| SQLite confirm p99 < 10 ms at {num(sq_open.get('target_rate'))}/s | p99 {lat(p99)} ms at {num(got)}/s achieved | "
+            f"{yes(p99 is not None and p99 < 10 and got >= 0.95 * sq_open.get('target_rate', 0))} |"
+        )
+    if full_conf:
+        t.append(f"| the same with synchronous=full (fsync per group commit) | {num(full_conf['rps'])}/s | {yes(full_conf['rps'] >= 10000)} |")
+    if full_open:
+        p99 = full_open.get("p99_ms")
+        t.append(
+            f"| synchronous=full: p99 < 10 ms at {num(full_open.get('target_rate'))}/s | p99 {lat(p99)} ms at {num(full_open.get('rps'))}/s achieved | "
+            f"{yes(p99 is not None and p99 < 10 and full_open['rps'] >= 0.95 * full_open.get('target_rate', 0))} |"
+        )
+    if sq_conf:
+        if sm_conf:
+            ref, label = sm_conf["rps"], f"stripe-mock confirm measured in this run: {num(sm_conf['rps'])}/s"
+        else:
+            ref, label = STRIPE_MOCK_REFERENCE, f"stripe-mock reference figure from the issue: {STRIPE_MOCK_REFERENCE:,}/s"
+        ratio = sq_conf["rps"] / ref if ref else 0
+        t.append(f"| ≥ 3× stripe-mock's creation rate | {ratio:.2f}× ({label}) | {yes(ratio >= 3)} |")
+    if sq_get:
+        t.append(f"| GET one object ≥ 30,000/s | {num(sq_get['rps'])}/s | {yes(sq_get['rps'] >= 30000)} |")
+    if sq_list:
+        t.append(
+            f"| list page p99 < 5 ms (closed loop, {sq_list.get('connections')} connections) | p99 {lat(sq_list.get('p99_ms'))} ms "
+            f"at {num(sq_list['rps'])}/s | {yes((sq_list.get('p99_ms') or 1e9) < 5)} |"
+        )
+    if sq_list_open:
+        t.append(
+            f"| list page p99 < 5 ms (open loop at {num(sq_list_open.get('target_rate'))}/s) | p99 {lat(sq_list_open.get('p99_ms'))} ms "
+            f"at {num(sq_list_open['rps'])}/s | {yes((sq_list_open.get('p99_ms') or 1e9) < 5)} |"
+        )
+    if startups:
+        s0 = startups[0]
+        t.append(f"| start-up < 200 ms (empty database) | {lat(s0['ready_ms'])} ms | {yes(s0['ready_ms'] < 200)} |")
+        for s in startups[1:]:
+            t.append(
+                f"| start-up < 200 ms ({num(s.get('stored'))} PaymentIntents stored) | {lat(s['ready_ms'])} ms | {yes(s['ready_ms'] < 200)} |"
+            )
+    if pg_conf:
+        t.append(f"| PostgreSQL confirm ≥ 5,000/s, one node | {num(pg_conf['rps'])}/s | {yes(pg_conf['rps'] >= 5000)} |")
+    lines += t + [""]
+    lines.append(
+        "Memory at 10 million objects and flatness to 10 million are in the growth section (run with `--growth`)."
+    )
+    lines.append("")
+
+    sections = [
+        ("confirm", "closed", False, "POST /v1/payment_intents confirm=true, payment_method=pm_card_visa (closed loop)"),
+        ("confirm", "open", False, "The same, open loop at a fixed rate (latency from the due time)"),
+        ("confirm", "closed", True, "The same, closed loop, with an Idempotency-Key on every request"),
+        ("create", "closed", False, "POST /v1/payment_intents without confirm"),
+        ("get", "closed", False, "GET /v1/payment_intents/{id} (random ids among those created in the run)"),
+        ("list", "closed", False, "GET /v1/payment_intents?limit=10&starting_after={random id}"),
+        ("list", "open", False, "The same list page, open loop at a fixed rate"),
+        ("list-first", "closed", False, "GET /v1/payment_intents?limit=10"),
+    ]
+    for workload, mode, idem, title in sections:
+        rs = pick(rows, workload, mode, idem)
+        if not rs:
+            continue
+        extra = ""
+        if mode == "open":
+            extra = f" — target {num(rs[0].get('target_rate'))}/s"
+        lines += [f"### {title}{extra}", "", HEADER]
+        lines += [row_line(r) for r in rs]
+        bad = [r for r in rs if r.get("verified") is False]
+        if bad:
+            lines.append("")
+            lines.append(
+                "Answers not in the expected state (e.g. a stateless fixture instead of a succeeded payment): "
+                + ", ".join(r["system"] for r in bad) + "."
+            )
+        lines.append("")
+    st = [r for r in rows if r.get("workload") == "startup" and not r.get("phase")]
+    if st:
+        lines += ["### Start-up (process start → first 200 from an authenticated GET)", "",
+                  "| system | stored PaymentIntents | ms |", "|---|---:|---:|"]
+        for r in st:
+            lines.append(f"| {r['system']} | {num(r.get('stored')) if 'stored' in r else '–'} | {lat(r['ready_ms'])} |")
+        size = read(out, "payground-sqlite.dbsize")
+        if size:
+            lines.append("")
+            lines.append(f"SQLite file after the run (with WAL): {int(size) / 1e6:,.1f} MB.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def growth_section(out, rows):
+    before = read(out, "machine-before.json", {})
+    after = read(out, "machine-after.json", {})
+    run_id = os.path.basename(out.rstrip("/"))
+    g = [r for r in rows if r.get("phase") in ("growth", "bulk-load")]
+    if not g:
+        return None
+    lines = [f"Run `{run_id}` (raw figures: `bench/results/{run_id}/runs.jsonl`).", ""]
+    lines.append(machine_text(before, after))
+    lines.append(
+        "PaymentIntents are loaded through the normal API (`confirm`, closed loop, 64 connections: every one a "
+        "PaymentMethod, a PaymentIntent, a charge, a balance transaction and three events, committed before the "
+        "answer with the server's default SQLite settings). At each checkpoint: confirm closed loop and open loop, "
+        "a list page starting after a random stored id (random depth) closed loop and open loop, GET of a random "
+        "stored id, RSS, the database size, then a restart's start-up time (the restart also starts the event "
+        "purge 5 s later, which the next bulk load runs into: see its max latency in the raw figures)."
+    )
+    lines.append("")
+    lines += [
+        "| stored PIs | bulk-load /s (to here) | bulk-load max ms | confirm /s | confirm CPU µs | confirm p99 ms | confirm open p99 ms (achieved /s) | list /s | list p99 ms | list open p99 ms (rate) | get /s | get p99 ms | RSS / peak MB | DB GB | restart ms (PIs then) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    loads = {r.get("stored"): r for r in g if r.get("phase") == "bulk-load"}
+    restarts = [r for r in rows if r.get("workload") == "startup" and r.get("phase") == "growth" and r.get("restart")]
+    checkpoints = sorted({r["stored"] for r in g if r.get("phase") == "growth" and r.get("workload") != "startup"})
+    for stored in checkpoints:
+        at = [r for r in g if r.get("phase") == "growth" and r.get("stored") == stored]
+
+        def w(workload, mode="closed"):
+            return next((r for r in at if r["workload"] == workload and r.get("mode") == mode), {})
+
+        c, o, l, lo, gg = w("confirm"), w("confirm", "open"), w("list"), w("list", "open"), w("get")
+        bl = loads.get(stored)
+        rs = next((r for r in sorted(restarts, key=lambda r: r.get("stored", 0)) if r.get("stored", 0) >= stored), None)
+        lines.append(
+            f"| {num(stored)} | {num(bl.get('rps')) if bl else '–'} | {num(bl.get('max_ms')) if bl else '–'} | {num(c.get('rps'))} | {num(c.get('server_cpu_us_per_req'))} | {lat(c.get('p99_ms'))} | "
+            f"{lat(o.get('p99_ms'))} ({num(o.get('rps'))}/s) | {num(l.get('rps'))} | {lat(l.get('p99_ms'))} | {lat(lo.get('p99_ms'))} ({num(lo.get('target_rate'))}/s) | "
+            f"{num(gg.get('rps'))} | {lat(gg.get('p99_ms'))} | {mb(gg.get('server_rss_kb'))} / {mb(gg.get('server_hwm_kb'))} | "
+            f"{(c.get('db_bytes') or 0) / 1e9:.2f} | {(lat(rs['ready_ms']) + ' (' + num(rs.get('stored')) + ')') if rs else '–'} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def splice(text, name, body):
+    begin, end = f"<!-- BEGIN GENERATED: {name} -->", f"<!-- END GENERATED: {name} -->"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        return re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+TEMPLATE = """# payground benchmarks
+
+Produced by `bench/run` (see the commands at the end). The tables between the
+GENERATED markers are rewritten by each run; the rest is written by hand.
+
+## Figures
+
+<!-- BEGIN GENERATED: main -->
+<!-- END GENERATED: main -->
+
+## Growth: throughput versus stored PaymentIntents
+
+<!-- BEGIN GENERATED: growth -->
+<!-- END GENERATED: growth -->
+"""
+
+
+def main():
+    out, results = sys.argv[1], sys.argv[2]
+    rows = load(out)
+    try:
+        with open(results) as f:
+            text = f.read()
+    except OSError:
+        text = TEMPLATE
+    if any(not r.get("phase") for r in rows if r.get("workload") not in ("startup",)) and any(
+        r.get("workload") == "confirm" and not r.get("phase") for r in rows
+    ):
+        text = splice(text, "main", main_section(out, rows))
+    gs = growth_section(out, rows)
+    if gs:
+        text = splice(text, "growth", gs)
+    with open(results, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
