@@ -930,10 +930,22 @@ async fn purge_loop(store: DynStore, mut stopped: watch::Receiver<bool>) {
         };
         for account in accounts {
             let cutoff = clock::account_now(&account) - event::RETENTION_SECS;
-            match store.purge_events(&account.id, cutoff).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(account = %account.id, events = n, "purged old events"),
-                Err(e) => tracing::warn!(account = %account.id, error = %e, "event purge failed"),
+            // Batch after batch, so a large backlog goes without one long stall.
+            loop {
+                match store.purge_events(&account.id, cutoff).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        tracing::info!(account = %account.id, events = n, "purged old events");
+                        if (n as usize) < crate::store::sqlite::PURGE_BATCH || *stopped.borrow() {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %account.id, error = %e, "event purge failed");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -1075,8 +1075,10 @@ impl Store for PostgresStore {
         // The doomed events once; every table that refers to them goes with them.
         let ids: Vec<String> = tx
             .query(
-                "SELECT id FROM objects WHERE account = $1 AND kind = 'event' AND created < $2",
-                &[&account, &cutoff],
+                "SELECT id FROM (SELECT id, created FROM objects
+                                  WHERE account = $1 AND kind = 'event' ORDER BY seq LIMIT $3) oldest
+                 WHERE created < $2",
+                &[&account, &cutoff, &(super::sqlite::PURGE_BATCH as i64)],
             )
             .await
             .map_err(fail)?

@@ -348,6 +348,9 @@ impl SqliteStore {
     }
 }
 
+/// Events examined per purge call; the purge job calls again while it gets a full batch.
+pub const PURGE_BATCH: usize = 2_000;
+
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Copies committed WAL frames into the database in the background (PASSIVE: it
@@ -1133,9 +1136,14 @@ impl Store for SqliteStore {
             )?;
             c.execute("DELETE FROM temp.purged_events", [])?;
             let n = c.execute(
+                // Only the oldest events are looked at: an account's events are stored in
+                // the order of its clock, so the doomed ones come first, and the writer is
+                // never held up by a scan of every event.
                 "INSERT INTO temp.purged_events (id)
-                 SELECT id FROM objects WHERE account = ?1 AND kind = 'event' AND created < ?2",
-                params![account, cutoff],
+                 SELECT id FROM (SELECT id, created FROM objects
+                                 WHERE account = ?1 AND kind = 'event' ORDER BY seq LIMIT ?3)
+                 WHERE created < ?2",
+                params![account, cutoff, PURGE_BATCH as i64],
             )?;
             if n > 0 {
                 for table in ["webhook_attempts", "webhook_deliveries", "outbox"] {
