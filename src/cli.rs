@@ -12,6 +12,7 @@
 //! of the account's secret key and the forward URL: the same every time, so CI can
 //! set it once.
 
+use crate::server::shutdown_signal;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -134,27 +135,6 @@ pub fn format_utc(secs: i64) -> String {
 
 fn now() -> String {
     format_utc(clock::system_now())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }
 
 pub struct ListenOptions {
