@@ -2,6 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// A quarter of a request's CPU went to malloc/free with the system allocator; mimalloc
+/// cut CPU per request by 10–12% in an A/B of the benchmarks (bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use payground::jobs::delivery::{RetrySchedule, WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 use payground::server::{serve, ServeConfig};
 use payground::{accounts, store};
