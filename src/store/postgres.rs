@@ -261,30 +261,10 @@ fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<Arg>) {
         args.push(Arg::Int(v));
         sql.push_str(&format!(" AND {cond} ${}", args.len()));
     };
-    let c = query.created;
-    if let Some(v) = c.gt {
-        bind(&mut sql, "o.created >", v);
+    let (bounds, order) = page_bounds(query, column);
+    for (cond, v) in bounds {
+        bind(&mut sql, &cond, v);
     }
-    if let Some(v) = c.gte {
-        bind(&mut sql, "o.created >=", v);
-    }
-    if let Some(v) = c.lt {
-        bind(&mut sql, "o.created <", v);
-    }
-    if let Some(v) = c.lte {
-        bind(&mut sql, "o.created <=", v);
-    }
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bind(&mut sql, &format!("{column} <"), seq);
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bind(&mut sql, &format!("{column} >"), seq);
-            "ASC"
-        }
-    };
     args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY {column} {order} LIMIT ${}", args.len()));
     (sql, args)
@@ -1211,30 +1191,10 @@ fn list_where_sql(
         args.push(Arg::Int(v));
         sql.push_str(&format!(" AND {cond} ${}", args.len()));
     };
-    let c = query.created;
-    if let Some(v) = c.gt {
-        bind(&mut sql, "o.created >", v);
+    let (bounds, order) = page_bounds(query, "o.seq");
+    for (cond, v) in bounds {
+        bind(&mut sql, &cond, v);
     }
-    if let Some(v) = c.gte {
-        bind(&mut sql, "o.created >=", v);
-    }
-    if let Some(v) = c.lt {
-        bind(&mut sql, "o.created <", v);
-    }
-    if let Some(v) = c.lte {
-        bind(&mut sql, "o.created <=", v);
-    }
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bind(&mut sql, "o.seq <", seq);
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bind(&mut sql, "o.seq >", seq);
-            "ASC"
-        }
-    };
     args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ${}", args.len()));
     (sql, args)

@@ -613,30 +613,10 @@ fn list_sql(query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
         args.push(V::Integer(v));
         sql.push_str(&format!(" AND {cond} ?{}", args.len() + 1));
     };
-    let c = query.created;
-    if let Some(v) = c.gt {
-        bind(&mut sql, "o.created >", v);
+    let (bounds, order) = page_bounds(query, column);
+    for (cond, v) in bounds {
+        bind(&mut sql, &cond, v);
     }
-    if let Some(v) = c.gte {
-        bind(&mut sql, "o.created >=", v);
-    }
-    if let Some(v) = c.lt {
-        bind(&mut sql, "o.created <", v);
-    }
-    if let Some(v) = c.lte {
-        bind(&mut sql, "o.created <=", v);
-    }
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bind(&mut sql, &format!("{column} <"), seq);
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bind(&mut sql, &format!("{column} >"), seq);
-            "ASC"
-        }
-    };
     sql.push_str(&format!(" ORDER BY {column} {order} LIMIT {}", query.limit));
     (sql, args)
 }
@@ -1245,30 +1225,10 @@ fn list_where_sql(
         args.push(V::Integer(v));
         sql.push_str(&format!(" AND {cond} ?{}", args.len()));
     };
-    let c = query.created;
-    if let Some(v) = c.gt {
-        bind(&mut sql, "o.created >", v);
+    let (bounds, order) = page_bounds(query, "o.seq");
+    for (cond, v) in bounds {
+        bind(&mut sql, &cond, v);
     }
-    if let Some(v) = c.gte {
-        bind(&mut sql, "o.created >=", v);
-    }
-    if let Some(v) = c.lt {
-        bind(&mut sql, "o.created <", v);
-    }
-    if let Some(v) = c.lte {
-        bind(&mut sql, "o.created <=", v);
-    }
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bind(&mut sql, "o.seq <", seq);
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bind(&mut sql, "o.seq >", seq);
-            "ASC"
-        }
-    };
     args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ?{}", args.len()));
     (sql, args)
