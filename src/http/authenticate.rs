@@ -113,7 +113,11 @@ async fn page(
         Err(_) => return error_page(StatusCode::NOT_FOUND, "This payment does not exist."),
     };
     let secret = q.client_secret.unwrap_or_default();
-    if pi.client_secret.as_deref() != Some(secret.as_str()) {
+    let secret_ok = pi
+        .client_secret
+        .as_deref()
+        .is_some_and(|real| crate::http::app::constant_time_eq(real.as_bytes(), secret.as_bytes()));
+    if !secret_ok {
         return error_page(StatusCode::NOT_FOUND, "This payment does not exist.");
     }
     if pi.status != "requires_action" {
