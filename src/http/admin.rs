@@ -12,6 +12,7 @@ use crate::accounts;
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::app::{Admin, App, SecretRequest};
+use crate::params;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -66,10 +67,7 @@ struct AdvanceParams {
 
 /// Moves this account's clock forward so expirations can be tested without sleeping.
 async fn clock_advance(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: AdvanceParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: AdvanceParams = params!(req);
     if params.seconds <= 0 || params.seconds > 10 * 365 * 24 * 3600 {
         return ApiError::invalid_param(
             "seconds",

@@ -449,6 +449,17 @@ macro_rules! execute_as {
     }};
 }
 
+/// The operation's typed params, or Stripe's 400 as the handler's answer.
+#[macro_export]
+macro_rules! params {
+    ($req:expr) => {
+        match $req.params() {
+            Ok(p) => p,
+            Err(e) => return axum::response::IntoResponse::into_response(e),
+        }
+    };
+}
+
 /// Runs a read-only operation and answers it.
 #[macro_export]
 macro_rules! read {

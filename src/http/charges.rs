@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
 use crate::http::list::{self, ListParams};
+use crate::params;
 use crate::resources::balance_transaction::BalanceTransaction;
 use crate::resources::charge::{self, ChargeCapture, ChargeListFilters, ChargeUpdate};
 use crate::{execute, read};
@@ -35,18 +36,12 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: ChargeUpdate = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: ChargeUpdate = params!(req);
     execute!(app, req, |ctx| charge::update(&mut ctx, &id, &params).await)
 }
 
 async fn capture(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: ChargeCapture = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: ChargeCapture = params!(req);
     execute!(app, req, |ctx| charge::capture(&mut ctx, &id, &params)
         .await)
 }
@@ -56,10 +51,7 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: ChargeListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: ChargeListFilters = params!(req);
     read!(app, req, |ctx| charge::list(&mut ctx, &filters, &page)
         .await)
 }
@@ -99,10 +91,7 @@ async fn list_balance_transactions(State(app): State<App>, mut req: SecretReques
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: BalanceTransactionFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: BalanceTransactionFilters = params!(req);
     let filter = match (&filters.source, &filters.kind) {
         (Some(s), _) => Some(("source".to_string(), s.clone())),
         (None, Some(t)) => Some(("type".to_string(), t.clone())),

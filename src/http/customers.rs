@@ -7,6 +7,7 @@ use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::list::ListParams;
+use crate::params;
 use crate::resources::customer::{self, CustomerListFilters, CustomerParams};
 use crate::resources::search::SearchParams;
 use crate::{execute, read};
@@ -22,10 +23,7 @@ pub fn routes() -> Router<App> {
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: CustomerParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: CustomerParams = params!(req);
     execute!(app, req, |ctx| customer::create(&mut ctx, &params).await)
 }
 
@@ -37,10 +35,7 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: CustomerParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: CustomerParams = params!(req);
     execute!(app, req, |ctx| customer::update(&mut ctx, &id, &params)
         .await)
 }
@@ -54,19 +49,13 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: CustomerListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: CustomerListFilters = params!(req);
     read!(app, req, |ctx| customer::list(&mut ctx, &filters, &page)
         .await)
 }
 
 async fn search(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: SearchParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: SearchParams = params!(req);
     read!(app, req, |ctx| customer::search(&mut ctx, &params).await)
 }
 

@@ -9,6 +9,7 @@ use axum::Router;
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
 use crate::http::list::ListParams;
+use crate::params;
 use crate::read;
 use crate::resources::event::{self, AttemptListParams, EventListFilters, ResendParams};
 
@@ -32,30 +33,21 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: EventListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: EventListFilters = params!(req);
     read!(app, req, |ctx| event::list(&mut ctx, &filters, &page).await)
 }
 
 /// Schedules the delivery at once; the response is the event. Not idempotent by
 /// key: a second resend is simply another delivery.
 async fn resend(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: ResendParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: ResendParams = params!(req);
     let response = read!(app, req, |ctx| event::resend(&mut ctx, &id, &params).await);
     app.webhooks.deliveries.notify_one();
     response
 }
 
 async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: AttemptListParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: AttemptListParams = params!(req);
     if params.event.is_some() {
         return crate::error::ApiError::unknown_param("event").into_response();
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
 use crate::http::list::ListParams;
+use crate::params;
 use crate::resources::payment_intent::{
     self, CancelParams, CaptureParams, ConfirmParams, CreateParams, IncrementParams, ListFilters,
     UpdateParams,
@@ -30,15 +31,6 @@ pub fn routes() -> Router<App> {
             post(increment_authorization),
         )
         .route("/v1/test_helpers/payment_intents/{id}/settle", post(settle))
-}
-
-macro_rules! params {
-    ($req:expr) => {
-        match $req.params() {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
-        }
-    };
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {

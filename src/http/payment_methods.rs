@@ -13,6 +13,7 @@ use crate::http::app::{ApiRequest, App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
 use crate::http::list::ListParams;
 use crate::http::params;
+use crate::params;
 use crate::resources::payment_method::{
     self, AttachParams, CloneParams, CustomerListFilters, ListFilters, PaymentMethodData,
     UpdateParams,
@@ -63,10 +64,7 @@ async fn create(State(app): State<App>, headers: HeaderMap, mut req: BrowserRequ
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let data: PaymentMethodData = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let data: PaymentMethodData = params!(req);
     let connected_account = headers.contains_key("stripe-account");
     execute!(app, req, |ctx| payment_method::create(
         &mut ctx,
@@ -92,10 +90,7 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: UpdateParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: UpdateParams = params!(req);
     execute!(app, req, |ctx| payment_method::update(
         &mut ctx,
         &id,
@@ -105,10 +100,7 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn attach(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: AttachParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: AttachParams = params!(req);
     execute!(app, req, |ctx| payment_method::attach_by_id(
         &mut ctx, &id, &params
     )
@@ -127,10 +119,7 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: ListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: ListFilters = params!(req);
     read!(app, req, |ctx| payment_method::list(
         &mut ctx, &filters, &page
     )
@@ -146,10 +135,7 @@ async fn list_for_customer(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: CustomerListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: CustomerListFilters = params!(req);
     read!(app, req, |ctx| payment_method::list_for_customer(
         &mut ctx, &customer, &filters, &page
     )

@@ -8,6 +8,7 @@ use axum::Router;
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
 use crate::http::list::ListParams;
+use crate::params;
 use crate::resources::refund::{self, CreateParams, ListFilters, UpdateParams};
 use crate::{execute, read};
 
@@ -19,10 +20,7 @@ pub fn routes() -> Router<App> {
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: CreateParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: CreateParams = params!(req);
     execute!(app, req, |ctx| refund::create(&mut ctx, &params).await)
 }
 
@@ -34,10 +32,7 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: UpdateParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: UpdateParams = params!(req);
     execute!(app, req, |ctx| refund::update(&mut ctx, &id, &params).await)
 }
 
@@ -50,10 +45,7 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let filters: ListFilters = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let filters: ListFilters = params!(req);
     read!(app, req, |ctx| refund::list(&mut ctx, &filters, &page)
         .await)
 }

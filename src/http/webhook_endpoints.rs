@@ -17,6 +17,7 @@ use crate::http::customers::NoParams;
 use crate::http::list::ListParams;
 use crate::ids;
 use crate::jobs::delivery::{self, PulledAttempt};
+use crate::params;
 use crate::resources::event::{self, AttemptListParams};
 use crate::resources::webhook_endpoint::{self, CreateParams, ListenerParams, UpdateParams};
 use crate::{execute, read};
@@ -39,10 +40,7 @@ pub fn routes() -> Router<App> {
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: CreateParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: CreateParams = params!(req);
     execute!(app, req, |ctx| webhook_endpoint::create(&mut ctx, &params)
         .await)
 }
@@ -56,10 +54,7 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: UpdateParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: UpdateParams = params!(req);
     execute!(app, req, |ctx| webhook_endpoint::update(
         &mut ctx, &id, &params
     )
@@ -84,10 +79,7 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
 }
 
 async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
-    let params: AttemptListParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: AttemptListParams = params!(req);
     if params.webhook_endpoint.is_some() {
         return ApiError::unknown_param("webhook_endpoint").into_response();
     }
@@ -101,10 +93,7 @@ async fn attempts(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn register_listener(State(app): State<App>, req: SecretRequest) -> Response {
-    let params: ListenerParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: ListenerParams = params!(req);
     execute!(app, req, |ctx| webhook_endpoint::register_listener(
         &mut ctx, &params
     )
@@ -139,10 +128,7 @@ async fn poll_listener(
     Path(id): Path<String>,
     req: SecretRequest,
 ) -> Response {
-    let params: PollParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: PollParams = params!(req);
     let wait = params.wait.unwrap_or(0.0);
     if !(0.0..=MAX_POLL_WAIT_SECS).contains(&wait) {
         return ApiError::invalid_param(
@@ -228,10 +214,7 @@ async fn ack_listener(
     Path(id): Path<String>,
     req: SecretRequest,
 ) -> Response {
-    let params: AckParams = match req.params() {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let params: AckParams = params!(req);
     let mut ctx = app.context(&req);
     if let Err(e) = webhook_endpoint::find_listener(&mut ctx, &id).await {
         return e.into_response();
