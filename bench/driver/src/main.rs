@@ -59,7 +59,11 @@ impl Workload {
             "get" => Workload::Get,
             "list" => Workload::List,
             "list-first" => Workload::ListFirst,
-            _ => return Err(format!("unknown workload {s:?} (confirm, create, get, list, list-first)")),
+            _ => {
+                return Err(format!(
+                    "unknown workload {s:?} (confirm, create, get, list, list-first)"
+                ))
+            }
         })
     }
     fn name(self) -> &'static str {
@@ -282,7 +286,10 @@ fn comm_cpu_ticks(comm: &str) -> Option<u64> {
     let mut sum = 0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
@@ -400,7 +407,11 @@ impl Rng {
 fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
     let o = &sh.opts;
     let (method, path, body) = match o.workload {
-        Workload::Confirm => (Method::POST, "/v1/payment_intents".to_string(), CONFIRM_BODY),
+        Workload::Confirm => (
+            Method::POST,
+            "/v1/payment_intents".to_string(),
+            CONFIRM_BODY,
+        ),
         Workload::Create => (Method::POST, "/v1/payment_intents".to_string(), CREATE_BODY),
         Workload::Get => {
             let id = &sh.ids[(rng.next() % sh.ids.len() as u64) as usize];
@@ -611,7 +622,10 @@ async fn seed_ids(o: &Opts, auth: &str, n: usize) -> Result<Vec<String>, String>
             .map_err(|e| e.to_string())?
             .to_bytes();
         if status != 200 {
-            return Err(format!("seeding failed: {status} {}", String::from_utf8_lossy(&body)));
+            return Err(format!(
+                "seeding failed: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
         if let Some(id) = find_id(&body, "pi_") {
             ids.push(id);
@@ -731,11 +745,17 @@ async fn run(o: Opts) -> Result<Value, String> {
     let finished = sample(pid, sh.opts.db_comm.as_deref());
     let begun = sampler.await.map_err(|e| e.to_string())?;
     let o = &sh.opts;
-    let elapsed = finished.at.saturating_duration_since(begun.at).as_secs_f64().max(1e-9);
+    let elapsed = finished
+        .at
+        .saturating_duration_since(begun.at)
+        .as_secs_f64()
+        .max(1e-9);
     let hz = 100.0;
     let pct = |a: Option<u64>, b: Option<u64>| -> Value {
         match (a, b) {
-            (Some(a), Some(b)) => json!(((b.saturating_sub(a)) as f64 / hz / elapsed * 1000.0).round() / 10.0),
+            (Some(a), Some(b)) => {
+                json!(((b.saturating_sub(a)) as f64 / hz / elapsed * 1000.0).round() / 10.0)
+            }
             _ => Value::Null,
         }
     };
@@ -756,7 +776,9 @@ async fn run(o: Opts) -> Result<Value, String> {
         }
     }
     let verified = total.sample_body.as_deref().map(|b| match o.workload {
-        Workload::Confirm => b.contains("\"status\":\"succeeded\"") || b.contains("\"status\": \"succeeded\""),
+        Workload::Confirm => {
+            b.contains("\"status\":\"succeeded\"") || b.contains("\"status\": \"succeeded\"")
+        }
         Workload::Create => b.contains("requires_payment_method"),
         Workload::Get => b.contains("\"payment_intent\""),
         Workload::List | Workload::ListFirst => b.contains("\"list\""),
@@ -804,7 +826,11 @@ async fn run(o: Opts) -> Result<Value, String> {
     out.insert("p999_ms".into(), q(0.999));
     out.insert(
         "max_ms".into(),
-        if hist.is_empty() { Value::Null } else { json!(ms(hist.max())) },
+        if hist.is_empty() {
+            Value::Null
+        } else {
+            json!(ms(hist.max()))
+        },
     );
     out.insert("server_cpu_pct".into(), pct(begun.server, finished.server));
     // CPU time the server spent per answered request: less sensitive than req/s to
@@ -848,7 +874,12 @@ async fn wait(o: Opts) -> Result<Value, String> {
         .path
         .clone()
         .unwrap_or_else(|| "/v1/payment_intents?limit=1".into());
-    let deadline = Instant::now() + if o.timeout.is_zero() { Duration::from_secs(30) } else { o.timeout };
+    let deadline = Instant::now()
+        + if o.timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            o.timeout
+        };
     let auth = format!("Bearer {}", o.key);
     let mut tries = 0u64;
     let mut last_error = String::new();
