@@ -16,8 +16,15 @@
 //!                      [--rate 5000] [--ids FILE] [--save-ids FILE --save-every 1000]
 //!                      [--pid PID] [--system NAME] [--tag k=v]... [--threads 1] [--idempotency]
 //!                      [--db-comm postgres]
+//!                      [--watch NAME=PID]...
 //! payground-bench wait --url ... --key ... --since-ns EPOCH_NS [--timeout 10] [--path P] [--pid PID]
+//! payground-bench balance --listen 127.0.0.1:PORT --backend 127.0.0.1:A --backend 127.0.0.1:B
 //! ```
+//!
+//! `--pid` may be given more than once (several nodes): `server_cpu_pct` and
+//! `server_cpu_us_per_req` are then their sum, RSS is the first one's. `--watch
+//! NAME=PID` reports one more process's CPU as `cpu_pct.NAME` (e.g. each node, the
+//! balancer). `balance` is a round-robin TCP balancer (see `balance.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,6 +41,8 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
+
+mod balance;
 
 /// Hard limits whatever the arguments say.
 const MAX_DURATION_S: f64 = 3600.0;
@@ -98,6 +107,10 @@ struct Opts {
     save_ids: Option<String>,
     save_every: u64,
     pid: Option<u32>,
+    /// Every `--pid`: their CPU is summed as the server's.
+    pids: Vec<u32>,
+    /// `--watch NAME=PID`: processes whose CPU is reported one by one.
+    watch: Vec<(String, u32)>,
     /// Processes whose command name is this (e.g. `postgres`) are summed as `db_cpu_pct`.
     db_comm: Option<String>,
     system: String,
@@ -113,8 +126,10 @@ fn usage() -> ! {
     eprintln!(
         "usage: payground-bench run --url http://127.0.0.1:PORT --key KEY --workload confirm|create|get|list|list-first \
          [--connections N] [--duration S] [--warmup S] [--requests N] [--rate R] [--ids FILE] \
-         [--save-ids FILE --save-every N] [--pid PID] [--db-comm NAME] [--system NAME] [--tag k=v] [--threads N] [--idempotency]\n\
-         \x20      payground-bench wait --url URL --key KEY --since-ns NS [--timeout S] [--path P] [--pid PID]"
+         [--save-ids FILE --save-every N] [--pid PID]... [--watch NAME=PID]... [--db-comm NAME] [--system NAME] [--tag k=v] \
+         [--threads N] [--idempotency]\n\
+         \x20      payground-bench wait --url URL --key KEY --since-ns NS [--timeout S] [--path P] [--pid PID]\n\
+         \x20      payground-bench balance --listen 127.0.0.1:PORT --backend 127.0.0.1:PORT... [--duration S] [--max-connections N]"
     );
     std::process::exit(2)
 }
@@ -161,6 +176,8 @@ fn parse_args() -> (String, Opts) {
         save_ids: None,
         save_every: 1000,
         pid: None,
+        pids: Vec::new(),
+        watch: Vec::new(),
         db_comm: None,
         system: String::new(),
         tags: Vec::new(),
@@ -203,7 +220,16 @@ fn parse_args() -> (String, Opts) {
             "--ids" => o.ids_file = Some(v),
             "--save-ids" => o.save_ids = Some(v),
             "--save-every" => o.save_every = v.parse().unwrap_or_else(|_| usage()),
-            "--pid" => o.pid = Some(v.parse().unwrap_or_else(|_| usage())),
+            "--pid" => {
+                let pid = v.parse().unwrap_or_else(|_| usage());
+                o.pid.get_or_insert(pid);
+                o.pids.push(pid);
+            }
+            "--watch" => {
+                let (name, pid) = v.split_once('=').unwrap_or_else(|| usage());
+                o.watch
+                    .push((name.to_string(), pid.parse().unwrap_or_else(|_| usage())));
+            }
             "--system" => o.system = v,
             "--db-comm" => o.db_comm = Some(v),
             "--tag" => {
@@ -305,15 +331,29 @@ fn comm_cpu_ticks(comm: &str) -> Option<u64> {
 struct CpuSample {
     db: Option<u64>,
     server: Option<u64>,
+    watched: Vec<Option<u64>>,
     driver: Option<u64>,
     machine: Option<(u64, u64)>,
     at: Instant,
 }
 
-fn sample(pid: Option<u32>, db_comm: Option<&str>) -> CpuSample {
+/// CPU ticks now: the sum over `pids` (None if any is gone), each watched process,
+/// the `db_comm` processes, the driver itself and the machine.
+fn sample(pids: &[u32], watch: &[(String, u32)], db_comm: Option<&str>) -> CpuSample {
+    let server = if pids.is_empty() {
+        None
+    } else {
+        pids.iter()
+            .map(|p| proc_cpu_ticks(&p.to_string()))
+            .sum::<Option<u64>>()
+    };
     CpuSample {
         db: db_comm.and_then(comm_cpu_ticks),
-        server: pid.and_then(|p| proc_cpu_ticks(&p.to_string())),
+        server,
+        watched: watch
+            .iter()
+            .map(|(_, p)| proc_cpu_ticks(&p.to_string()))
+            .collect(),
         driver: proc_cpu_ticks("self"),
         machine: machine_ticks(),
         at: Instant::now(),
@@ -452,7 +492,7 @@ async fn send(
     sh: &Shared,
     req: Request<Full<Bytes>>,
 ) -> Result<(u16, Bytes), String> {
-    if conn.as_ref().map_or(true, |c| c.is_closed()) {
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
         *conn = Some(connect(sh.opts.addr).await?);
     }
     let c = conn.as_mut().expect("connection");
@@ -506,7 +546,7 @@ fn record(
                     && matches!(sh.opts.workload, Workload::Confirm | Workload::Create)
                 {
                     let n = sh.created.fetch_add(1, Ordering::Relaxed);
-                    if n % sh.opts.save_every == 0 {
+                    if n.is_multiple_of(sh.opts.save_every) {
                         if let Some(id) = find_id(&body, "pi_") {
                             st.saved_ids.push(id);
                         }
@@ -699,10 +739,12 @@ async fn run(o: Opts) -> Result<Value, String> {
         idem_prefix,
     });
     let pid = sh.opts.pid;
+    let pids = sh.opts.pids.clone();
+    let watch = sh.opts.watch.clone();
     let db_comm = sh.opts.db_comm.clone();
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_start.into()).await;
-        sample(pid, db_comm.as_deref())
+        sample(&pids, &watch, db_comm.as_deref())
     });
     let mut handles = Vec::new();
     for i in 0..sh.opts.connections {
@@ -742,7 +784,7 @@ async fn run(o: Opts) -> Result<Value, String> {
         }
         total.saved_ids.extend(st.saved_ids);
     }
-    let finished = sample(pid, sh.opts.db_comm.as_deref());
+    let finished = sample(&sh.opts.pids, &sh.opts.watch, sh.opts.db_comm.as_deref());
     let begun = sampler.await.map_err(|e| e.to_string())?;
     let o = &sh.opts;
     let elapsed = finished
@@ -848,6 +890,15 @@ async fn run(o: Opts) -> Result<Value, String> {
         out.insert("server_rss_kb".into(), json!(proc_status_kb(p, "VmRSS:")));
         out.insert("server_hwm_kb".into(), json!(proc_status_kb(p, "VmHWM:")));
     }
+    if !o.watch.is_empty() {
+        let each: Map<String, Value> = o
+            .watch
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), pct(begun.watched[i], finished.watched[i])))
+            .collect();
+        out.insert("cpu_pct".into(), Value::Object(each));
+    }
     out.insert("driver_cpu_pct".into(), pct(begun.driver, finished.driver));
     if o.db_comm.is_some() {
         out.insert("db_cpu_pct".into(), pct(begun.db, finished.db));
@@ -939,6 +990,22 @@ fn now_ns() -> u128 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("balance") {
+        let opts = balance::parse(std::env::args().skip(2)).unwrap_or_else(|e| {
+            eprintln!("payground-bench balance: {e}");
+            usage()
+        });
+        // One thread: copying bytes is cheap, and it leaves the cores to the nodes.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        if let Err(e) = rt.block_on(balance::balance(opts)) {
+            eprintln!("payground-bench balance: {e}");
+            std::process::exit(1)
+        }
+        return;
+    }
     let (command, opts) = parse_args();
     let rt = if opts.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
