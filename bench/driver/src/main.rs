@@ -21,7 +21,9 @@
 //! payground-bench balance --listen 127.0.0.1:PORT --backend 127.0.0.1:A --backend 127.0.0.1:B
 //! ```
 //!
-//! `--pid` may be given more than once (several nodes): `server_cpu_pct` and
+//! `--url` may be given more than once: connection i then goes to the i-th URL in
+//! turn (spreading the load over several nodes without a balancer). `--pid` may be
+//! given more than once (several nodes): `server_cpu_pct` and
 //! `server_cpu_us_per_req` are then their sum, RSS is the first one's. `--watch
 //! NAME=PID` reports one more process's CPU as `cpu_pct.NAME` (e.g. each node, the
 //! balancer). `balance` is a round-robin TCP balancer (see `balance.rs`).
@@ -95,6 +97,8 @@ const CREATE_BODY: &str = "amount=2000&currency=usd";
 struct Opts {
     host_header: String,
     addr: SocketAddr,
+    /// Every `--url`: connection i goes to `addrs[i % len]` (client-side balancing).
+    addrs: Vec<SocketAddr>,
     key: String,
     workload: Workload,
     connections: usize,
@@ -164,6 +168,7 @@ fn parse_args() -> (String, Opts) {
     let mut o = Opts {
         host_header: String::new(),
         addr: "127.0.0.1:12111".parse().unwrap(),
+        addrs: Vec::new(),
         key: String::new(),
         workload: Workload::Confirm,
         connections: 32,
@@ -186,7 +191,7 @@ fn parse_args() -> (String, Opts) {
         since_ns: None,
         path: None,
     };
-    let mut url = None;
+    let mut urls = Vec::new();
     let secs = |v: &str| -> Duration {
         let s: f64 = v.parse().unwrap_or_else(|_| usage());
         if !(0.0..=MAX_DURATION_S).contains(&s) {
@@ -202,7 +207,7 @@ fn parse_args() -> (String, Opts) {
         }
         let v = args.next().unwrap_or_else(|| usage());
         match flag.as_str() {
-            "--url" => url = Some(v),
+            "--url" => urls.push(v),
             "--key" => o.key = v,
             "--workload" => {
                 o.workload = Workload::parse(&v).unwrap_or_else(|e| {
@@ -241,13 +246,20 @@ fn parse_args() -> (String, Opts) {
             _ => usage(),
         }
     }
-    let url = url.unwrap_or_else(|| usage());
-    let (host, addr) = parse_url(&url).unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(2)
-    });
-    o.host_header = host;
-    o.addr = addr;
+    if urls.is_empty() {
+        usage()
+    }
+    for url in &urls {
+        let (host, addr) = parse_url(url).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+        if o.addrs.is_empty() {
+            o.host_header = host;
+            o.addr = addr;
+        }
+        o.addrs.push(addr);
+    }
     if o.connections == 0 || o.connections > MAX_CONNECTIONS {
         eprintln!("--connections must be 1..={MAX_CONNECTIONS}");
         std::process::exit(2)
@@ -489,11 +501,12 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
 
 async fn send(
     conn: &mut Option<Sender>,
+    addr: SocketAddr,
     sh: &Shared,
     req: Request<Full<Bytes>>,
 ) -> Result<(u16, Bytes), String> {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        *conn = Some(connect(sh.opts.addr).await?);
+        *conn = Some(connect(addr).await?);
     }
     let c = conn.as_mut().expect("connection");
     let fut = async {
@@ -569,7 +582,7 @@ fn record(
     }
 }
 
-async fn closed_worker(sh: Arc<Shared>, seed: u64) -> WorkerStats {
+async fn closed_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerStats {
     let mut st = WorkerStats::default();
     let mut rng = Rng(seed | 1);
     let mut conn = None;
@@ -588,7 +601,7 @@ async fn closed_worker(sh: Arc<Shared>, seed: u64) -> WorkerStats {
         }
         let req = build_request(&sh, &mut rng);
         let t0 = Instant::now();
-        let result = send(&mut conn, &sh, req).await;
+        let result = send(&mut conn, addr, &sh, req).await;
         let failed = result.is_err();
         record(&mut st, &sh, measured, result, t0.elapsed());
         if failed {
@@ -599,7 +612,7 @@ async fn closed_worker(sh: Arc<Shared>, seed: u64) -> WorkerStats {
     st
 }
 
-async fn open_worker(sh: Arc<Shared>, seed: u64) -> WorkerStats {
+async fn open_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerStats {
     let mut st = WorkerStats::default();
     let mut rng = Rng(seed | 1);
     let mut conn = None;
@@ -628,7 +641,7 @@ async fn open_worker(sh: Arc<Shared>, seed: u64) -> WorkerStats {
             tokio::time::sleep_until(due.into()).await;
         }
         let req = build_request(&sh, &mut rng);
-        let result = send(&mut conn, &sh, req).await;
+        let result = send(&mut conn, addr, &sh, req).await;
         // From the due time, not the send time: waiting for a connection counts.
         let latency = due.elapsed();
         record(&mut st, &sh, measured, result, latency);
@@ -749,6 +762,7 @@ async fn run(o: Opts) -> Result<Value, String> {
     let mut handles = Vec::new();
     for i in 0..sh.opts.connections {
         let sh = sh.clone();
+        let addr = sh.opts.addrs[i % sh.opts.addrs.len()];
         let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)
             ^ (SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -756,9 +770,9 @@ async fn run(o: Opts) -> Result<Value, String> {
                 .unwrap_or(7));
         handles.push(tokio::spawn(async move {
             if sh.opts.rate > 0.0 {
-                open_worker(sh, seed).await
+                open_worker(sh, addr, seed).await
             } else {
-                closed_worker(sh, seed).await
+                closed_worker(sh, addr, seed).await
             }
         }));
     }
