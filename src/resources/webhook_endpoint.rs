@@ -401,6 +401,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_knows_which_kinds_receive_events() {
+        assert_eq!(
+            crate::store::EVENT_TARGET_KINDS,
+            [WebhookEndpoint::OBJECT, LISTENER_OBJECT]
+        );
+    }
+
+    #[test]
     fn enabled_events_matching() {
         let all = vec!["*".to_string()];
         assert!(wants(&all, "customer.created"));

@@ -240,6 +240,7 @@ conformance!(
     idempotency_taken_rolls_back_batch,
     purge_idempotency,
     concurrent_updates_one_wins,
+    concurrent_batches_commit_together_or_alone,
     crossed_updates_conflict,
     outbox_rows,
     reopen_keeps_data,
@@ -322,6 +323,16 @@ fn record(
         body: body.to_string(),
         created,
     }
+}
+
+/// A live webhook endpoint in the account, so its events get outbox rows.
+async fn add_event_target(store: &DynStore, account: &str) {
+    let id = format!("we_{account}");
+    commit_ok(
+        store,
+        batch(account, vec![new_object(&id, "webhook_endpoint", 1)]),
+    )
+    .await;
 }
 
 async fn commit_ok(store: &DynStore, batch: WriteBatch) {
@@ -611,6 +622,7 @@ async fn update_versions(f: &Fixture) {
 
 async fn stale_update_rolls_back_batch(f: &Fixture) {
     let s = &f.store;
+    add_event_target(s, "acct_a").await;
     let a = insert(
         s,
         "acct_a",
@@ -1131,6 +1143,7 @@ async fn idempotency_records(f: &Fixture) {
 
 async fn idempotency_taken_rolls_back_batch(f: &Fixture) {
     let s = &f.store;
+    add_event_target(s, "acct_a").await;
     let existing = insert(s, "acct_a", new_object("cus_1", "customer", 1)).await;
     commit_ok(
         s,
@@ -1217,6 +1230,99 @@ async fn purge_idempotency(f: &Fixture) {
         0
     );
     assert_eq!(s.purge_idempotency("acct_b", 1000).await.expect("purge"), 1);
+}
+
+/// Many independent batches at once (the stores commit them in groups), one pair of
+/// them sharing an idempotency key and one updating a stale version: every batch
+/// gets the outcome it would have had alone, with its index and outbox rows.
+async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
+    const WRITERS: usize = 60;
+    let s = &f.store;
+    add_event_target(s, "acct_a").await;
+    let stale = insert(s, "acct_a", new_object("cus_stale", "customer", 1)).await;
+    commit_ok(s, batch("acct_a", vec![update_of(&stale, 1, r#"{"v":2}"#)])).await;
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let mut tasks = Vec::with_capacity(WRITERS);
+    for i in 0..WRITERS {
+        let (store, start, stale) = (s.clone(), start.clone(), stale.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut objects = vec![
+                indexed(
+                    new_object(&format!("cus_g{i}"), "customer", 2),
+                    &[("email", &format!("g{i}@x"))],
+                ),
+                event(&format!("evt_g{i}"), 2, "customer.created"),
+            ];
+            if i == 7 {
+                objects.push(update_of(&stale, 1, r#"{"v":"lost"}"#));
+            }
+            // Writers 10 and 11 share a key: one commits, the other is refused.
+            let key = if i == 11 { 10 } else { i };
+            let result = store
+                .commit(WriteBatch {
+                    account: "acct_a".into(),
+                    objects,
+                    outbox: vec![format!("evt_g{i}")],
+                    idempotency: Some(record(&format!("key_g{key}"), "fp", 200, "{}", 10)),
+                    idempotency_cutoff: 0,
+                })
+                .await;
+            (i, result)
+        }));
+    }
+    let mut committed = Vec::new();
+    let mut taken = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.expect("writer task");
+        match result {
+            Ok(()) => committed.push(i),
+            Err(CommitError::Conflict(id)) => {
+                assert_eq!(
+                    (i, id.as_str()),
+                    (7, "cus_stale"),
+                    "only the stale writer conflicts"
+                )
+            }
+            Err(CommitError::IdempotencyTaken) => taken.push(i),
+            Err(other) => panic!("writer {i}: unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(committed.len(), WRITERS - 2, "all but two commit");
+    assert_eq!(taken.len(), 1, "one of the key's two writers is refused");
+    assert!(taken[0] == 10 || taken[0] == 11);
+    let outbox = f.location.outbox("acct_a").await;
+    for &i in &committed {
+        must_get(s, "acct_a", &format!("cus_g{i}")).await;
+        let by_email = s
+            .list(
+                "acct_a",
+                &ListQuery {
+                    kind: "customer".into(),
+                    filter: Some(("email".into(), format!("g{i}@x"))),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(by_email.len(), 1, "writer {i}'s index row");
+        assert!(
+            outbox.contains(&format!("evt_g{i}")),
+            "writer {i}'s outbox row"
+        );
+    }
+    for i in [7, taken[0]] {
+        assert!(s
+            .get("acct_a", &format!("cus_g{i}"))
+            .await
+            .expect("get")
+            .is_none());
+        assert!(!outbox.contains(&format!("evt_g{i}")));
+    }
+    assert_eq!(outbox.len(), WRITERS - 2);
+    let still = must_get(s, "acct_a", "cus_stale").await;
+    assert_eq!(still.data, r#"{"v":2}"#);
 }
 
 async fn concurrent_updates_one_wins(f: &Fixture) {
@@ -1326,6 +1432,8 @@ async fn crossed_updates_conflict(f: &Fixture) {
 
 async fn outbox_rows(f: &Fixture) {
     let s = &f.store;
+    add_event_target(s, "acct_a").await;
+    add_event_target(s, "acct_b").await;
     commit_ok(
         s,
         WriteBatch {
@@ -1365,6 +1473,36 @@ async fn outbox_rows(f: &Fixture) {
     );
     assert_eq!(f.location.outbox("acct_b").await, ids(&["evt_3"]));
     assert!(f.location.outbox("acct_c").await.is_empty());
+
+    // Nobody listens to acct_c: its events are stored, their outbox rows are not,
+    // until it has a listener (deleted targets do not count).
+    let events = |ids: &[&str]| WriteBatch {
+        account: "acct_c".into(),
+        objects: ids
+            .iter()
+            .map(|id| event(id, 1, "charge.succeeded"))
+            .collect(),
+        outbox: ids.iter().map(|id| id.to_string()).collect(),
+        ..Default::default()
+    };
+    commit_ok(s, events(&["evt_c1"])).await;
+    assert!(s.get("acct_c", "evt_c1").await.expect("get").is_some());
+    assert!(f.location.outbox("acct_c").await.is_empty());
+    let mut gone = new_object("we_gone", "webhook_endpoint", 1);
+    gone.deleted = true;
+    commit_ok(s, batch("acct_c", vec![gone])).await;
+    commit_ok(s, events(&["evt_c2"])).await;
+    assert!(f.location.outbox("acct_c").await.is_empty());
+    commit_ok(
+        s,
+        batch(
+            "acct_c",
+            vec![new_object("pgls_1", "payground.listener", 1)],
+        ),
+    )
+    .await;
+    commit_ok(s, events(&["evt_c3"])).await;
+    assert_eq!(f.location.outbox("acct_c").await, ids(&["evt_c3"]));
 }
 
 async fn reopen_keeps_data(f: &Fixture) {
@@ -1446,6 +1584,14 @@ async fn where_ids(
 
 /// Events evt_1..evt_n in acct_a, committed with outbox rows in one batch.
 async fn events_with_outbox(store: &DynStore, account: &str, ids: &[&str]) {
+    if store
+        .get(account, &format!("we_{account}"))
+        .await
+        .expect("get")
+        .is_none()
+    {
+        add_event_target(store, account).await;
+    }
     commit_ok(
         store,
         WriteBatch {
@@ -2247,6 +2393,7 @@ async fn attempts_listing(f: &Fixture) {
 
 async fn purge_events(f: &Fixture) {
     let s = &f.store;
+    add_event_target(s, "acct_a").await;
     commit_ok(
         s,
         WriteBatch {

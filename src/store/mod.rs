@@ -67,12 +67,21 @@ pub struct IdempotencyRecord {
     pub created: i64,
 }
 
+/// Kinds of objects that receive events: webhook endpoints and `payground listen`
+/// clients. A batch's outbox rows are written only while its account has a live
+/// object of one of these kinds, checked inside the batch's transaction. Stripe
+/// delivers an event only to endpoints that existed when it happened, so an event of
+/// an account nobody listens to needs no fan-out; skipping its outbox rows spares
+/// the writer three inserts, a lease update and three deletes per payment.
+pub const EVENT_TARGET_KINDS: [&str; 2] = ["webhook_endpoint", "payground.listener"];
+
 /// Everything one request changes, committed in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub account: String,
     pub objects: Vec<ObjectWrite>,
-    /// Ids of events (written in `objects`) waiting for webhook delivery.
+    /// Ids of events (written in `objects`) waiting for webhook delivery; stored only
+    /// when the account has an event target (see [`EVENT_TARGET_KINDS`]).
     pub outbox: Vec<String>,
     pub idempotency: Option<IdempotencyRecord>,
     /// Records older than this (account time) may be replaced by `idempotency`.

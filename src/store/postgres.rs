@@ -11,6 +11,7 @@
 //! unique violations on an object's id are reported as conflicts too, so callers
 //! retry them like any other.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -137,7 +138,10 @@ const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, valu
      ON CONFLICT DO NOTHING";
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
      SELECT $1, t.event_id, floor(extract(epoch FROM clock_timestamp()))::BIGINT
-     FROM unnest($2::TEXT[]) WITH ORDINALITY AS t(event_id, n) ORDER BY t.n";
+     FROM unnest($2::TEXT[]) WITH ORDINALITY AS t(event_id, n)
+     WHERE EXISTS (SELECT 1 FROM objects o
+                   WHERE o.account = $1 AND o.kind = ANY($3) AND NOT o.deleted)
+     ORDER BY t.n";
 const UPSERT_IDEMPOTENCY: &str =
     "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
      VALUES ($1, $2, $3, $4, $5, $6)
@@ -148,7 +152,21 @@ const UPSERT_IDEMPOTENCY: &str =
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Batches waiting for [`group_commit_loop`].
+    commits: tokio::sync::mpsc::UnboundedSender<PendingCommit>,
 }
+
+/// A batch waiting to be committed, and where its outcome goes.
+struct PendingCommit {
+    batch: WriteBatch,
+    reply: tokio::sync::oneshot::Sender<Result<(), CommitError>>,
+}
+
+/// Group transactions in flight at once; while all are busy, new batches queue and
+/// the next group takes them all.
+const GROUPS_IN_FLIGHT: usize = 4;
+/// Batches per group transaction at most.
+const MAX_GROUP: usize = 256;
 
 /// A readable account of a driver error: `Display` on `tokio_postgres::Error` says
 /// only "db error", the server's message lives in its source.
@@ -291,8 +309,13 @@ impl PostgresStore {
             .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .build()
             .context("building the PostgreSQL connection pool")?;
-        let store = PostgresStore { pool };
+        let (commits, queue) = tokio::sync::mpsc::unbounded_channel();
+        let store = PostgresStore {
+            pool: pool.clone(),
+            commits,
+        };
         store.migrate().await?;
+        tokio::spawn(group_commit_loop(pool, queue));
         Ok(store)
     }
 
@@ -524,7 +547,8 @@ async fn apply_batch(
             .prepare_cached(INSERT_OUTBOX)
             .await
             .map_err(|e| commit_err("preparing the outbox insert", label, e))?;
-        tx.execute(&stmt, &[&account, &batch.outbox])
+        let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
+        tx.execute(&stmt, &[&account, &batch.outbox, &target_kinds])
             .await
             .map_err(|e| commit_err("writing outbox rows", label, e))?;
     }
@@ -553,6 +577,327 @@ async fn apply_batch(
         }
     }
     Ok(())
+}
+
+/// Commits one batch in a transaction of its own.
+async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<(), CommitError> {
+    let mut client = pool.get().await.map_err(|e| {
+        StoreError::Pool(format!(
+            "getting a PostgreSQL connection: {}",
+            describe_pool(&e)
+        ))
+    })?;
+    let label = batch
+        .objects
+        .first()
+        .map(|o| o.id.as_str())
+        .unwrap_or("batch");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| commit_err("starting a transaction", label, e))?;
+    match apply_batch(&tx, batch).await {
+        Ok(()) => tx
+            .commit()
+            .await
+            .map_err(|e| commit_err("committing a batch", label, e)),
+        Err(err) => {
+            if let Err(e) = tx.rollback().await {
+                // The connection is probably gone; the server rolls back on its own.
+                tracing::warn!(error = %describe(&e), "postgres rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Group commit, as the SQLite writer does it: batches that arrive while earlier
+/// groups are still committing are committed together, in one transaction of a few
+/// multi-row statements (one per table) instead of one transaction of ~15 round
+/// trips each. The database then pays one WAL flush and a handful of statements per
+/// group rather than per payment; that, not the network, is what limits a node.
+///
+/// A group is all or nothing: if any of its batches would fail (a stale version, a
+/// taken id or idempotency key), the group rolls back and every batch is committed
+/// again on its own, so each gets exactly the outcome it would have had alone.
+async fn group_commit_loop(
+    pool: Pool,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<PendingCommit>,
+) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            commit_group(&pool, group).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn commit_group(pool: &Pool, group: Vec<PendingCommit>) {
+    if group.len() > 1 {
+        let batches: Vec<&WriteBatch> = group.iter().map(|p| &p.batch).collect();
+        match try_group(pool, &batches).await {
+            Ok(GroupOutcome::Committed) => {
+                for pending in group {
+                    let _ = pending.reply.send(Ok(()));
+                }
+                return;
+            }
+            Ok(GroupOutcome::RolledBack) => {}
+            Err(GroupError::BeforeCommit(e)) => {
+                tracing::debug!(error = %describe(&e), "group commit failed; committing one by one")
+            }
+            // Whether the group committed is unknown: committing its batches again
+            // could write a payment twice, so each caller gets the error, as a
+            // single batch's caller would.
+            Err(GroupError::Commit(e)) => {
+                let message = format!("committing a group: {}", describe(&e));
+                tracing::warn!(error = %message, "postgres group commit failed");
+                for pending in group {
+                    let _ = pending
+                        .reply
+                        .send(Err(StoreError::Unavailable(message.clone()).into()));
+                }
+                return;
+            }
+        }
+    }
+    futures::future::join_all(group.into_iter().map(|pending| async move {
+        let outcome = commit_one(pool, &pending.batch).await;
+        let _ = pending.reply.send(outcome);
+    }))
+    .await;
+}
+
+/// Columns of a group's rows, one vector per column: each table gets one
+/// `INSERT ... SELECT FROM unnest(...)`.
+#[derive(Default)]
+struct GroupRows<'a> {
+    new_accounts: Vec<&'a str>,
+    new_ids: Vec<&'a str>,
+    new_kinds: Vec<&'a str>,
+    new_created: Vec<i64>,
+    new_deleted: Vec<bool>,
+    new_data: Vec<&'a str>,
+    /// Updates, sorted by id so concurrent groups lock rows in one order.
+    updates: Vec<(&'a str, &'a ObjectWrite)>,
+    outbox_accounts: Vec<&'a str>,
+    outbox_events: Vec<&'a str>,
+}
+
+const GROUP_INSERT_OBJECTS: &str =
+    "INSERT INTO objects (account, id, kind, created, version, deleted, data)
+     SELECT t.a, t.i, t.k, t.c, 1, t.d, t.x
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BOOLEAN[], $6::TEXT[])
+          WITH ORDINALITY AS t(a, i, k, c, d, x, n)
+     ORDER BY t.n
+     ON CONFLICT (id) DO NOTHING RETURNING id, seq";
+const GROUP_UPDATE_OBJECTS: &str =
+    "UPDATE objects o SET version = o.version + 1, deleted = u.d, data = u.x
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BOOLEAN[], $5::TEXT[])
+          AS u(i, a, v, d, x)
+     WHERE o.id = u.i AND o.account = u.a AND o.version = u.v RETURNING o.id, o.seq";
+const GROUP_DELETE_INDEX: &str = "DELETE FROM object_index WHERE id = ANY($1)";
+const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
+     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[])
+     ON CONFLICT DO NOTHING";
+const GROUP_INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
+     SELECT t.a, t.e, floor(extract(epoch FROM clock_timestamp()))::BIGINT
+     FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS t(a, e, n)
+     WHERE EXISTS (SELECT 1 FROM objects o
+                   WHERE o.account = t.a AND o.kind = ANY($3) AND NOT o.deleted)
+     ORDER BY t.n";
+
+enum GroupOutcome {
+    Committed,
+    /// Some batch would not have committed as it stands (it conflicts, or repeats
+    /// another's id or key): nothing was written.
+    RolledBack,
+}
+
+enum GroupError {
+    /// Nothing was committed.
+    BeforeCommit(tokio_postgres::Error),
+    /// The COMMIT itself failed: the outcome is unknown.
+    Commit(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for GroupError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        GroupError::BeforeCommit(e)
+    }
+}
+
+/// Commits the batches in one transaction.
+async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome, GroupError> {
+    let mut rows = GroupRows::default();
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut seen_keys = std::collections::HashSet::new();
+    for batch in batches {
+        for object in &batch.objects {
+            if !seen_ids.insert(object.id.as_str()) {
+                return Ok(GroupOutcome::RolledBack);
+            }
+            match object.expected_version {
+                None => {
+                    rows.new_accounts.push(&batch.account);
+                    rows.new_ids.push(&object.id);
+                    rows.new_kinds.push(&object.kind);
+                    rows.new_created.push(object.created);
+                    rows.new_deleted.push(object.deleted);
+                    rows.new_data.push(&object.data);
+                }
+                Some(_) => rows.updates.push((&batch.account, object)),
+            }
+        }
+        for event in &batch.outbox {
+            rows.outbox_accounts.push(&batch.account);
+            rows.outbox_events.push(event);
+        }
+        if let Some(record) = &batch.idempotency {
+            if !seen_keys.insert((batch.account.as_str(), record.key.as_str())) {
+                return Ok(GroupOutcome::RolledBack);
+            }
+        }
+    }
+    rows.updates.sort_by_key(|(_, o)| o.id.as_str());
+
+    let Ok(mut client) = pool.get().await else {
+        return Ok(GroupOutcome::RolledBack);
+    };
+    let tx = client.transaction().await?;
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(seen_ids.len());
+    if !rows.new_ids.is_empty() {
+        let stmt = tx.prepare_cached(GROUP_INSERT_OBJECTS).await?;
+        let inserted = tx
+            .query(
+                &stmt,
+                &[
+                    &rows.new_accounts,
+                    &rows.new_ids,
+                    &rows.new_kinds,
+                    &rows.new_created,
+                    &rows.new_deleted,
+                    &rows.new_data,
+                ],
+            )
+            .await?;
+        if inserted.len() != rows.new_ids.len() {
+            tx.rollback().await?;
+            return Ok(GroupOutcome::RolledBack);
+        }
+        for row in inserted {
+            seqs.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    if !rows.updates.is_empty() {
+        let ids: Vec<&str> = rows.updates.iter().map(|(_, o)| o.id.as_str()).collect();
+        let accounts: Vec<&str> = rows.updates.iter().map(|(a, _)| *a).collect();
+        let versions: Vec<i64> = rows
+            .updates
+            .iter()
+            .map(|(_, o)| o.expected_version.unwrap_or_default())
+            .collect();
+        let deleted: Vec<bool> = rows.updates.iter().map(|(_, o)| o.deleted).collect();
+        let data: Vec<&str> = rows.updates.iter().map(|(_, o)| o.data.as_str()).collect();
+        let stmt = tx.prepare_cached(GROUP_UPDATE_OBJECTS).await?;
+        let updated = tx
+            .query(&stmt, &[&ids, &accounts, &versions, &deleted, &data])
+            .await?;
+        if updated.len() != ids.len() {
+            tx.rollback().await?;
+            return Ok(GroupOutcome::RolledBack);
+        }
+        for row in updated {
+            seqs.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        let stmt = tx.prepare_cached(GROUP_DELETE_INDEX).await?;
+        tx.execute(&stmt, &[&ids]).await?;
+    }
+    let mut index: [Vec<&str>; 5] = Default::default();
+    let mut index_seqs: Vec<i64> = Vec::new();
+    for batch in batches {
+        for object in batch.objects.iter().filter(|o| !o.deleted) {
+            let Some(&seq) = seqs.get(&object.id) else {
+                continue;
+            };
+            for (field, value) in &object.index {
+                index[0].push(&batch.account);
+                index[1].push(&object.kind);
+                index[2].push(field);
+                index[3].push(value);
+                index[4].push(&object.id);
+                index_seqs.push(seq);
+            }
+        }
+    }
+    if !index_seqs.is_empty() {
+        let stmt = tx.prepare_cached(GROUP_INSERT_INDEX).await?;
+        tx.execute(
+            &stmt,
+            &[
+                &index[0],
+                &index[1],
+                &index[2],
+                &index[3],
+                &index_seqs,
+                &index[4],
+            ],
+        )
+        .await?;
+    }
+    if !rows.outbox_events.is_empty() {
+        let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
+        let stmt = tx.prepare_cached(GROUP_INSERT_OUTBOX).await?;
+        tx.execute(
+            &stmt,
+            &[&rows.outbox_accounts, &rows.outbox_events, &target_kinds],
+        )
+        .await?;
+    }
+    // Idempotency records are few (only requests that carry a key) and each has its
+    // own replacement cutoff: one upsert each, pipelined on the connection.
+    let stmt = tx.prepare_cached(UPSERT_IDEMPOTENCY).await?;
+    let upserts = batches.iter().filter_map(|batch| {
+        let record = batch.idempotency.as_ref()?;
+        let status = i32::from(record.status);
+        let tx = &tx;
+        let stmt = &stmt;
+        Some(async move {
+            tx.execute(
+                stmt,
+                &[
+                    &batch.account,
+                    &record.key,
+                    &record.fingerprint,
+                    &status,
+                    &record.body,
+                    &record.created,
+                    &batch.idempotency_cutoff,
+                ],
+            )
+            .await
+        })
+    });
+    for written in futures::future::join_all(upserts).await {
+        if written? == 0 {
+            tx.rollback().await?;
+            return Ok(GroupOutcome::RolledBack);
+        }
+    }
+    tx.commit().await.map_err(GroupError::Commit)?;
+    Ok(GroupOutcome::Committed)
 }
 
 #[async_trait]
@@ -699,29 +1044,13 @@ impl Store for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut client = self.client().await?;
-        let label = batch
-            .objects
-            .first()
-            .map(|o| o.id.as_str())
-            .unwrap_or("batch");
-        let tx = client
-            .transaction()
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.commits
+            .send(PendingCommit { batch, reply })
+            .map_err(|_| StoreError::Unavailable("the group committer has stopped".into()))?;
+        outcome
             .await
-            .map_err(|e| commit_err("starting a transaction", label, e))?;
-        match apply_batch(&tx, &batch).await {
-            Ok(()) => tx
-                .commit()
-                .await
-                .map_err(|e| commit_err("committing a batch", label, e)),
-            Err(err) => {
-                if let Err(e) = tx.rollback().await {
-                    // The connection is probably gone; the server rolls back on its own.
-                    tracing::warn!(error = %describe(&e), "postgres rollback failed");
-                }
-                Err(err)
-            }
-        }
+            .map_err(|_| StoreError::Unavailable("the group committer has stopped".into()))?
     }
 
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
