@@ -311,7 +311,7 @@ impl App {
             Err(e) => Err(e),
         };
         let (status, body) = match &outcome {
-            Ok(value) => (200u16, value.to_string()),
+            Ok(value) => (200u16, crate::ctx::json_text(value)),
             Err(e) => (e.status, e.body().to_string()),
         };
         let now = ctx.now;
@@ -364,7 +364,7 @@ impl App {
     ) -> Response {
         match outcome {
             Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
-                Ok(()) => json_response(StatusCode::OK, value.to_string(), false),
+                Ok(()) => json_response(StatusCode::OK, crate::ctx::json_text(&value), false),
                 Err(e) => e.into_response(),
             },
             Err(e) => e.into_response(),

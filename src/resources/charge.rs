@@ -171,9 +171,9 @@ pub async fn update(ctx: &mut Ctx, id: &str, p: &ChargeUpdate) -> Result<Value, 
     p.transfer_group.apply(&mut charge.transfer_group);
     let after = ctx.save(&charge)?;
     if let Some(previous) = previous_attributes(&before, &after) {
-        ctx.emit("charge.updated", after.clone(), Some(previous));
+        ctx.emit("charge.updated", &after, Some(previous));
     }
-    Ok(after)
+    Ok(after.into())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -432,11 +432,11 @@ pub async fn create(ctx: &mut Ctx, params: &CustomerParams) -> Result<Value, Api
         None => None,
     };
     let value = ctx.save(&customer)?;
-    ctx.emit("customer.created", value.clone(), None);
+    ctx.emit("customer.created", &value, None);
     if let Some(mut pm) = pm {
         payment_method::attach(ctx, &mut pm, &customer.id, "payment_method").await?;
     }
-    Ok(value)
+    Ok(value.into())
 }
 
 /// A deleted customer as Stripe shows it.
@@ -465,9 +465,9 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &CustomerParams) -> Result<
     apply(ctx, &mut customer, p, None).await?;
     let after = ctx.save(&customer)?;
     if let Some(previous) = previous_attributes(&before, &after) {
-        ctx.emit("customer.updated", after.clone(), Some(previous));
+        ctx.emit("customer.updated", &after, Some(previous));
     }
-    Ok(after)
+    Ok(after.into())
 }
 
 pub async fn delete(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
@@ -476,7 +476,7 @@ pub async fn delete(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::internal("customer does not encode", e))?;
     customer.deleted = Some(true);
     ctx.save(&customer)?;
-    ctx.emit("customer.deleted", last, None);
+    ctx.emit_value("customer.deleted", &last, None);
     Ok(deleted_view(id))
 }
 

@@ -884,7 +884,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
         pi.status = "requires_confirmation".into();
     }
     let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.created", value.clone(), None);
+    ctx.emit("payment_intent.created", &value, None);
     if p.confirm == Some(true) {
         let confirm = ConfirmParams {
             error_on_requires_action: p.error_on_requires_action,
@@ -911,7 +911,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
         ))
         .with_param(param));
     }
-    Ok(value)
+    Ok(value.into())
 }
 
 /// Loads a PaymentIntent, checking the client secret when a publishable key asks.
@@ -1023,7 +1023,7 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
     }
     p.transfer_group.apply(&mut pi.transfer_group);
     let after = ctx.save(&pi)?;
-    Ok(view_for(ctx, after))
+    Ok(view_for(ctx, after.into()))
 }
 
 pub async fn confirm(ctx: &mut Ctx, id: &str, params: &ConfirmParams) -> Result<Value, ApiError> {
@@ -1230,8 +1230,8 @@ async fn attempt_payment(
                 }),
             });
             let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.requires_action", value.clone(), None);
-            Ok(view_for(ctx, value))
+            ctx.emit("payment_intent.requires_action", &value, None);
+            Ok(view_for(ctx, value.into()))
         }
         Decision::Decline {
             decline: d,
@@ -1269,7 +1269,7 @@ async fn attempt_payment(
                 pi.amount_received = pi.amount;
             }
             save_for_future_use(ctx, &pi, &pm).await?;
-            ctx.emit("charge.succeeded", charge_value, None);
+            ctx.emit("charge.succeeded", &charge_value, None);
             let value = ctx.save(&pi)?;
             ctx.emit(
                 if manual {
@@ -1277,10 +1277,10 @@ async fn attempt_payment(
                 } else {
                     "payment_intent.succeeded"
                 },
-                value.clone(),
+                &value,
                 None,
             );
-            Ok(view_for(ctx, value))
+            Ok(view_for(ctx, value.into()))
         }
     }
 }
@@ -1478,10 +1478,10 @@ async fn decline(
     pi.payment_method = None;
     pi.status = "requires_payment_method".into();
     pi.next_action = None;
-    ctx.emit("charge.failed", charge_value, None);
+    ctx.emit("charge.failed", &charge_value, None);
     let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.payment_failed", value.clone(), None);
-    error.payment_intent = Some(view_for(ctx, value));
+    ctx.emit("payment_intent.payment_failed", &value, None);
+    error.payment_intent = Some(view_for(ctx, value.into()));
     Err(error)
 }
 
@@ -1507,10 +1507,10 @@ async fn start_delayed(
     pi.status = "processing".into();
     pi.processing = None;
     save_for_future_use(ctx, &pi, &pm).await?;
-    ctx.emit("charge.pending", charge_value, None);
+    ctx.emit("charge.pending", &charge_value, None);
     let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.processing", value.clone(), None);
-    Ok(view_for(ctx, value))
+    ctx.emit("payment_intent.processing", &value, None);
+    Ok(view_for(ctx, value.into()))
 }
 
 /// The outcome of the hosted 3-D Secure page.
@@ -1545,7 +1545,7 @@ pub async fn authenticate(
         pi.next_action = None;
         pi.status = "requires_payment_method".into();
         let value = ctx.save(&pi)?;
-        ctx.emit("payment_intent.payment_failed", value, None);
+        ctx.emit("payment_intent.payment_failed", &value, None);
         return Ok(pi);
     }
     let attempt = AttemptContext {
@@ -1600,7 +1600,7 @@ pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<
     let charge_value = ctx.save(&charge)?;
     ctx.emit(
         "charge.captured",
-        charge_value,
+        &charge_value,
         previous_attributes(
             &charge_before,
             &serde_json::to_value(&charge).unwrap_or_default(),
@@ -1610,8 +1610,8 @@ pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<
     pi.amount_capturable = 0;
     pi.status = "succeeded".into();
     let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.succeeded", value.clone(), None);
-    Ok(value)
+    ctx.emit("payment_intent.succeeded", &value, None);
+    Ok(value.into())
 }
 
 pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Value, ApiError> {
@@ -1625,7 +1625,7 @@ pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Va
             let v = ctx.save(&charge)?;
             ctx.emit(
                 "charge.refunded",
-                v,
+                &v,
                 Some(json!({"amount_refunded": 0, "refunded": false})),
             );
         }
@@ -1636,8 +1636,8 @@ pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Va
     pi.amount_capturable = 0;
     pi.next_action = None;
     let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.canceled", value.clone(), None);
-    Ok(value)
+    ctx.emit("payment_intent.canceled", &value, None);
+    Ok(value.into())
 }
 
 pub async fn increment_authorization(
@@ -1677,12 +1677,8 @@ pub async fn increment_authorization(
     }
     apply_metadata(&mut pi.metadata, p.metadata)?;
     let value = ctx.save(&pi)?;
-    ctx.emit(
-        "payment_intent.amount_capturable_updated",
-        value.clone(),
-        None,
-    );
-    Ok(value)
+    ctx.emit("payment_intent.amount_capturable_updated", &value, None);
+    Ok(value.into())
 }
 
 /// Settles a processing bank debit by its test account numbers.
@@ -1709,12 +1705,12 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
                 charge.description.clone(),
             )?);
             let cv = ctx.save(&charge)?;
-            ctx.emit("charge.succeeded", cv, None);
+            ctx.emit("charge.succeeded", &cv, None);
             pi.status = "succeeded".into();
             pi.amount_received = pi.amount;
             let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.succeeded", value.clone(), None);
-            Ok(value)
+            ctx.emit("payment_intent.succeeded", &value, None);
+            Ok(value.into())
         }
         Some((code, message)) => {
             charge.status = "failed".into();
@@ -1722,7 +1718,7 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
             charge.failure_message = Some(message.into());
             charge.outcome = Some(charge::declined_outcome(None, false));
             let cv = ctx.save(&charge)?;
-            ctx.emit("charge.failed", cv, None);
+            ctx.emit("charge.failed", &cv, None);
             let pm_value =
                 serde_json::to_value(&pm).map_err(|e| ApiError::internal("encode", e))?;
             let mut error = ApiError::invalid_request(message).with_code(code);
@@ -1733,8 +1729,8 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
             pi.payment_method = None;
             pi.status = "requires_payment_method".into();
             let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.payment_failed", value.clone(), None);
-            Ok(value)
+            ctx.emit("payment_intent.payment_failed", &value, None);
+            Ok(value.into())
         }
     }
 }

@@ -1076,8 +1076,8 @@ pub async fn attach(
     }
     pm.customer = Some(customer.to_string());
     let value = ctx.save(&*pm)?;
-    ctx.emit("payment_method.attached", value.clone(), None);
-    Ok(value)
+    ctx.emit("payment_method.attached", &value, None);
+    Ok(value.into())
 }
 
 // ---- operations -------------------------------------------------------------
@@ -1107,7 +1107,7 @@ pub async fn create(
         return Err(ApiError::invalid_request(message).with_param(param));
     }
     let pm = build(ctx, data, "")?;
-    ctx.save(&pm)
+    ctx.save(&pm).map(Value::from)
 }
 
 /// `GET /v1/payment_methods/{id}`; a `pm_card_*` id makes a fresh PaymentMethod.
@@ -1144,7 +1144,7 @@ pub async fn detach(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     let value = ctx.save(&pm)?;
     ctx.emit(
         "payment_method.detached",
-        value.clone(),
+        &value,
         Some(json!({ "customer": customer_id })),
     );
     if let Some(mut customer) = ctx.find::<Customer>(&customer_id).await? {
@@ -1155,11 +1155,11 @@ pub async fn detach(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
             customer.invoice_settings.default_payment_method = None;
             let after = ctx.save(&customer)?;
             if let Some(previous) = previous_attributes(&before, &after) {
-                ctx.emit("customer.updated", after, Some(previous));
+                ctx.emit("customer.updated", &after, Some(previous));
             }
         }
     }
-    Ok(value)
+    Ok(value.into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1270,9 +1270,9 @@ pub async fn update(ctx: &mut Ctx, id: &str, p: UpdateParams) -> Result<Value, A
     apply_metadata(&mut pm.metadata, p.metadata)?;
     let after = ctx.save(&pm)?;
     if let Some(previous) = previous_attributes(&before, &after) {
-        ctx.emit("payment_method.updated", after.clone(), Some(previous));
+        ctx.emit("payment_method.updated", &after, Some(previous));
     }
-    Ok(after)
+    Ok(after.into())
 }
 
 /// The index entry that answers a list query, so that every list stays one keyset

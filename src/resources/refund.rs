@@ -194,13 +194,13 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
     charge.amount_refunded += amount;
     charge.refunded = charge.amount_refunded >= charge.amount_captured;
     let after = ctx.save(&charge)?;
-    ctx.emit("refund.created", value.clone(), None);
+    ctx.emit("refund.created", &value, None);
     ctx.emit(
         "charge.refunded",
-        after.clone(),
+        &after,
         previous_attributes(&before, &after),
     );
-    Ok(value)
+    Ok(value.into())
 }
 
 pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
@@ -214,9 +214,9 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
     apply_metadata(&mut refund.metadata, params.metadata.clone())?;
     let after = ctx.save(&refund)?;
     if let Some(previous) = previous_attributes(&before, &after) {
-        ctx.emit("refund.updated", after.clone(), Some(previous));
+        ctx.emit("refund.updated", &after, Some(previous));
     }
-    Ok(after)
+    Ok(after.into())
 }
 
 pub async fn cancel(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {

@@ -297,7 +297,7 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
         endpoint.status = if disabled { "disabled" } else { "enabled" }.into();
     }
     apply_metadata(&mut endpoint.metadata, p.metadata)?;
-    ctx.save(&endpoint)
+    ctx.save(&endpoint).map(Value::from)
 }
 
 pub async fn delete(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
