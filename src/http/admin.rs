@@ -1,5 +1,5 @@
-//! payground's own routes: accounts for parallel CI jobs (admin token) and the
-//! per-account clock test helper.
+//! payground's own routes: accounts for parallel CI jobs (admin token), the
+//! per-account clock test helper, and the OpenAPI document.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -12,11 +12,13 @@ use crate::accounts;
 use crate::clock;
 use crate::error::ApiError;
 use crate::http::app::{Admin, App, SecretRequest};
+use crate::http::openapi;
 use crate::params;
 
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/payground/openapi.json", get(openapi::serve))
         .route("/admin/accounts", post(create_account).get(list_accounts))
         .route("/v1/test_helpers/clock", get(clock_show))
         .route("/v1/test_helpers/clock/advance", post(clock_advance))

@@ -8,6 +8,7 @@ pub mod events;
 pub mod expand;
 pub mod form;
 pub mod list;
+pub mod openapi;
 pub mod params;
 pub mod payment_intents;
 pub mod payment_methods;
