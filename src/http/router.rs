@@ -1,11 +1,16 @@
 //! The router: every resource's routes, request ids, version echo, and Stripe's 404
 //! for unknown URLs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, Uri};
+use axum::http::{header, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::BodyExt;
 
 use crate::ctx::API_VERSION;
 use crate::error::{ApiError, ErrorType};
@@ -42,8 +47,36 @@ async fn unknown_route(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
-/// Gives every request an id and echoes the API version, on every response.
-async fn stamp(mut req: Request, next: Next) -> Response {
+/// Gives every request an id and echoes the API version, on every response; and
+/// closes the connection after an answer given before the body was read.
+async fn stamp(req: Request, next: Next) -> Response {
+    // A response sent before its request's body was read (a 401, a 404, a 413)
+    // leaves the rest of the body on the connection, so hyper closes it; saying
+    // `Connection: close` keeps clients from sending their next request into it.
+    let declared: Option<u64> = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let read = Arc::new(AtomicU64::new(0));
+    let (parts, body) = req.into_parts();
+    let counter = read.clone();
+    let body = Body::new(body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        frame
+    }));
+    let mut response = tagged(Request::from_parts(parts, body), next).await;
+    if declared.is_some_and(|n| read.load(Ordering::Relaxed) < n) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn tagged(mut req: Request, next: Next) -> Response {
     let request_id = ids::new_id("req");
     let version = req
         .headers()
