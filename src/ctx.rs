@@ -49,30 +49,41 @@ pub struct RequestInfo {
     pub key_kind: KeyKind,
 }
 
-/// An object as this request saved it: its JSON tree, for the response and for
-/// `previous_attributes`, and the exact text stored, which its events embed.
+/// An object as this request saved it: the exact text stored, which its events
+/// embed, and its JSON tree for the response and `previous_attributes`, parsed from
+/// that text only when asked for. Most saves of a payment (its PaymentMethod,
+/// charge, balance transaction, the PaymentIntent's first version) are never looked
+/// at as a tree, and building one cost more than writing the text.
 #[derive(Debug, Clone)]
 pub struct Saved {
-    value: Value,
     data: String,
+    value: std::cell::OnceCell<Value>,
 }
 
 impl Saved {
-    pub fn into_value(self) -> Value {
+    fn tree(&self) -> &Value {
+        // The text was written by serde_json from a serialisable object a moment
+        // ago, so it parses; Null is unreachable.
         self.value
+            .get_or_init(|| serde_json::from_str(&self.data).unwrap_or(Value::Null))
+    }
+
+    pub fn into_value(self) -> Value {
+        self.tree();
+        self.value.into_inner().unwrap_or(Value::Null)
     }
 }
 
 impl std::ops::Deref for Saved {
     type Target = Value;
     fn deref(&self) -> &Value {
-        &self.value
+        self.tree()
     }
 }
 
 impl From<Saved> for Value {
     fn from(saved: Saved) -> Value {
-        saved.value
+        saved.into_value()
     }
 }
 
@@ -195,9 +206,8 @@ impl Ctx {
 
     /// Records a new object or a new version of one this request loaded.
     pub fn save<T: StripeObject>(&mut self, object: &T) -> Result<Saved, ApiError> {
-        let value = serde_json::to_value(object)
+        let data = serde_json::to_string(object)
             .map_err(|e| ApiError::internal("object does not encode", e))?;
-        let data = json_text(&value);
         let id = object.id().to_string();
         let write = ObjectWrite {
             expected_version: self.versions.get(&id).copied(),
@@ -209,7 +219,10 @@ impl Ctx {
             deleted: object.is_deleted(),
         };
         self.push_write(write);
-        Ok(Saved { value, data })
+        Ok(Saved {
+            data,
+            value: std::cell::OnceCell::new(),
+        })
     }
 
     fn push_write(&mut self, write: ObjectWrite) {
