@@ -140,7 +140,9 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
         .with_code("charge_not_refundable")
         .with_param("charge"));
     }
-    let remaining = charge.amount_captured - charge.amount_refunded;
+    // A partial capture releases the rest, which Stripe counts in `amount_refunded`:
+    // what is left to refund is the amount less everything refunded or released.
+    let remaining = charge.amount - charge.amount_refunded;
     if remaining <= 0 {
         return Err(ApiError::invalid_request(format!(
             "Charge {} has already been refunded.",
@@ -192,7 +194,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
     };
     let value = ctx.save(&refund)?;
     charge.amount_refunded += amount;
-    charge.refunded = charge.amount_refunded >= charge.amount_captured;
+    charge.refunded = charge.amount_refunded >= charge.amount;
     let after = ctx.save(&charge)?;
     ctx.emit("refund.created", &value, None);
     ctx.emit(
