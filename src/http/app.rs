@@ -36,6 +36,20 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Attempts of one operation that keeps losing optimistic-concurrency races.
 pub const MAX_ATTEMPTS: u32 = 50;
+/// What an operation that lost [`MAX_ATTEMPTS`] races answers: Stripe's
+/// `lock_timeout`, a 429 the SDKs retry, not an `api_error`.
+pub fn conflict_exhausted(attempts: u32) -> ApiError {
+    tracing::warn!(
+        attempts,
+        "operation kept conflicting; answering lock_timeout"
+    );
+    ApiError::new(
+        429,
+        ErrorType::InvalidRequestError,
+        "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request. If you see this error frequently and are making multiple concurrent requests to a single object, make your requests serially or at a lower rate.",
+    )
+    .with_code("lock_timeout")
+}
 
 pub struct AppState {
     pub store: DynStore,
@@ -43,6 +57,9 @@ pub struct AppState {
     pub admin_token: Option<String>,
     accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
     inflight: Mutex<HashSet<(String, String)>>,
+    /// Per (account, object): the queue of this node's operations that lost a race
+    /// for that object. See [`App::conflict_turn`].
+    conflict_queues: Mutex<HashMap<(String, String), ConflictQueue>>,
     rate_limit: Option<crate::http::rate_limit::RateLimiter>,
     /// Wakes the webhook jobs after commits that wrote events; holds their settings.
     pub webhooks: Arc<crate::jobs::delivery::Hub>,
@@ -148,6 +165,7 @@ impl App {
             admin_token,
             accounts: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
+            conflict_queues: Mutex::new(HashMap::new()),
             rate_limit: None,
             webhooks: Arc::default(),
         }))
@@ -302,11 +320,11 @@ impl App {
         mut ctx: Ctx,
         req: &ApiRequest<P>,
         outcome: Result<Value, ApiError>,
-    ) -> Option<Response> {
+    ) -> Finished {
         let outcome = match outcome {
             Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
                 Ok(()) => Ok(value),
-                Err(e) => return Some(e.into_response()),
+                Err(e) => return Finished::Done(e.into_response()),
             },
             Err(e) => Err(e),
         };
@@ -336,22 +354,58 @@ impl App {
                 }
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                Some(json_response(status, body, false))
+                Finished::Done(json_response(status, body, false))
             }
             Err(CommitError::Conflict(id)) => {
                 tracing::debug!(%id, "write conflict; running the operation again");
-                None
+                Finished::Conflict(id)
             }
             Err(CommitError::IdempotencyTaken) => {
                 let key = req.info.idempotency_key.clone().unwrap_or_default();
-                Some(match self.replay(req, &key).await {
+                Finished::Done(match self.replay(req, &key).await {
                     Some(response) => response,
                     None => ApiError::internal("idempotency record vanished", &key).into_response(),
                 })
             }
             Err(CommitError::Store(e)) => {
-                Some(ApiError::internal("commit failed", e).into_response())
+                Finished::Done(ApiError::internal("commit failed", e).into_response())
             }
+        }
+    }
+
+    /// Waits for this request's turn at `object` after its commit lost a race for it.
+    ///
+    /// Optimistic concurrency alone makes N writers of one object retry all at once
+    /// after each winner: O(N^2) reads and commits, and a writer that keeps losing
+    /// runs out of attempts. Instead, the losers on this node queue per object and
+    /// run their next attempts one at a time, each on fresh data, so they commit
+    /// one after another; only a first attempt or another node's write can still
+    /// beat them. A request holds at most one turn (it gives up the one it holds
+    /// before queueing for another object), so turns never deadlock.
+    pub async fn conflict_turn(
+        &self,
+        account: &str,
+        object: String,
+        held: Option<ConflictTurn>,
+    ) -> ConflictTurn {
+        let slot = (account.to_string(), object);
+        if let Some(turn) = held {
+            if turn.slot == slot {
+                return turn;
+            }
+        }
+        let queue = self
+            .0
+            .conflict_queues
+            .lock()
+            .entry(slot.clone())
+            .or_default()
+            .clone();
+        let guard = queue.lock_owned().await;
+        ConflictTurn {
+            state: self.0.clone(),
+            slot,
+            guard: Some(guard),
         }
     }
 
@@ -368,6 +422,37 @@ impl App {
                 Err(e) => e.into_response(),
             },
             Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// This node's queue of retries for one object.
+type ConflictQueue = Arc<tokio::sync::Mutex<()>>;
+
+/// What [`App::finish`] did: answered, or lost the race for an object.
+pub enum Finished {
+    Done(Response),
+    Conflict(String),
+}
+
+/// A request's turn at an object it lost a race for; see [`App::conflict_turn`].
+pub struct ConflictTurn {
+    state: Arc<AppState>,
+    slot: (String, String),
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for ConflictTurn {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut queues = self.state.conflict_queues.lock();
+        // Clones are made only under this lock: if the map holds the last one,
+        // nobody waits on the queue and it can go.
+        if queues
+            .get(&self.slot)
+            .is_some_and(|q| Arc::strong_count(q) == 1)
+        {
+            queues.remove(&self.slot);
         }
     }
 }
@@ -398,23 +483,25 @@ macro_rules! execute {
             $crate::http::app::Begin::Done(response) => response,
             $crate::http::app::Begin::Proceed(_guard) => {
                 let mut attempt = 0u32;
+                let mut turn: Option<$crate::http::app::ConflictTurn> = None;
                 loop {
                     #[allow(unused_mut)]
                     let mut $ctx = $app.context(&$req);
                     let outcome = $op;
-                    if let Some(response) = $app.finish($ctx, &$req, outcome).await {
-                        break response;
-                    }
+                    let object = match $app.finish($ctx, &$req, outcome).await {
+                        $crate::http::app::Finished::Done(response) => break response,
+                        $crate::http::app::Finished::Conflict(object) => object,
+                    };
                     attempt += 1;
                     if attempt >= $crate::http::app::MAX_ATTEMPTS {
                         break axum::response::IntoResponse::into_response(
-                            $crate::error::ApiError::internal(
-                                "operation kept conflicting",
-                                attempt,
-                            ),
+                            $crate::http::app::conflict_exhausted(attempt),
                         );
                     }
-                    tokio::task::yield_now().await;
+                    turn = Some(
+                        $app.conflict_turn(&$req.account.id, object, turn.take())
+                            .await,
+                    );
                 }
             }
         }
@@ -437,12 +524,7 @@ macro_rules! execute_as {
                     attempt += 1;
                     tokio::task::yield_now().await;
                 }
-                Ok(false) => {
-                    break Err($crate::error::ApiError::internal(
-                        "operation kept conflicting",
-                        attempt,
-                    ))
-                }
+                Ok(false) => break Err($crate::http::app::conflict_exhausted(attempt)),
                 Err(e) => break Err(e),
             }
         }
