@@ -55,20 +55,19 @@ pub async fn ensure_default(
 ) -> anyhow::Result<Account> {
     if let Some(secret) = secret_key {
         if let Some(existing) = store.account_by_key(secret).await? {
-            if existing.secret_key != secret {
-                anyhow::bail!("the secret key given is another account's publishable key");
-            }
-            if publishable_key.is_some_and(|pk| pk != existing.publishable_key) {
-                anyhow::bail!(
-                    "account {} already has secret key {secret} with another publishable key ({})",
-                    existing.id,
-                    existing.publishable_key
-                );
-            }
-            store.meta_set(DEFAULT_ACCOUNT, &existing.id).await?;
-            return Ok(existing);
+            return use_existing(store, existing, secret, publishable_key).await;
         }
-        let account = create(store, Some(secret), publishable_key).await?;
+        let account = match create(store, Some(secret), publishable_key).await {
+            Ok(account) => account,
+            // Another node booting on the same database with the same keys created
+            // the account between the look-up and the insert: use that one.
+            Err(e) => match store.account_by_key(secret).await? {
+                Some(existing) => {
+                    return use_existing(store, existing, secret, publishable_key).await
+                }
+                None => return Err(e),
+            },
+        };
         store.meta_set(DEFAULT_ACCOUNT, &account.id).await?;
         return Ok(account);
     }
@@ -83,6 +82,27 @@ pub async fn ensure_default(
     let account = create(store, None, publishable_key).await?;
     store.meta_set(DEFAULT_ACCOUNT, &account.id).await?;
     Ok(account)
+}
+
+/// The account that already holds `secret`, checked against the keys given.
+async fn use_existing(
+    store: &DynStore,
+    existing: Account,
+    secret: &str,
+    publishable_key: Option<&str>,
+) -> anyhow::Result<Account> {
+    if existing.secret_key != secret {
+        anyhow::bail!("the secret key given is another account's publishable key");
+    }
+    if publishable_key.is_some_and(|pk| pk != existing.publishable_key) {
+        anyhow::bail!(
+            "account {} already has secret key {secret} with another publishable key ({})",
+            existing.id,
+            existing.publishable_key
+        );
+    }
+    store.meta_set(DEFAULT_ACCOUNT, &existing.id).await?;
+    Ok(existing)
 }
 
 pub fn describe(account: &Account) -> Value {
