@@ -993,16 +993,14 @@ async fn fetch(ctx: &mut Ctx, id: &str) -> Result<PaymentMethod, ApiError> {
 /// An existing PaymentMethod, or a fresh one (saved in this request) for a
 /// `pm_card_*` id.
 async fn existing_or_alias(ctx: &mut Ctx, id: &str) -> Result<Option<PaymentMethod>, ApiError> {
-    if let Some(pm) = ctx.find::<PaymentMethod>(id).await? {
+    // An alias (`pm_card_visa`) never names a stored object (generated ids have no
+    // `_` after their prefix), so it is resolved without a store read: one query
+    // less per payment, which on PostgreSQL is a round trip.
+    if let Some(pm) = from_alias(ctx, id) {
+        ctx.save(&pm)?;
         return Ok(Some(pm));
     }
-    match from_alias(ctx, id) {
-        Some(pm) => {
-            ctx.save(&pm)?;
-            Ok(Some(pm))
-        }
-        None => Ok(None),
-    }
+    ctx.find::<PaymentMethod>(id).await
 }
 
 /// The PaymentMethod an intent names: an existing one, or a fresh one for a

@@ -2498,7 +2498,7 @@ async fn postgres_concurrent_migrations() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     drop(stores);
 }
 

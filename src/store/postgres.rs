@@ -11,7 +11,6 @@
 //! unique violations on an object's id are reported as conflicts too, so callers
 //! retry them like any other.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -121,6 +120,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
     CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
+    "#,
+    // 3: objects (PaymentIntents, events embedding them) are 1.5-3 KB of JSON, just
+    // over the 2 KB at which PostgreSQL starts compressing a row's values: every
+    // insert paid for a pglz compression attempt. Rows up to a page stay as written.
+    r#"
+    ALTER TABLE objects SET (toast_tuple_target = 8160);
+    ALTER TABLE idempotency SET (toast_tuple_target = 8160);
     "#,
 ];
 
@@ -644,7 +650,43 @@ async fn group_commit_loop(
     }
 }
 
+/// Splits off the batches that touch an object or idempotency key an earlier batch
+/// of the group also touches (two writers of one PaymentIntent): they are
+/// committed on their own after the group, so the group need not roll back for
+/// them, and each then sees the group's result (and conflicts as it would alone).
+fn split_overlapping(group: Vec<PendingCommit>) -> (Vec<PendingCommit>, Vec<PendingCommit>) {
+    let mut ids = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    let (mut disjoint, mut overlapping) = (Vec::new(), Vec::new());
+    for pending in group {
+        let batch = &pending.batch;
+        let key = batch
+            .idempotency
+            .as_ref()
+            .map(|r| (batch.account.clone(), r.key.clone()));
+        let clashes = batch.objects.iter().any(|o| ids.contains(&o.id))
+            || key.as_ref().is_some_and(|k| keys.contains(k));
+        if clashes {
+            overlapping.push(pending);
+            continue;
+        }
+        ids.extend(batch.objects.iter().map(|o| o.id.clone()));
+        keys.extend(key);
+        disjoint.push(pending);
+    }
+    (disjoint, overlapping)
+}
+
 async fn commit_group(pool: &Pool, group: Vec<PendingCommit>) {
+    let (group, overlapping) = split_overlapping(group);
+    commit_disjoint(pool, group).await;
+    for pending in overlapping {
+        let outcome = commit_one(pool, &pending.batch).await;
+        let _ = pending.reply.send(outcome);
+    }
+}
+
+async fn commit_disjoint(pool: &Pool, group: Vec<PendingCommit>) {
     if group.len() > 1 {
         let batches: Vec<&WriteBatch> = group.iter().map(|p| &p.batch).collect();
         match try_group(pool, &batches).await {
@@ -710,7 +752,9 @@ const GROUP_UPDATE_OBJECTS: &str =
      WHERE o.id = u.i AND o.account = u.a AND o.version = u.v RETURNING o.id, o.seq";
 const GROUP_DELETE_INDEX: &str = "DELETE FROM object_index WHERE id = ANY($1)";
 const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
-     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[])
+     SELECT t.a, t.k, t.f, t.v, o.seq, t.i
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) AS t(a, k, f, v, i)
+     JOIN objects o ON o.id = t.i
      ON CONFLICT DO NOTHING";
 const GROUP_INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
      SELECT t.a, t.e, floor(extract(epoch FROM clock_timestamp()))::BIGINT
@@ -777,124 +821,148 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         return Ok(GroupOutcome::RolledBack);
     };
     let tx = client.transaction().await?;
-    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(seen_ids.len());
-    if !rows.new_ids.is_empty() {
-        let stmt = tx.prepare_cached(GROUP_INSERT_OBJECTS).await?;
-        let inserted = tx
-            .query(
-                &stmt,
-                &[
-                    &rows.new_accounts,
-                    &rows.new_ids,
-                    &rows.new_kinds,
-                    &rows.new_created,
-                    &rows.new_deleted,
-                    &rows.new_data,
-                ],
-            )
-            .await?;
-        if inserted.len() != rows.new_ids.len() {
-            tx.rollback().await?;
-            return Ok(GroupOutcome::RolledBack);
-        }
-        for row in inserted {
-            seqs.insert(row.try_get(0)?, row.try_get(1)?);
-        }
-    }
-    if !rows.updates.is_empty() {
-        let ids: Vec<&str> = rows.updates.iter().map(|(_, o)| o.id.as_str()).collect();
-        let accounts: Vec<&str> = rows.updates.iter().map(|(a, _)| *a).collect();
-        let versions: Vec<i64> = rows
-            .updates
-            .iter()
-            .map(|(_, o)| o.expected_version.unwrap_or_default())
-            .collect();
-        let deleted: Vec<bool> = rows.updates.iter().map(|(_, o)| o.deleted).collect();
-        let data: Vec<&str> = rows.updates.iter().map(|(_, o)| o.data.as_str()).collect();
-        let stmt = tx.prepare_cached(GROUP_UPDATE_OBJECTS).await?;
-        let updated = tx
-            .query(&stmt, &[&ids, &accounts, &versions, &deleted, &data])
-            .await?;
-        if updated.len() != ids.len() {
-            tx.rollback().await?;
-            return Ok(GroupOutcome::RolledBack);
-        }
-        for row in updated {
-            seqs.insert(row.try_get(0)?, row.try_get(1)?);
-        }
-        let stmt = tx.prepare_cached(GROUP_DELETE_INDEX).await?;
-        tx.execute(&stmt, &[&ids]).await?;
-    }
+    // Prepared once per connection; after that, preparing sends nothing.
+    let insert_objects = tx.prepare_cached(GROUP_INSERT_OBJECTS).await?;
+    let update_objects = tx.prepare_cached(GROUP_UPDATE_OBJECTS).await?;
+    let delete_index = tx.prepare_cached(GROUP_DELETE_INDEX).await?;
+    let insert_index = tx.prepare_cached(GROUP_INSERT_INDEX).await?;
+    let insert_outbox = tx.prepare_cached(GROUP_INSERT_OUTBOX).await?;
+    let upsert_idempotency = tx.prepare_cached(UPSERT_IDEMPOTENCY).await?;
+
+    let update_ids: Vec<&str> = rows.updates.iter().map(|(_, o)| o.id.as_str()).collect();
+    let update_accounts: Vec<&str> = rows.updates.iter().map(|(a, _)| *a).collect();
+    let update_versions: Vec<i64> = rows
+        .updates
+        .iter()
+        .map(|(_, o)| o.expected_version.unwrap_or_default())
+        .collect();
+    let update_deleted: Vec<bool> = rows.updates.iter().map(|(_, o)| o.deleted).collect();
+    let update_data: Vec<&str> = rows.updates.iter().map(|(_, o)| o.data.as_str()).collect();
+    // Index rows name their object by id; the statement finds its seq.
     let mut index: [Vec<&str>; 5] = Default::default();
-    let mut index_seqs: Vec<i64> = Vec::new();
     for batch in batches {
         for object in batch.objects.iter().filter(|o| !o.deleted) {
-            let Some(&seq) = seqs.get(&object.id) else {
-                continue;
-            };
             for (field, value) in &object.index {
                 index[0].push(&batch.account);
                 index[1].push(&object.kind);
                 index[2].push(field);
                 index[3].push(value);
                 index[4].push(&object.id);
-                index_seqs.push(seq);
             }
         }
     }
-    if !index_seqs.is_empty() {
-        let stmt = tx.prepare_cached(GROUP_INSERT_INDEX).await?;
-        tx.execute(
-            &stmt,
+    let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
+    let statuses: Vec<i32> = batches
+        .iter()
+        .map(|b| b.idempotency.as_ref().map_or(0, |r| i32::from(r.status)))
+        .collect();
+
+    // Every statement is sent at once (tokio-postgres pipelines requests in the
+    // order their futures are first polled), so a group costs three round trips:
+    // BEGIN, this, COMMIT. Whether each batch stands is checked on the results
+    // before committing; any failure rolls the whole group back.
+    let inserted = async {
+        if rows.new_ids.is_empty() {
+            return Ok(0);
+        }
+        tx.query(
+            &insert_objects,
             &[
-                &index[0],
-                &index[1],
-                &index[2],
-                &index[3],
-                &index_seqs,
-                &index[4],
+                &rows.new_accounts,
+                &rows.new_ids,
+                &rows.new_kinds,
+                &rows.new_created,
+                &rows.new_deleted,
+                &rows.new_data,
             ],
         )
-        .await?;
-    }
-    if !rows.outbox_events.is_empty() {
-        let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
-        let stmt = tx.prepare_cached(GROUP_INSERT_OUTBOX).await?;
+        .await
+        .map(|r| r.len())
+    };
+    let updated = async {
+        if update_ids.is_empty() {
+            return Ok(0);
+        }
+        tx.query(
+            &update_objects,
+            &[
+                &update_ids,
+                &update_accounts,
+                &update_versions,
+                &update_deleted,
+                &update_data,
+            ],
+        )
+        .await
+        .map(|r| r.len())
+    };
+    let old_index_deleted = async {
+        if update_ids.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&delete_index, &[&update_ids]).await
+    };
+    let index_written = async {
+        if index[0].is_empty() {
+            return Ok(0);
+        }
         tx.execute(
-            &stmt,
+            &insert_index,
+            &[&index[0], &index[1], &index[2], &index[3], &index[4]],
+        )
+        .await
+    };
+    let outbox_written = async {
+        if rows.outbox_events.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            &insert_outbox,
             &[&rows.outbox_accounts, &rows.outbox_events, &target_kinds],
         )
-        .await?;
+        .await
+    };
+    // Idempotency records are few (only requests that carry a key) and each has
+    // its own replacement cutoff: one upsert each.
+    let upserts =
+        futures::future::join_all(batches.iter().zip(&statuses).filter_map(|(batch, status)| {
+            let record = batch.idempotency.as_ref()?;
+            let (tx, stmt) = (&tx, &upsert_idempotency);
+            Some(async move {
+                tx.execute(
+                    stmt,
+                    &[
+                        &batch.account,
+                        &record.key,
+                        &record.fingerprint,
+                        status,
+                        &record.body,
+                        &record.created,
+                        &batch.idempotency_cutoff,
+                    ],
+                )
+                .await
+            })
+        }));
+    let (inserted, updated, old_index_deleted, index_written, outbox_written, upserts) = futures::join!(
+        inserted,
+        updated,
+        old_index_deleted,
+        index_written,
+        outbox_written,
+        upserts
+    );
+    let (inserted, updated) = (inserted?, updated?);
+    old_index_deleted?;
+    index_written?;
+    outbox_written?;
+    let mut keys_written = true;
+    for written in upserts {
+        keys_written &= written? == 1;
     }
-    // Idempotency records are few (only requests that carry a key) and each has its
-    // own replacement cutoff: one upsert each, pipelined on the connection.
-    let stmt = tx.prepare_cached(UPSERT_IDEMPOTENCY).await?;
-    let upserts = batches.iter().filter_map(|batch| {
-        let record = batch.idempotency.as_ref()?;
-        let status = i32::from(record.status);
-        let tx = &tx;
-        let stmt = &stmt;
-        Some(async move {
-            tx.execute(
-                stmt,
-                &[
-                    &batch.account,
-                    &record.key,
-                    &record.fingerprint,
-                    &status,
-                    &record.body,
-                    &record.created,
-                    &batch.idempotency_cutoff,
-                ],
-            )
-            .await
-        })
-    });
-    for written in futures::future::join_all(upserts).await {
-        if written? == 0 {
-            tx.rollback().await?;
-            return Ok(GroupOutcome::RolledBack);
-        }
+    if inserted != rows.new_ids.len() || updated != update_ids.len() || !keys_written {
+        tx.rollback().await?;
+        return Ok(GroupOutcome::RolledBack);
     }
     tx.commit().await.map_err(GroupError::Commit)?;
     Ok(GroupOutcome::Committed)
