@@ -45,6 +45,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 
 mod balance;
+mod webhook;
 
 /// Hard limits whatever the arguments say.
 const MAX_DURATION_S: f64 = 3600.0;
@@ -1036,6 +1037,7 @@ fn main() {
         match command.as_str() {
             "run" => run(opts).await,
             "wait" => wait(opts).await,
+            "webhook" => webhook::run(opts).await,
             _ => usage(),
         }
     });
