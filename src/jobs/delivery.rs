@@ -7,7 +7,9 @@
 //!   one transaction that also deletes the outbox row;
 //! - the delivery loop leases due delivery rows, POSTs the stored event, records the
 //!   attempt and either marks the row succeeded (recounting `pending_webhooks`) or
-//!   schedules the next retry from the schedule.
+//!   schedules the next retry from the schedule. It leases only what it starts at
+//!   once, and at most `MAX_IN_FLIGHT_PER_ENDPOINT` per endpoint, so an endpoint
+//!   that hangs cannot take the node's slots from the others.
 //!
 //! Leases (outbox and deliveries) carry an expiry, so rows a dead node held are
 //! taken over once it passes; the store's claims skip rows another node holds
@@ -22,7 +24,7 @@
 //! Also here: the purge of events past Stripe's 30 days, which takes their
 //! deliveries and attempts with them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -57,6 +59,15 @@ pub const BODY_EXCERPT_BYTES: usize = 1024;
 
 /// Attempts in flight per node.
 const MAX_IN_FLIGHT: usize = 32;
+/// Attempts in flight per endpoint per node, at most. An attempt at an endpoint
+/// that hangs holds its slot for the whole timeout; without a share per endpoint,
+/// one such endpoint with a backlog takes every slot, and the node's other
+/// endpoints (of any account) and their retries wait behind it. With this cap it
+/// takes 4 of the 32 slots, and only its own deliveries queue up. The claim
+/// enforces it (`DeliveryClaim::per_endpoint`), so a delivery is leased only when
+/// it can start at once: a leased delivery left waiting could outlive its lease and
+/// be attempted twice.
+const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 4;
 /// Outbox rows taken per fan-out pass.
 const OUTBOX_BATCH: usize = 64;
 /// A fan-out takes milliseconds; a dead node's rows are taken over after this.
@@ -67,6 +78,8 @@ const LEASE_MARGIN_MS: i64 = 5_000;
 const TARGETS_LIMIT: usize = 1_000;
 /// How often other nodes' work and due retries are looked for without a wake-up.
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Retry times the delivery loop remembers to wake for; later ones wait for a poll.
+const MAX_TRACKED_RETRIES: usize = 4_096;
 /// Version conflicts on the event while settling or fanning out are retried this often.
 const CONFLICT_RETRIES: usize = 20;
 /// How long a listener has to forward what it pulled and report back.
@@ -492,22 +505,25 @@ impl Worker {
 async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut in_flight: JoinSet<Option<i64>> = JoinSet::new();
-    // The earliest retry this node scheduled itself: it wakes for it precisely.
-    let mut next_retry: Option<i64> = None;
+    // When the retries this node scheduled itself are due: it wakes for each
+    // precisely (others' retries, and any past the most tracked, at the next poll).
+    let mut retries: BTreeSet<i64> = BTreeSet::new();
     loop {
         if *stopped.borrow() {
             break;
         }
         let free = slots.available_permits();
+        let claimed_at = clock::system_now_millis();
         if free > 0 {
             match worker
                 .store
                 .claim_deliveries(&DeliveryClaim {
                     owner: worker.owner.clone(),
-                    now_ms: clock::system_now_millis(),
+                    now_ms: claimed_at,
                     lease_ms: worker.settings.lease_ms(),
                     limit: free,
                     listener: None,
+                    per_endpoint: Some(MAX_IN_FLIGHT_PER_ENDPOINT),
                 })
                 .await
             {
@@ -528,18 +544,26 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
             }
         }
         let now = clock::system_now_millis();
-        if next_retry.is_some_and(|at| at <= now) {
-            next_retry = None;
+        // Retries due by the claim were looked for by it. One it left (every slot
+        // busy, or its endpoint's whole share in flight) is taken when one of those
+        // attempts ends, which wakes this loop.
+        let looked_for = if free > 0 { claimed_at } else { now };
+        while retries.first().is_some_and(|&at| at <= looked_for) {
+            retries.pop_first();
         }
-        let wait = next_retry
-            .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+        let wait = retries
+            .first()
+            .map(|&at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
             .map_or(POLL_EVERY, |d| d.min(POLL_EVERY));
         tokio::select! {
             _ = worker.hub.deliveries.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok(Some(at)) = done {
-                    next_retry = Some(next_retry.map_or(at, |n| n.min(at)));
+                    retries.insert(at);
+                    if retries.len() > MAX_TRACKED_RETRIES {
+                        retries.pop_last();
+                    }
                 }
             }
             _ = stopped.changed() => break,
@@ -832,6 +856,8 @@ pub async fn poll_listener(
                 lease_ms: PULL_LEASE_MS,
                 limit,
                 listener: Some(listener.to_string()),
+                // The listener's client pulls only what it asks for.
+                per_endpoint: None,
             })
             .await?;
         let mut out = Vec::new();

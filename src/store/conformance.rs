@@ -250,6 +250,8 @@ conformance!(
     delivery_claims_leases_and_finish,
     finish_conflict_rolls_back,
     concurrent_claims_are_disjoint,
+    claims_cap_each_endpoint,
+    concurrent_capped_claims_stay_within_the_cap,
     redeliver_resets_or_creates,
     attempts_listing,
     purge_events,
@@ -1631,6 +1633,7 @@ fn claim(owner: &str, now_ms: i64, limit: usize) -> DeliveryClaim {
         lease_ms: 1_000,
         limit,
         listener: None,
+        per_endpoint: None,
     }
 }
 
@@ -2239,6 +2242,189 @@ async fn concurrent_claims_are_disjoint(f: &Fixture) {
         }
     }
     assert_eq!(total, 40, "8 claims of 7 take all 40 rows, each once");
+}
+
+/// A claim capped per endpoint, as the delivery worker makes it.
+fn capped(owner: &str, now_ms: i64, limit: usize, per_endpoint: usize) -> DeliveryClaim {
+    DeliveryClaim {
+        per_endpoint: Some(per_endpoint),
+        ..claim(owner, now_ms, limit)
+    }
+}
+
+fn claimed_pairs(got: &[Delivery]) -> Vec<(&str, &str)> {
+    got.iter()
+        .map(|d| (d.endpoint_id.as_str(), d.event_id.as_str()))
+        .collect()
+}
+
+/// An endpoint with a backlog older than everything else gets at most its share
+/// per owner, counting what that owner holds; the other endpoints' rows, of the
+/// same account or another, are taken past its backlog; a settled or expired lease
+/// frees its place in the share.
+async fn claims_cap_each_endpoint(f: &Fixture) {
+    let s = &f.store;
+    let backlog: Vec<String> = (0..10).map(|i| format!("evt_{i:02}")).collect();
+    let refs: Vec<&str> = backlog.iter().map(String::as_str).collect();
+    fanned_out(s, "acct_a", &refs, &[("we_hang", true)]).await;
+    fanned_out(
+        s,
+        "acct_a",
+        &["evt_10", "evt_11", "evt_12"],
+        &[("we_hang", true), ("we_ok", true)],
+    )
+    .await;
+    fanned_out(s, "acct_b", &["evt_20", "evt_21"], &[("we_b", true)]).await;
+
+    let got = s
+        .claim_deliveries(&capped("node_a", 1_000, 32, 4))
+        .await
+        .expect("claim");
+    let mut pairs = claimed_pairs(&got);
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("we_b", "evt_20"),
+            ("we_b", "evt_21"),
+            ("we_hang", "evt_00"),
+            ("we_hang", "evt_01"),
+            ("we_hang", "evt_02"),
+            ("we_hang", "evt_03"),
+            ("we_ok", "evt_10"),
+            ("we_ok", "evt_11"),
+            ("we_ok", "evt_12"),
+        ],
+        "the backlog's 4 oldest, and every other endpoint's rows past the rest of it"
+    );
+    assert!(
+        got.windows(2)
+            .all(|w| (w[0].next_attempt_at, &w[0].event_id)
+                <= (w[1].next_attempt_at, &w[1].event_id)),
+        "oldest due first"
+    );
+    assert!(
+        s.claim_deliveries(&capped("node_a", 1_100, 32, 4))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the owner holds the endpoint's whole share: nothing more is leased to wait"
+    );
+    let stored = s
+        .delivery("acct_a", "evt_04", "we_hang")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert_eq!(
+        stored.lease_owner, None,
+        "rows past the share stay unleased"
+    );
+
+    // The cap is per owner (per node): another one takes the backlog's next 4.
+    let got = s
+        .claim_deliveries(&capped("node_b", 1_100, 32, 4))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed_pairs(&got),
+        vec![
+            ("we_hang", "evt_04"),
+            ("we_hang", "evt_05"),
+            ("we_hang", "evt_06"),
+            ("we_hang", "evt_07")
+        ]
+    );
+
+    // A settled attempt frees one place: the endpoint's oldest due row takes it.
+    let d0 = s
+        .delivery("acct_a", "evt_00", "we_hang")
+        .await
+        .expect("delivery")
+        .expect("row");
+    assert!(s
+        .finish_delivery(result(
+            &d0,
+            "node_a",
+            DeliveryNext::RetryAt(1_200),
+            Some(attempt("wha_cap_1", 1, None, false)),
+        ))
+        .await
+        .expect("finish"));
+    let got = s
+        .claim_deliveries(&capped("node_a", 1_300, 32, 4))
+        .await
+        .expect("claim");
+    assert_eq!(claimed_pairs(&got), vec![("we_hang", "evt_08")]);
+
+    // The limit still bounds the claim; the cap counts what was taken before.
+    let got = s
+        .claim_deliveries(&capped("node_c", 1_300, 2, 4))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed_pairs(&got),
+        vec![("we_hang", "evt_09"), ("we_hang", "evt_10")]
+    );
+    let got = s
+        .claim_deliveries(&capped("node_c", 1_300, 32, 3))
+        .await
+        .expect("claim");
+    assert_eq!(claimed_pairs(&got), vec![("we_hang", "evt_11")]);
+
+    // Expired leases no longer count: at 2_100 node_a holds only evt_08 of the
+    // backlog (until 2_300), so it takes 3 of it, the oldest due (its own and
+    // node_b's expired rows before evt_00's retry at 1_200), and the other
+    // endpoints' expired rows again.
+    let got = s
+        .claim_deliveries(&capped("node_a", 2_100, 32, 4))
+        .await
+        .expect("claim");
+    let mut pairs = claimed_pairs(&got);
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        vec![
+            ("we_b", "evt_20"),
+            ("we_b", "evt_21"),
+            ("we_hang", "evt_01"),
+            ("we_hang", "evt_02"),
+            ("we_hang", "evt_03"),
+            ("we_ok", "evt_10"),
+            ("we_ok", "evt_11"),
+            ("we_ok", "evt_12"),
+        ]
+    );
+}
+
+/// Owners claiming one endpoint's backlog at once each get at most their share,
+/// never a row twice, and skip rows another claim holds instead of coming back
+/// empty.
+async fn concurrent_capped_claims_stay_within_the_cap(f: &Fixture) {
+    let s = &f.store;
+    let event_ids: Vec<String> = (0..40).map(|i| format!("evt_{i:02}")).collect();
+    let refs: Vec<&str> = event_ids.iter().map(String::as_str).collect();
+    fanned_out(s, "acct_a", &refs, &[("we_1", true)]).await;
+    let claims = (0..8).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.claim_deliveries(&capped(&format!("node_{i}"), 1_000, 32, 4))
+                .await
+                .expect("claim")
+        })
+    });
+    let mut seen = std::collections::HashSet::new();
+    for handle in futures::future::join_all(claims).await {
+        let got = handle.expect("claim task");
+        assert_eq!(got.len(), 4, "each owner gets its share of 4");
+        for d in got {
+            assert!(
+                seen.insert(d.event_id.clone()),
+                "{} claimed twice",
+                d.event_id
+            );
+        }
+    }
+    assert_eq!(seen.len(), 32);
 }
 
 async fn redeliver_resets_or_creates(f: &Fixture) {

@@ -256,6 +256,12 @@ pub struct DeliveryClaim {
     /// `None`: push deliveries of every endpoint (the worker). `Some(id)`: pull
     /// deliveries of that listener.
     pub listener: Option<String>,
+    /// At most this many of an endpoint's deliveries leased to `owner` and unexpired
+    /// at once, those it already holds counted; `None`: no cap. The claim takes each
+    /// endpoint's oldest due rows up to what is left of its share, so a saturated
+    /// endpoint's rows stay unleased (no lease waits unused) while other endpoints'
+    /// rows are taken past them.
+    pub per_endpoint: Option<usize>,
 }
 
 /// One HTTP attempt of a delivery, as recorded.
@@ -429,7 +435,8 @@ pub trait Store: Send + Sync + 'static {
     /// (another node fanned it out) and nothing was written.
     async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError>;
 
-    /// Leases due pending deliveries (oldest due first) to `claim.owner`.
+    /// Leases due pending deliveries (oldest due first) to `claim.owner`, at most
+    /// `claim.per_endpoint` per endpoint counting those `claim.owner` already holds.
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>>;
 
     /// Records the attempt and moves the delivery on, in one transaction. `Ok(false)`:

@@ -1235,30 +1235,85 @@ impl Store for PostgresStore {
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
         let lease_until = claim.now_ms + claim.lease_ms;
-        let which = match claim.listener {
-            Some(_) => "push = FALSE AND endpoint_id = $5",
-            None => "push = TRUE",
-        };
-        let sql = format!(
-            "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
-             FROM (SELECT event_id, endpoint_id FROM webhook_deliveries
-                   WHERE {which} AND status = 'pending' AND next_attempt_at <= $3
-                     AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
-                   ORDER BY next_attempt_at, event_id LIMIT $4
-                   FOR UPDATE SKIP LOCKED) c
-             WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
-             RETURNING {}",
-            DELIVERY_COLUMNS
-                .split(", ")
-                .map(|c| format!("d.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let per_endpoint = claim
+            .per_endpoint
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let returning = DELIVERY_COLUMNS
+            .split(", ")
+            .map(|c| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut params: Vec<&(dyn ToSql + Sync)> =
             vec![&claim.owner, &lease_until, &claim.now_ms, &limit];
-        if let Some(listener) = &claim.listener {
-            params.push(listener);
-        }
+        let sql = match (&claim.listener, &per_endpoint) {
+            (Some(listener), _) => {
+                params.push(listener);
+                format!(
+                    "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
+                     FROM (SELECT event_id, endpoint_id FROM webhook_deliveries
+                           WHERE push = FALSE AND endpoint_id = $5 AND status = 'pending'
+                             AND next_attempt_at <= $3
+                             AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+                           ORDER BY next_attempt_at, event_id LIMIT $4
+                           FOR UPDATE SKIP LOCKED) c
+                     WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
+                     RETURNING {returning}"
+                )
+            }
+            (None, None) => format!(
+                "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
+                 FROM (SELECT event_id, endpoint_id FROM webhook_deliveries
+                       WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
+                         AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+                       ORDER BY next_attempt_at, event_id LIMIT $4
+                       FOR UPDATE SKIP LOCKED) c
+                 WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
+                 RETURNING {returning}"
+            ),
+            // Per endpoint with due rows, its oldest ones up to what is left of its
+            // share (the cap less the rows this owner holds: leased, unexpired, so
+            // in flight), locked with SKIP LOCKED inside the endpoint's own
+            // subquery: another node's concurrent claim skips them and takes the
+            // endpoint's next rows, and no more than the share is ever locked.
+            // What this owner holds is pending and was due when taken, so every
+            // scan stays in the due index's range. The oldest of all that were
+            // picked are leased; the rest are only unlocked again.
+            (None, Some(cap)) => {
+                params.push(cap);
+                format!(
+                    "WITH endpoints AS (
+                        SELECT DISTINCT endpoint_id FROM webhook_deliveries
+                        WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
+                          AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+                     ), held AS (
+                        SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries
+                        WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
+                          AND lease_owner = $1 AND lease_expires_at > $3
+                        GROUP BY endpoint_id
+                     ), picked AS (
+                        SELECT p.event_id, p.endpoint_id, p.next_attempt_at
+                        FROM endpoints e LEFT JOIN held h ON h.endpoint_id = e.endpoint_id
+                        CROSS JOIN LATERAL (
+                            SELECT w.event_id, w.endpoint_id, w.next_attempt_at
+                            FROM webhook_deliveries w
+                            WHERE w.endpoint_id = e.endpoint_id AND w.push = TRUE
+                              AND w.status = 'pending' AND w.next_attempt_at <= $3
+                              AND (w.lease_expires_at IS NULL OR w.lease_expires_at <= $3)
+                            ORDER BY w.next_attempt_at, w.event_id
+                            LIMIT GREATEST($5 - COALESCE(h.n, 0), 0)
+                            FOR UPDATE SKIP LOCKED
+                        ) p
+                     ), chosen AS (
+                        SELECT event_id, endpoint_id FROM picked
+                        ORDER BY next_attempt_at, event_id LIMIT $4
+                     )
+                     UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
+                     FROM chosen c
+                     WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
+                     RETURNING {returning}"
+                )
+            }
+        };
         let mut rows = self
             .query("claiming deliveries", &sql, &params, row_to_delivery)
             .await?;

@@ -905,6 +905,9 @@ impl Store for SqliteStore {
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let claim = claim.clone();
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let per_endpoint = claim
+            .per_endpoint
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         let mut rows = self
             .write_store(move |c| {
                 let which = if claim.listener.is_some() {
@@ -912,26 +915,68 @@ impl Store for SqliteStore {
                 } else {
                     "push = 1 AND ?5 IS NULL"
                 };
-                let sql = format!(
-                    "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
-                     WHERE rowid IN (
-                        SELECT rowid FROM webhook_deliveries
-                        WHERE {which} AND status = 'pending' AND next_attempt_at <= ?3
-                          AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)
-                        ORDER BY next_attempt_at, event_id LIMIT ?4
-                     ) RETURNING {DELIVERY_COLUMNS}"
+                let due = format!(
+                    "{which} AND status = 'pending' AND next_attempt_at <= ?3
+                     AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)"
                 );
+                let sql = match per_endpoint {
+                    None => format!(
+                        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE rowid IN (
+                            SELECT rowid FROM webhook_deliveries WHERE {due}
+                            ORDER BY next_attempt_at, event_id LIMIT ?4
+                         ) RETURNING {DELIVERY_COLUMNS}"
+                    ),
+                    // Each endpoint's due rows ranked oldest first; a row is taken
+                    // while its rank plus the endpoint's rows this owner holds
+                    // (leased, unexpired: in flight) stays within the cap. What this
+                    // owner holds is pending and was due when taken, so both scans
+                    // stay in the due index's range.
+                    Some(_) => format!(
+                        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE rowid IN (
+                            SELECT due.rid FROM (
+                                SELECT rowid AS rid, endpoint_id, next_attempt_at, event_id,
+                                    ROW_NUMBER() OVER (PARTITION BY endpoint_id
+                                        ORDER BY next_attempt_at, event_id) AS rank
+                                FROM webhook_deliveries WHERE {due}
+                            ) due
+                            LEFT JOIN (
+                                SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries
+                                WHERE {which} AND status = 'pending' AND next_attempt_at <= ?3
+                                  AND lease_owner = ?1 AND lease_expires_at > ?3
+                                GROUP BY endpoint_id
+                            ) held ON held.endpoint_id = due.endpoint_id
+                            WHERE due.rank + COALESCE(held.n, 0) <= ?6
+                            ORDER BY due.next_attempt_at, due.event_id LIMIT ?4
+                         ) RETURNING {DELIVERY_COLUMNS}"
+                    ),
+                };
                 let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(
-                    params![
-                        claim.owner,
-                        claim.now_ms + claim.lease_ms,
-                        claim.now_ms,
-                        limit,
-                        claim.listener
-                    ],
-                    row_to_delivery,
-                )?;
+                let lease_until = claim.now_ms + claim.lease_ms;
+                let rows = match per_endpoint {
+                    None => stmt.query_map(
+                        params![
+                            claim.owner,
+                            lease_until,
+                            claim.now_ms,
+                            limit,
+                            claim.listener
+                        ],
+                        row_to_delivery,
+                    )?,
+                    Some(cap) => stmt.query_map(
+                        params![
+                            claim.owner,
+                            lease_until,
+                            claim.now_ms,
+                            limit,
+                            claim.listener,
+                            cap
+                        ],
+                        row_to_delivery,
+                    )?,
+                };
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
