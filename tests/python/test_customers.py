@@ -195,12 +195,15 @@ def test_idempotency_keys_expire_after_24_hours(account, api):
 def test_concurrent_requests_with_one_key_create_one_customer(account, api):
     key = str(uuid.uuid4())
     results = []
+    # 200 at once, as the reliability promise says: one customer, the rest 409 or a replay.
+    start = threading.Barrier(200)
 
     def go():
+        start.wait()
         r = api.post("/v1/customers", data={"email": "same@example.com"}, headers={"Idempotency-Key": key})
         results.append((r.status_code, r.json()))
 
-    threads = [threading.Thread(target=go) for _ in range(30)]
+    threads = [threading.Thread(target=go) for _ in range(200)]
     for t in threads:
         t.start()
     for t in threads:
@@ -212,6 +215,9 @@ def test_concurrent_requests_with_one_key_create_one_customer(account, api):
     for s, body in results:
         if s == 409:
             assert body["error"]["code"] == "idempotency_key_in_use"
+    assert len(results) == 200
+    replays = [body for s, body in results if s == 200]
+    assert all(body == replays[0] for body in replays)
     assert len(stripe.Customer.list().data) == 1
 
 
