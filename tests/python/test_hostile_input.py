@@ -61,6 +61,7 @@ def test_random_bodies_never_cause_a_5xx(server, account):
     (b"[1,2,3]", "application/json"),
     (b"<xml/>", "text/xml"),
     (b"a=" + b"x" * (3 * 1024 * 1024), "application/x-www-form-urlencoded"),
+    (b"a=" + b"x" * (10 * 1024 * 1024), "application/x-www-form-urlencoded"),
     (b"&".join(b"x[]=%d" % i for i in range(20000)), "application/x-www-form-urlencoded"),
     (b"a" + b"[a]" * 500 + b"=1", "application/x-www-form-urlencoded"),
 ])
