@@ -765,8 +765,8 @@ const GROUP_INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, create
 
 enum GroupOutcome {
     Committed,
-    /// Some batch would not have committed as it stands (it conflicts, or repeats
-    /// another's id or key): nothing was written.
+    /// Some batch would not have committed as it stands (a stale version, a taken
+    /// id or idempotency key): nothing was written.
     RolledBack,
 }
 
@@ -783,16 +783,13 @@ impl From<tokio_postgres::Error> for GroupError {
     }
 }
 
-/// Commits the batches in one transaction.
+/// Commits the batches in one transaction. They touch disjoint objects and
+/// idempotency keys ([`split_overlapping`]), so one multi-row statement per table
+/// can write them all.
 async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome, GroupError> {
     let mut rows = GroupRows::default();
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut seen_keys = std::collections::HashSet::new();
     for batch in batches {
         for object in &batch.objects {
-            if !seen_ids.insert(object.id.as_str()) {
-                return Ok(GroupOutcome::RolledBack);
-            }
             match object.expected_version {
                 None => {
                     rows.new_accounts.push(&batch.account);
@@ -808,11 +805,6 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         for event in &batch.outbox {
             rows.outbox_accounts.push(&batch.account);
             rows.outbox_events.push(event);
-        }
-        if let Some(record) = &batch.idempotency {
-            if !seen_keys.insert((batch.account.as_str(), record.key.as_str())) {
-                return Ok(GroupOutcome::RolledBack);
-            }
         }
     }
     rows.updates.sort_by_key(|(_, o)| o.id.as_str());

@@ -124,3 +124,14 @@ class Server:
                 pass
             time.sleep(0.05)
         raise RuntimeError("payground is not healthy")
+
+
+def wait_until(check, timeout=15, what="condition"):
+    """Polls `check` until it returns something truthy (and returns that) or fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

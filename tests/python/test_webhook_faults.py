@@ -34,7 +34,7 @@ import pytest
 import requests
 import stripe
 
-from server import Server, fresh_postgres_database, postgres_url
+from server import Server, fresh_postgres_database, postgres_url, wait_until
 
 SCHEDULE = [0.5, 1.0, 2.0]
 TIMEOUT_S = 1.0
@@ -180,16 +180,6 @@ def attempts_of(server, key, event_id):
     return r.json()["data"]
 
 
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def account_client(server):
     key, _ = server.new_account()
     client = stripe.StripeClient(key, base_addresses={"api": server.url}, max_network_retries=0,
@@ -210,7 +200,7 @@ def test_faulty_endpoints_are_retried_on_schedule_without_slowing_the_api(fault_
         baseline, _ = pay(base, PAYMENTS)
         base_done = time.monotonic()
         base_events = {e.id for e in base.events.list(params={"limit": 100}).auto_paging_iter()}
-        wait_for(lambda: base_events <= healthy.event_ids(), 20, "the baseline's events")
+        wait_until(lambda: base_events <= healthy.event_ids(), 20, "the baseline's events")
         base_lag = time.monotonic() - base_done
 
         # The same payments with three faulty endpoints beside the healthy one.
@@ -226,7 +216,7 @@ def test_faulty_endpoints_are_retried_on_schedule_without_slowing_the_api(fault_
         events = list(client.events.list(params={"limit": 100}).auto_paging_iter())
         assert len(events) == PAYMENTS * EVENTS_PER_PAYMENT
         event_ids = {e.id for e in events}
-        wait_for(lambda: event_ids <= healthy.event_ids(), 20, "the healthy endpoint to get every event")
+        wait_until(lambda: event_ids <= healthy.event_ids(), 20, "the healthy endpoint to get every event")
         healthy_done = time.monotonic()
 
         # Every event: 1 + 3 attempts at the resetting and the 500 endpoint, then
@@ -240,7 +230,7 @@ def test_faulty_endpoints_are_retried_on_schedule_without_slowing_the_api(fault_
         def all_attempted():
             return all(len([a for a in attempts_of(fault_server, key, e) if a["webhook_endpoint"] in quick.values()])
                        == expected * len(quick) for e in sample)
-        wait_for(all_attempted, schedule_time + 25, "every retry of every event")
+        wait_until(all_attempted, schedule_time + 25, "every retry of every event")
         retries_done = time.monotonic()
         time.sleep(SCHEDULE[-1] + TIMEOUT_S)  # nothing after the last retry
         checked_at = time.monotonic()

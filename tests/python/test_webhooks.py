@@ -18,7 +18,7 @@ import requests
 import stripe
 
 from openapi import plain, validate, validate_error, validate_list
-from server import BINARY, Server, fresh_postgres_database, postgres_url
+from server import BINARY, Server, fresh_postgres_database, postgres_url, wait_until
 
 FAST_RETRIES = "0.2,0.5,1"
 TIMEOUT = "2"
@@ -151,16 +151,6 @@ def endpoint(receiver, path, events=("*",), **kw):
     we = stripe.WebhookEndpoint.create(url=receiver.url(path), enabled_events=list(events), **kw)
     receiver.secrets[path] = we.secret
     return we
-
-
-def wait_until(check, timeout=15, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def types_of(events):

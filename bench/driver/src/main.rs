@@ -500,10 +500,12 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
-async fn send(
+/// One request on a fresh or kept connection: (status, body). A failed or timed-out
+/// request drops the connection, so the next one opens a new one.
+async fn call(
     conn: &mut Option<Sender>,
     addr: SocketAddr,
-    sh: &Shared,
+    timeout: Duration,
     req: Request<Full<Bytes>>,
 ) -> Result<(u16, Bytes), String> {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
@@ -525,7 +527,7 @@ async fn send(
             .to_bytes();
         Ok::<_, String>((status, body))
     };
-    match tokio::time::timeout(sh.opts.timeout, fut).await {
+    match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => {
             *conn = None;
@@ -602,7 +604,7 @@ async fn closed_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerSt
         }
         let req = build_request(&sh, &mut rng);
         let t0 = Instant::now();
-        let result = send(&mut conn, addr, &sh, req).await;
+        let result = call(&mut conn, addr, sh.opts.timeout, req).await;
         let failed = result.is_err();
         record(&mut st, &sh, measured, result, t0.elapsed());
         if failed {
@@ -642,7 +644,7 @@ async fn open_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerStat
             tokio::time::sleep_until(due.into()).await;
         }
         let req = build_request(&sh, &mut rng);
-        let result = send(&mut conn, addr, &sh, req).await;
+        let result = call(&mut conn, addr, sh.opts.timeout, req).await;
         // From the due time, not the send time: waiting for a connection counts.
         let latency = due.elapsed();
         record(&mut st, &sh, measured, result, latency);

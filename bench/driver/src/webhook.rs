@@ -46,8 +46,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{
-    connect, find_id, ms, ncpu, new_hist, proc_status_kb, sample, tag_value, Opts, Sender,
-    CONFIRM_BODY, DRAIN_GRACE,
+    call, find_id, ms, ncpu, new_hist, proc_status_kb, sample, tag_value, Opts, CONFIRM_BODY,
+    DRAIN_GRACE,
 };
 
 /// Payments tracked per run (their ids and response times stay in memory).
@@ -204,45 +204,6 @@ async fn serve(listener: TcpListener, rx: Arc<Receiver>) {
                 .await;
             drop(permit);
         });
-    }
-}
-
-/// One request on a fresh or kept connection: (status, body).
-async fn call(
-    conn: &mut Option<Sender>,
-    addr: SocketAddr,
-    timeout: Duration,
-    req: Request<Full<Bytes>>,
-) -> Result<(u16, Bytes), String> {
-    if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        *conn = Some(connect(addr).await?);
-    }
-    let c = conn.as_mut().expect("connection");
-    let fut = async {
-        c.ready().await.map_err(|e| format!("ready: {e}"))?;
-        let resp = c
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, body))
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => {
-            *conn = None;
-            Err(e)
-        }
-        Err(_) => {
-            *conn = None;
-            Err("timeout".into())
-        }
     }
 }
 
