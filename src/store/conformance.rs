@@ -984,8 +984,28 @@ async fn list_index_filter(f: &Fixture) {
         (listed[0].version, listed[0].data.as_str()),
         (2, r#"{"moved":true}"#)
     );
+    // An update that keeps one key and changes another.
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![indexed(update_of(&c1, 1, "{}"), &[x, ("name", "two")])],
+        ),
+    )
+    .await;
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(x)).await,
+        ids(&["cus_5", "cus_1"])
+    );
+    assert!(list_ids(s, "acct_a", filtered(("name", "one")))
+        .await
+        .is_empty());
+    assert_eq!(
+        list_ids(s, "acct_a", filtered(("name", "two"))).await,
+        ids(&["cus_1"])
+    );
     // An update without index entries removes them all.
-    commit_ok(s, batch("acct_a", vec![update_of(&c1, 1, "{}")])).await;
+    commit_ok(s, batch("acct_a", vec![update_of(&c1, 2, "{}")])).await;
     assert_eq!(list_ids(s, "acct_a", filtered(x)).await, ids(&["cus_5"]));
     assert!(list_ids(s, "acct_a", filtered(("name", "one")))
         .await
@@ -2684,7 +2704,7 @@ async fn postgres_concurrent_migrations() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     drop(stores);
 }
 

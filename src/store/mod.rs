@@ -56,6 +56,35 @@ pub struct ObjectWrite {
     pub deleted: bool,
 }
 
+impl ObjectWrite {
+    /// The lookup keys this version leaves in the index (none once deleted), as the
+    /// JSON text stored beside the object (`[["customer","cus_1"]]`). Keeping them on
+    /// the object row lets a later version remove exactly its predecessor's index rows
+    /// by primary key, so the index needs no second b-tree by object id: that b-tree
+    /// was a tenth of the writer's work on every payment.
+    pub fn index_keys(&self) -> String {
+        if self.deleted || self.index.is_empty() {
+            return "[]".to_string();
+        }
+        serde_json::to_string(&self.index).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    /// The keys this version leaves in the index, as pairs.
+    pub fn live_index(&self) -> &[(String, String)] {
+        if self.deleted {
+            &[]
+        } else {
+            &self.index
+        }
+    }
+}
+
+/// The pairs of a stored `index_keys` text; unreadable text (never written by
+/// payground) counts as no keys.
+pub fn parse_index_keys(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 /// The stored response of a request made with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {

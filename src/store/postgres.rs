@@ -128,17 +128,33 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE objects SET (toast_tuple_target = 8160);
     ALTER TABLE idempotency SET (toast_tuple_target = 8160);
     "#,
+    // 4: each object row keeps its own index keys, so a new version removes its
+    // predecessor's index rows by primary key and the by-id index can go.
+    r#"
+    ALTER TABLE objects ADD COLUMN index_keys TEXT NOT NULL DEFAULT '[]';
+    UPDATE objects o SET index_keys = k.keys
+    FROM (SELECT seq, json_agg(json_build_array(field, value))::TEXT AS keys
+          FROM object_index GROUP BY seq) k
+    WHERE o.seq = k.seq;
+    DROP INDEX object_index_by_id;
+    "#,
 ];
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
 const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
 
 const INSERT_OBJECT: &str =
-    "INSERT INTO objects (account, id, kind, created, version, deleted, data)
-     VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq";
-const UPDATE_OBJECT: &str = "UPDATE objects SET version = version + 1, deleted = $4, data = $5
+    "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
+     VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq";
+const UPDATE_OBJECT: &str =
+    "UPDATE objects SET version = version + 1, deleted = $4, data = $5, index_keys = $6
      WHERE id = $1 AND account = $2 AND version = $3 RETURNING seq";
-const DELETE_INDEX: &str = "DELETE FROM object_index WHERE id = $1";
+/// Removes the index rows of the stored versions of these objects, by primary key
+/// from the keys each row keeps; runs before the rows are updated.
+const DELETE_INDEX: &str = "DELETE FROM object_index i
+     USING objects o, json_array_elements(o.index_keys::JSON) k
+     WHERE o.id = ANY($1) AND i.account = o.account AND i.kind = o.kind
+       AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq";
 const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
      SELECT $1, $2, t.field, t.value, $5, $6 FROM unnest($3::TEXT[], $4::TEXT[]) AS t(field, value)
      ON CONFLICT DO NOTHING";
@@ -466,6 +482,7 @@ async fn apply_batch(
     let account = batch.account.as_str();
     for object in &batch.objects {
         let id = object.id.as_str();
+        let index_keys = object.index_keys();
         let seq: i64 = match object.expected_version {
             None => {
                 let stmt = tx
@@ -482,6 +499,7 @@ async fn apply_batch(
                             &object.created,
                             &object.deleted,
                             &object.data,
+                            &index_keys,
                         ],
                     )
                     .await
@@ -495,6 +513,13 @@ async fn apply_batch(
             }
             Some(version) => {
                 let stmt = tx
+                    .prepare_cached(DELETE_INDEX)
+                    .await
+                    .map_err(|e| commit_err("preparing the index delete", id, e))?;
+                tx.execute(&stmt, &[&vec![id]])
+                    .await
+                    .map_err(|e| commit_err("deleting index rows", id, e))?;
+                let stmt = tx
                     .prepare_cached(UPDATE_OBJECT)
                     .await
                     .map_err(|e| commit_err("preparing the object update", id, e))?;
@@ -507,24 +532,17 @@ async fn apply_batch(
                             &version,
                             &object.deleted,
                             &object.data,
+                            &index_keys,
                         ],
                     )
                     .await
                     .map_err(|e| commit_err("updating an object", id, e))?;
-                let seq: i64 = match row {
+                match row {
                     Some(row) => row
                         .try_get(0)
                         .map_err(|e| commit_err("reading the updated seq", id, e))?,
                     None => return Err(CommitError::Conflict(object.id.clone())),
-                };
-                let stmt = tx
-                    .prepare_cached(DELETE_INDEX)
-                    .await
-                    .map_err(|e| commit_err("preparing the index delete", id, e))?;
-                tx.execute(&stmt, &[&object.id])
-                    .await
-                    .map_err(|e| commit_err("deleting index rows", id, e))?;
-                seq
+                }
             }
         };
         if !object.deleted && !object.index.is_empty() {
@@ -732,6 +750,7 @@ struct GroupRows<'a> {
     new_created: Vec<i64>,
     new_deleted: Vec<bool>,
     new_data: Vec<&'a str>,
+    new_index_keys: Vec<String>,
     /// Updates, sorted by id so concurrent groups lock rows in one order.
     updates: Vec<(&'a str, &'a ObjectWrite)>,
     outbox_accounts: Vec<&'a str>,
@@ -739,18 +758,18 @@ struct GroupRows<'a> {
 }
 
 const GROUP_INSERT_OBJECTS: &str =
-    "INSERT INTO objects (account, id, kind, created, version, deleted, data)
-     SELECT t.a, t.i, t.k, t.c, 1, t.d, t.x
-     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BOOLEAN[], $6::TEXT[])
-          WITH ORDINALITY AS t(a, i, k, c, d, x, n)
+    "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
+     SELECT t.a, t.i, t.k, t.c, 1, t.d, t.x, t.ik
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BOOLEAN[], $6::TEXT[],
+                 $7::TEXT[])
+          WITH ORDINALITY AS t(a, i, k, c, d, x, ik, n)
      ORDER BY t.n
      ON CONFLICT (id) DO NOTHING RETURNING id, seq";
 const GROUP_UPDATE_OBJECTS: &str =
-    "UPDATE objects o SET version = o.version + 1, deleted = u.d, data = u.x
-     FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BOOLEAN[], $5::TEXT[])
-          AS u(i, a, v, d, x)
+    "UPDATE objects o SET version = o.version + 1, deleted = u.d, data = u.x, index_keys = u.ik
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BOOLEAN[], $5::TEXT[], $6::TEXT[])
+          AS u(i, a, v, d, x, ik)
      WHERE o.id = u.i AND o.account = u.a AND o.version = u.v RETURNING o.id, o.seq";
-const GROUP_DELETE_INDEX: &str = "DELETE FROM object_index WHERE id = ANY($1)";
 const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
      SELECT t.a, t.k, t.f, t.v, o.seq, t.i
      FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) AS t(a, k, f, v, i)
@@ -798,6 +817,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
                     rows.new_created.push(object.created);
                     rows.new_deleted.push(object.deleted);
                     rows.new_data.push(&object.data);
+                    rows.new_index_keys.push(object.index_keys());
                 }
                 Some(_) => rows.updates.push((&batch.account, object)),
             }
@@ -816,7 +836,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
     // Prepared once per connection; after that, preparing sends nothing.
     let insert_objects = tx.prepare_cached(GROUP_INSERT_OBJECTS).await?;
     let update_objects = tx.prepare_cached(GROUP_UPDATE_OBJECTS).await?;
-    let delete_index = tx.prepare_cached(GROUP_DELETE_INDEX).await?;
+    let delete_index = tx.prepare_cached(DELETE_INDEX).await?;
     let insert_index = tx.prepare_cached(GROUP_INSERT_INDEX).await?;
     let insert_outbox = tx.prepare_cached(GROUP_INSERT_OUTBOX).await?;
     let upsert_idempotency = tx.prepare_cached(UPSERT_IDEMPOTENCY).await?;
@@ -830,6 +850,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         .collect();
     let update_deleted: Vec<bool> = rows.updates.iter().map(|(_, o)| o.deleted).collect();
     let update_data: Vec<&str> = rows.updates.iter().map(|(_, o)| o.data.as_str()).collect();
+    let update_index_keys: Vec<String> = rows.updates.iter().map(|(_, o)| o.index_keys()).collect();
     // Index rows name their object by id; the statement finds its seq.
     let mut index: [Vec<&str>; 5] = Default::default();
     for batch in batches {
@@ -866,6 +887,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
                 &rows.new_created,
                 &rows.new_deleted,
                 &rows.new_data,
+                &rows.new_index_keys,
             ],
         )
         .await
@@ -883,6 +905,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
                 &update_versions,
                 &update_deleted,
                 &update_data,
+                &update_index_keys,
             ],
         )
         .await
@@ -936,10 +959,11 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
                 .await
             })
         }));
-    let (inserted, updated, old_index_deleted, index_written, outbox_written, upserts) = futures::join!(
+    // The old index rows are found through the keys the rows hold before the update.
+    let (old_index_deleted, inserted, updated, index_written, outbox_written, upserts) = futures::join!(
+        old_index_deleted,
         inserted,
         updated,
-        old_index_deleted,
         index_written,
         outbox_written,
         upserts
@@ -1519,9 +1543,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(fail)?;
             }
-            tx.execute("DELETE FROM object_index WHERE id = ANY($1)", &[&ids])
-                .await
-                .map_err(fail)?;
+            tx.execute(DELETE_INDEX, &[&ids]).await.map_err(fail)?;
             tx.execute(
                 "DELETE FROM objects WHERE account = $1 AND id = ANY($2)",
                 &[&account, &ids],
@@ -1626,9 +1648,12 @@ fn list_where_sql(
             alternatives.join(" OR ")
         };
         let not = if condition.negated { "NOT " } else { "" };
+        // Checked against the candidate row's own keys: a page costs the rows it
+        // walks, however many objects share a value.
         sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM object_index i
-                WHERE i.id = o.id AND i.field = ${field} AND ({any}))"
+            " AND {not}EXISTS (SELECT 1 FROM (SELECT k->>0 AS field, k->>1 AS value
+                FROM json_array_elements(o.index_keys::JSON) k) i
+                WHERE i.field = ${field} AND ({any}))"
         ));
     }
     let mut bind = |sql: &mut String, cond: &str, v: i64| {

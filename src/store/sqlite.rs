@@ -109,6 +109,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
     CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
     "#,
+    // 3: each object row keeps its own index keys, so a new version removes its
+    // predecessor's index rows by primary key and the by-id index can go.
+    r#"
+    ALTER TABLE objects ADD COLUMN index_keys TEXT NOT NULL DEFAULT '[]';
+    UPDATE objects SET index_keys = (
+        SELECT json_group_array(json_array(i.field, i.value))
+        FROM object_index i WHERE i.seq = objects.seq)
+    WHERE seq IN (SELECT seq FROM object_index);
+    DROP INDEX object_index_by_id;
+    "#,
 ];
 
 const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
@@ -476,13 +486,16 @@ fn apply_in_savepoint(
 
 fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError> {
     let account = batch.account.as_str();
+    let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
     for object in &batch.objects {
-        let seq: i64 = match object.expected_version {
+        let index_keys = object.index_keys();
+        let new_keys = object.live_index();
+        let (seq, old_keys) = match object.expected_version {
             None => {
                 let inserted = conn
                     .prepare_cached(
-                        "INSERT INTO objects (account, id, kind, created, version, deleted, data)
-                         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT(id) DO NOTHING",
+                        "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
+                         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
                     )
                     .and_then(|mut s| {
                         s.execute(params![
@@ -491,47 +504,66 @@ fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError>
                             object.kind,
                             object.created,
                             object.deleted,
-                            object.data
+                            object.data,
+                            index_keys
                         ])
                     })
-                    .map_err(|e| CommitError::Store(e.into()))?;
+                    .map_err(store_err)?;
                 if inserted == 0 {
                     return Err(CommitError::Conflict(object.id.clone()));
                 }
-                conn.last_insert_rowid()
+                (conn.last_insert_rowid(), Vec::new())
             }
             Some(version) => {
-                let seq: Option<i64> = conn
+                let found: Option<(i64, String)> = conn
                     .prepare_cached(
-                        "UPDATE objects SET version = version + 1, deleted = ?4, data = ?5
-                         WHERE id = ?1 AND account = ?2 AND version = ?3 RETURNING seq",
+                        "SELECT seq, index_keys FROM objects
+                         WHERE id = ?1 AND account = ?2 AND version = ?3",
                     )
                     .and_then(|mut s| {
-                        s.query_row(
-                            params![object.id, account, version, object.deleted, object.data],
-                            |r| r.get(0),
-                        )
+                        s.query_row(params![object.id, account, version], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
                         .optional()
                     })
-                    .map_err(|e| CommitError::Store(e.into()))?;
-                let seq = seq.ok_or_else(|| CommitError::Conflict(object.id.clone()))?;
-                conn.prepare_cached("DELETE FROM object_index WHERE id = ?1")
-                    .and_then(|mut s| s.execute(params![object.id]))
-                    .map_err(|e| CommitError::Store(e.into()))?;
-                seq
+                    .map_err(store_err)?;
+                let (seq, old_keys) =
+                    found.ok_or_else(|| CommitError::Conflict(object.id.clone()))?;
+                conn.prepare_cached(
+                    "UPDATE objects SET version = version + 1, deleted = ?2, data = ?3,
+                     index_keys = ?4 WHERE seq = ?1",
+                )
+                .and_then(|mut s| s.execute(params![seq, object.deleted, object.data, index_keys]))
+                .map_err(store_err)?;
+                (seq, parse_index_keys(&old_keys))
             }
         };
-        if !object.deleted {
+        // Only the keys that changed are touched: a PaymentIntent moving from
+        // `processing` to `succeeded` rewrites one index row, not all of them.
+        if !old_keys.is_empty() {
+            let mut delete = conn
+                .prepare_cached(
+                    "DELETE FROM object_index
+                     WHERE account = ?1 AND kind = ?2 AND field = ?3 AND value = ?4 AND seq = ?5",
+                )
+                .map_err(store_err)?;
+            for (field, value) in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+                delete
+                    .execute(params![account, object.kind, field, value, seq])
+                    .map_err(store_err)?;
+            }
+        }
+        if !new_keys.is_empty() {
             let mut insert = conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
-                .map_err(|e| CommitError::Store(e.into()))?;
-            for (field, value) in &object.index {
+                .map_err(store_err)?;
+            for (field, value) in new_keys.iter().filter(|k| !old_keys.contains(k)) {
                 insert
                     .execute(params![account, object.kind, field, value, seq, object.id])
-                    .map_err(|e| CommitError::Store(e.into()))?;
+                    .map_err(store_err)?;
             }
         }
     }
@@ -1204,8 +1236,12 @@ impl Store for SqliteStore {
                     )?;
                 }
                 c.execute(
-                    "DELETE FROM object_index WHERE id IN (SELECT id FROM temp.purged_events)",
-                    [],
+                    "DELETE FROM object_index WHERE (account, kind, field, value, seq) IN (
+                        SELECT o.account, o.kind, json_extract(k.value, '$[0]'),
+                               json_extract(k.value, '$[1]'), o.seq
+                        FROM objects o, json_each(o.index_keys) k
+                        WHERE o.account = ?1 AND o.id IN (SELECT id FROM temp.purged_events))",
+                    params![account],
                 )?;
                 c.execute(
                     "DELETE FROM objects WHERE account = ?1 AND id IN (SELECT id FROM temp.purged_events)",
@@ -1284,9 +1320,12 @@ fn list_where_sql(
             alternatives.join(" OR ")
         };
         let not = if condition.negated { "NOT " } else { "" };
+        // Checked against the candidate row's own keys: a page costs the rows it
+        // walks, however many objects share a value.
         sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM object_index i
-                WHERE i.id = o.id AND i.field = ?{field} AND ({any}))"
+            " AND {not}EXISTS (SELECT 1 FROM (SELECT json_extract(k.value, '$[0]') AS field,
+                json_extract(k.value, '$[1]') AS value FROM json_each(o.index_keys) k) i
+                WHERE i.field = ?{field} AND ({any}))"
         ));
     }
     let mut bind = |sql: &mut String, cond: &str, v: i64| {
@@ -1300,4 +1339,72 @@ fn list_where_sql(
     args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ?{}", args.len()));
     (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before objects kept their index keys: migration 3 fills
+    /// them from the index, so the next version of an old object still drops its
+    /// old index rows.
+    #[tokio::test]
+    async fn migration_3_carries_index_keys_over() {
+        let dir = std::env::temp_dir().join(format!("payground-m3-{}", crate::ids::new_id("t")));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        {
+            let conn = Connection::open(path).expect("open");
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).expect("old migration");
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO objects (seq, account, id, kind, created, version, data)
+                 VALUES (7, 'acct_a', 'cus_old', 'customer', 1, 1, '{}');
+                 INSERT INTO object_index VALUES ('acct_a', 'customer', 'email', 'a@x', 7, 'cus_old');
+                 INSERT INTO object_index VALUES ('acct_a', 'customer', 'name', 'A', 7, 'cus_old');",
+            )
+            .expect("old rows");
+        }
+        let store = SqliteStore::open(path).expect("migrated open");
+        let by = |field: &str, value: &str| ListQuery {
+            kind: "customer".into(),
+            limit: 10,
+            filter: Some((field.into(), value.into())),
+            ..Default::default()
+        };
+        let listed = store
+            .list("acct_a", &by("email", "a@x"))
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), 1, "the old index still answers");
+        let update = ObjectWrite {
+            id: "cus_old".into(),
+            kind: "customer".into(),
+            created: 1,
+            data: r#"{"v":2}"#.into(),
+            expected_version: Some(1),
+            index: vec![("email".into(), "b@x".into())],
+            deleted: false,
+        };
+        store
+            .commit(WriteBatch {
+                account: "acct_a".into(),
+                objects: vec![update],
+                outbox: vec![],
+                idempotency: None,
+                idempotency_cutoff: 0,
+            })
+            .await
+            .expect("update");
+        for (field, value, expected) in [("email", "a@x", 0), ("name", "A", 0), ("email", "b@x", 1)]
+        {
+            let listed = store.list("acct_a", &by(field, value)).await.expect("list");
+            assert_eq!(listed.len(), expected, "{field}={value}");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
