@@ -68,8 +68,9 @@ class Receiver:
     `secrets[path]` is the signing secret expected on that path; `plan[path]` lists
     what to answer first (a status, or ("sleep", seconds)); afterwards it answers 200."""
 
-    def __init__(self, port=0):
-        self.secrets = {}
+    def __init__(self, port=0, secrets=None):
+        # Given before the server starts when deliveries may already be waiting for it.
+        self.secrets = dict(secrets or {})
         self.plan = {}
         self.deliveries = []  # every request: path, headers, raw body, verified event or error
         self.cond = threading.Condition()
@@ -498,8 +499,7 @@ def test_every_committed_event_survives_a_crash(backend, tmp_path_factory):
         srv.stop(kill=True)
 
         srv.start()
-        receiver = Receiver(port)
-        receiver.secrets["/hook"] = we.secret
+        receiver = Receiver(port, secrets={"/hook": we.secret})
         try:
             committed = {e.id for e in stripe.Event.list(limit=100).auto_paging_iter()}
             events_of_acked = {e.data.object.id for e in stripe.Event.list(limit=100).auto_paging_iter()}
