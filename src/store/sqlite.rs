@@ -1145,9 +1145,13 @@ impl Store for SqliteStore {
     async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64> {
         let (account, event_id) = (account.to_string(), event_id.to_string());
         self.read(move |c| {
+            // `+push`: without it SQLite's planner took the due index on `push` and
+            // counted by scanning every push delivery ever made, once per successful
+            // delivery (22% of the node's CPU at 300 payments/s with one endpoint,
+            // growing with history); the primary key finds the event's few rows.
             c.prepare_cached(
                 "SELECT COUNT(*) FROM webhook_deliveries
-                 WHERE event_id = ?1 AND account = ?2 AND push = 1 AND succeeded_at IS NULL",
+                 WHERE event_id = ?1 AND account = ?2 AND +push = 1 AND succeeded_at IS NULL",
             )?
             .query_row(params![event_id, account], |r| r.get(0))
         })
