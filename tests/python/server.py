@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -135,3 +136,13 @@ def wait_until(check, timeout=15, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class WebhookHTTPServer(ThreadingHTTPServer):
+    """The test suites' webhook receivers. A real server listens with a backlog of
+    hundreds; http.server's default of 5 made the kernel drop the SYNs of the
+    sixth and later of payground's concurrent attempts, which the client resends
+    only after a second: 'timed out' at a healthy endpoint."""
+
+    request_queue_size = 512
+    daemon_threads = True

@@ -11,14 +11,14 @@ import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 import stripe
 
 from openapi import plain, validate, validate_error, validate_list
-from server import BINARY, Server, fresh_postgres_database, postgres_url, wait_until
+from server import BINARY, Server, WebhookHTTPServer, fresh_postgres_database, postgres_url, wait_until
 
 FAST_RETRIES = "0.2,0.5,1"
 TIMEOUT = "2"
@@ -110,7 +110,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = WebhookHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
