@@ -56,20 +56,17 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
 /// How much of a response body an attempt keeps.
 pub const BODY_EXCERPT_BYTES: usize = 1024;
 
-/// Attempts in flight per node. Tasks are cheap; what bounds one endpoint's
-/// delivery rate is attempts in flight over the attempt's round trip (a few
-/// milliseconds on loopback under load), so 4 at a time capped one endpoint near
-/// 500 events per second.
-const MAX_IN_FLIGHT: usize = 128;
+/// Attempts in flight per node.
+const MAX_IN_FLIGHT: usize = 32;
 /// Attempts in flight per endpoint per node, at most. An attempt at an endpoint
 /// that hangs holds its slot for the whole timeout; without a share per endpoint,
 /// one such endpoint with a backlog takes every slot, and the node's other
 /// endpoints (of any account) and their retries wait behind it. With this cap it
-/// takes 16 of the 128 slots, and only its own deliveries queue up. The claim
+/// takes 4 of the 32 slots, and only its own deliveries queue up. The claim
 /// enforces it (`DeliveryClaim::per_endpoint`), so a delivery is leased only when
 /// it can start at once: a leased delivery left waiting could outlive its lease and
 /// be attempted twice.
-const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 16;
+const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 4;
 /// Outbox rows taken per fan-out pass.
 const OUTBOX_BATCH: usize = 64;
 /// A fan-out takes milliseconds; a dead node's rows are taken over after this.

@@ -2708,6 +2708,86 @@ async fn postgres_concurrent_migrations() {
     drop(stores);
 }
 
+/// A database written before objects kept their index keys: migration 4 fills them
+/// from the index, so the next version of an old object drops its old index rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_4_carries_index_keys_over() {
+    let Some(location) = Location::postgres().await else {
+        return;
+    };
+    let Location::Postgres { url, .. } = &location else {
+        unreachable!("a PostgreSQL location");
+    };
+    let old = admin_client(url).await;
+    old.batch_execute(
+        "CREATE TABLE schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .expect("schema_migrations");
+    for (i, sql) in super::postgres::MIGRATIONS[..3].iter().enumerate() {
+        old.batch_execute(sql).await.expect("old migration");
+        old.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .expect("old version");
+    }
+    let seq: i64 = old
+        .query_one(
+            "INSERT INTO objects (account, id, kind, created, version, data)
+             VALUES ('acct_a', 'cus_old', 'customer', 1, 1, '{}') RETURNING seq",
+            &[],
+        )
+        .await
+        .expect("old object")
+        .get(0);
+    for (field, value) in [("email", "a@x"), ("name", "A")] {
+        old.execute(
+            "INSERT INTO object_index (account, kind, field, value, seq, id)
+             VALUES ('acct_a', 'customer', $1, $2, $3, 'cus_old')",
+            &[&field, &value, &seq],
+        )
+        .await
+        .expect("old index row");
+    }
+    drop(old);
+    let store: DynStore = Arc::new(PostgresStore::open(url).await.expect("migrated open"));
+    let by = |field: &str, value: &str| ListQuery {
+        filter: Some((field.into(), value.into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(&store, "acct_a", by("email", "a@x")).await,
+        ids(&["cus_old"])
+    );
+    let current = must_get(&store, "acct_a", "cus_old").await;
+    commit_ok(
+        &store,
+        batch(
+            "acct_a",
+            vec![indexed(
+                update_of(&current, 1, r#"{"v":2}"#),
+                &[("email", "b@x")],
+            )],
+        ),
+    )
+    .await;
+    assert!(list_ids(&store, "acct_a", by("email", "a@x"))
+        .await
+        .is_empty());
+    assert!(list_ids(&store, "acct_a", by("name", "A")).await.is_empty());
+    assert_eq!(
+        list_ids(&store, "acct_a", by("email", "b@x")).await,
+        ids(&["cus_old"])
+    );
+    drop(store);
+    drop(location);
+}
+
 #[test]
 fn database_url_rewriting() {
     assert_eq!(

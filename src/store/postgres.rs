@@ -33,7 +33,7 @@ const RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Advisory lock key that serialises migrations between nodes booting at once ("paygroun").
 const MIGRATION_LOCK: i64 = 0x7061_7967_726f_756e;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the core tables.
     r#"
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
