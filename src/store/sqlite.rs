@@ -128,7 +128,8 @@ type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
 enum Job {
-    Batch(WriteBatch, Reply),
+    /// A batch and its objects' `index_keys` texts.
+    Batch(WriteBatch, Vec<String>, Reply),
     Admin(AdminWork, Reply),
     /// Work that may report a conflict (webhook delivery bookkeeping).
     Custom(CustomWork, Reply),
@@ -399,7 +400,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 let msg = e.to_string();
                 for job in group {
                     let reply = match job {
-                        Job::Batch(_, r) | Job::Admin(_, r) | Job::Custom(_, r) => r,
+                        Job::Batch(_, _, r) | Job::Admin(_, r) | Job::Custom(_, r) => r,
                     };
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
                 }
@@ -409,9 +410,10 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
         let mut poisoned = false;
         for job in group {
             let (result, reply) = match job {
-                Job::Batch(batch, reply) => {
-                    (apply_in_savepoint(&tx, |c| apply_batch(c, &batch)), reply)
-                }
+                Job::Batch(batch, keys, reply) => (
+                    apply_in_savepoint(&tx, |c| apply_batch(c, &batch, &keys)),
+                    reply,
+                ),
                 Job::Admin(work, reply) => (
                     apply_in_savepoint(&tx, |c| work(c).map_err(|e| CommitError::Store(e.into()))),
                     reply,
@@ -484,11 +486,21 @@ fn apply_in_savepoint(
     result
 }
 
-fn apply_batch(conn: &Connection, batch: &WriteBatch) -> Result<(), CommitError> {
+/// Each object's `index_keys` text, serialised before the batch reaches the single
+/// writer thread, which is the node's bottleneck.
+fn index_keys_of(batch: &WriteBatch) -> Vec<String> {
+    batch.objects.iter().map(ObjectWrite::index_keys).collect()
+}
+
+/// Applies a batch; `index_keys` holds [`index_keys_of`] the batch.
+fn apply_batch(
+    conn: &Connection,
+    batch: &WriteBatch,
+    index_keys: &[String],
+) -> Result<(), CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
-    for object in &batch.objects {
-        let index_keys = object.index_keys();
+    for (object, index_keys) in batch.objects.iter().zip(index_keys) {
         let new_keys = object.live_index();
         let (seq, old_keys) = match object.expected_version {
             None => {
@@ -825,7 +837,8 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.submit(|reply| Job::Batch(batch, reply)).await
+        let keys = index_keys_of(&batch);
+        self.submit(|reply| Job::Batch(batch, keys, reply)).await
     }
 
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
@@ -899,7 +912,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError> {
+    async fn fan_out(&self, mut fan_out: FanOut) -> Result<bool, CommitError> {
+        let event_write = fan_out
+            .event_write
+            .take()
+            .map(|w| WriteBatch::single(&fan_out.account, w));
+        let keys = event_write.as_ref().map(index_keys_of).unwrap_or_default();
         self.write(move |c| {
             let gone = c
                 .prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND account = ?2")
@@ -926,8 +944,8 @@ impl Store for SqliteStore {
                 })
                 .map_err(|e| CommitError::Store(e.into()))?;
             }
-            if let Some(write) = fan_out.event_write {
-                apply_batch(c, &WriteBatch::single(&fan_out.account, write))?;
+            if let Some(write) = &event_write {
+                apply_batch(c, write, &keys)?;
             }
             Ok(true)
         })
@@ -1018,7 +1036,12 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError> {
+    async fn finish_delivery(&self, mut result: DeliveryResult) -> Result<bool, CommitError> {
+        let event_write = result
+            .event_write
+            .take()
+            .map(|w| WriteBatch::single(&result.account, w));
+        let keys = event_write.as_ref().map(index_keys_of).unwrap_or_default();
         self.write(move |c| {
             if let Some(a) = &result.attempt {
                 c.prepare_cached(
@@ -1070,8 +1093,8 @@ impl Store for SqliteStore {
             if changed == 0 {
                 return Ok(false);
             }
-            if let Some(write) = result.event_write {
-                apply_batch(c, &WriteBatch::single(&result.account, write))?;
+            if let Some(write) = &event_write {
+                apply_batch(c, write, &keys)?;
             }
             Ok(true)
         })
