@@ -571,8 +571,7 @@ fn record(
             } else {
                 *st.bad_status.entry(status).or_default() += 1;
                 if st.first_error.is_none() {
-                    let text = String::from_utf8_lossy(&body);
-                    st.first_error = Some(format!("{status}: {}", &text[..text.len().min(300)]));
+                    st.first_error = Some(error_excerpt(status, &body));
                 }
             }
         }
@@ -692,6 +691,35 @@ async fn seed_ids(o: &Opts, auth: &str, n: usize) -> Result<Vec<String>, String>
 
 fn ms(us: u64) -> f64 {
     (us as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
+
+/// The `p` quantile of a microsecond histogram in ms; null when nothing was recorded.
+fn quantile_ms(hist: &Histogram<u64>, p: f64) -> Value {
+    if hist.is_empty() {
+        Value::Null
+    } else {
+        json!(ms(hist.value_at_quantile(p)))
+    }
+}
+
+/// The largest value of a microsecond histogram in ms; null when nothing was recorded.
+fn max_ms(hist: &Histogram<u64>) -> Value {
+    if hist.is_empty() {
+        Value::Null
+    } else {
+        json!(ms(hist.max()))
+    }
+}
+
+/// A run's first unexpected answer: its status and up to 300 bytes of its body,
+/// cut on a character boundary.
+fn error_excerpt(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{status}: {}", &text[..end])
 }
 
 fn tag_value(v: &str) -> Value {
@@ -872,25 +900,11 @@ async fn run(o: Opts) -> Result<Value, String> {
         out.insert("dropped".into(), json!(total.dropped));
     }
     out.insert("rps".into(), json!((total.ok as f64 / elapsed).round()));
-    let q = |p: f64| -> Value {
-        if hist.is_empty() {
-            Value::Null
-        } else {
-            json!(ms(hist.value_at_quantile(p)))
-        }
-    };
-    out.insert("p50_ms".into(), q(0.5));
-    out.insert("p90_ms".into(), q(0.9));
-    out.insert("p99_ms".into(), q(0.99));
-    out.insert("p999_ms".into(), q(0.999));
-    out.insert(
-        "max_ms".into(),
-        if hist.is_empty() {
-            Value::Null
-        } else {
-            json!(ms(hist.max()))
-        },
-    );
+    out.insert("p50_ms".into(), quantile_ms(&hist, 0.5));
+    out.insert("p90_ms".into(), quantile_ms(&hist, 0.9));
+    out.insert("p99_ms".into(), quantile_ms(&hist, 0.99));
+    out.insert("p999_ms".into(), quantile_ms(&hist, 0.999));
+    out.insert("max_ms".into(), max_ms(&hist));
     out.insert("server_cpu_pct".into(), pct(begun.server, finished.server));
     // CPU time the server spent per answered request: less sensitive than req/s to
     // other work competing for the machine.

@@ -46,8 +46,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{
-    call, find_id, ms, ncpu, new_hist, proc_status_kb, sample, tag_value, Opts, CONFIRM_BODY,
-    DRAIN_GRACE,
+    call, error_excerpt, find_id, max_ms, ncpu, new_hist, proc_status_kb, quantile_ms, sample,
+    tag_value, Opts, CONFIRM_BODY, DRAIN_GRACE,
 };
 
 /// Payments tracked per run (their ids and response times stay in memory).
@@ -291,8 +291,7 @@ async fn worker(o: Arc<Opts>, load: Arc<Load>, addr: SocketAddr) -> WorkerOut {
             Ok((status, body)) => {
                 out.errors += 1;
                 if out.first_error.is_none() {
-                    let text = String::from_utf8_lossy(&body);
-                    out.first_error = Some(format!("{status}: {}", &text[..text.len().min(300)]));
+                    out.first_error = Some(error_excerpt(status, &body));
                 }
             }
             Err(e) => {
@@ -510,13 +509,6 @@ pub async fn run(o: Opts) -> Result<Value, String> {
         }
         _ => Value::Null,
     };
-    let q = |h: &hdrhistogram::Histogram<u64>, p: f64| -> Value {
-        if h.is_empty() {
-            Value::Null
-        } else {
-            json!(ms(h.value_at_quantile(p)))
-        }
-    };
     let inbox = rx.inbox.lock().expect("inbox");
     let mut out = Map::new();
     out.insert("system".into(), json!(o.system));
@@ -556,29 +548,15 @@ pub async fn run(o: Opts) -> Result<Value, String> {
         );
     }
     out.insert("negative_clamped".into(), json!(negative));
-    out.insert("p50_ms".into(), q(&hist, 0.5));
-    out.insert("p90_ms".into(), q(&hist, 0.9));
-    out.insert("p99_ms".into(), q(&hist, 0.99));
-    out.insert("p999_ms".into(), q(&hist, 0.999));
-    out.insert(
-        "max_ms".into(),
-        if hist.is_empty() {
-            Value::Null
-        } else {
-            json!(ms(hist.max()))
-        },
-    );
+    out.insert("p50_ms".into(), quantile_ms(&hist, 0.5));
+    out.insert("p90_ms".into(), quantile_ms(&hist, 0.9));
+    out.insert("p99_ms".into(), quantile_ms(&hist, 0.99));
+    out.insert("p999_ms".into(), quantile_ms(&hist, 0.999));
+    out.insert("max_ms".into(), max_ms(&hist));
     // The confirm itself, from its due time to its answer.
-    out.insert("api_p50_ms".into(), q(&api_hist, 0.5));
-    out.insert("api_p99_ms".into(), q(&api_hist, 0.99));
-    out.insert(
-        "api_max_ms".into(),
-        if api_hist.is_empty() {
-            Value::Null
-        } else {
-            json!(ms(api_hist.max()))
-        },
-    );
+    out.insert("api_p50_ms".into(), quantile_ms(&api_hist, 0.5));
+    out.insert("api_p99_ms".into(), quantile_ms(&api_hist, 0.99));
+    out.insert("api_max_ms".into(), max_ms(&api_hist));
     out.insert(
         "last_event_after_load_ms".into(),
         json!(delivered_by.map(|d| (d.as_secs_f64() * 1e4).round() / 10.0)),
