@@ -393,62 +393,104 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut outcomes: Vec<(Reply, Result<(), CommitError>)> = Vec::with_capacity(group.len());
-        let tx = match conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => {
-                let msg = e.to_string();
-                for job in group {
-                    let reply = match job {
-                        Job::Batch(_, _, r) | Job::Admin(_, r) | Job::Custom(_, r) => r,
-                    };
-                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
-                }
-                continue;
-            }
-        };
-        let mut poisoned = false;
+        let mut batches = Vec::with_capacity(group.len());
+        let mut closures = Vec::new();
         for job in group {
-            let (result, reply) = match job {
-                Job::Batch(batch, keys, reply) => (
-                    apply_in_savepoint(&tx, |c| apply_batch(c, &batch, &keys)),
+            match job {
+                Job::Batch(batch, keys, reply) => batches.push((batch, keys, reply)),
+                Job::Admin(work, reply) => closures.push((
+                    Box::new(move |c: &Connection| {
+                        work(c).map_err(|e| CommitError::Store(e.into()))
+                    }) as CustomWork,
                     reply,
-                ),
-                Job::Admin(work, reply) => (
-                    apply_in_savepoint(&tx, |c| work(c).map_err(|e| CommitError::Store(e.into()))),
-                    reply,
-                ),
-                Job::Custom(work, reply) => (apply_in_savepoint(&tx, work), reply),
-            };
-            if matches!(result, Err(CommitError::Store(StoreError::Unavailable(ref m))) if m == ROLLBACK_FAILED)
-            {
-                poisoned = true;
+                )),
+                Job::Custom(work, reply) => closures.push((work, reply)),
             }
+        }
+        run_group(&mut conn, batches, closures);
+    }
+    tracing::info!("sqlite writer stopped");
+}
+
+type GroupBatch = (WriteBatch, Vec<String>, Reply);
+
+/// Commits one group: every job's writes in one transaction, each job's outcome
+/// its own.
+///
+/// A job that fails must leave no write behind while the others' stay, which a
+/// savepoint per job gives; but a savepoint copies every page it touches to the
+/// sub-journal first, and with the SAVEPOINT and RELEASE statements that was 12% of
+/// the instructions of a confirmed payment. Batches fail rarely (a lost version
+/// race, an idempotency key taken meanwhile, the disk), so they are applied first
+/// without savepoints; only when one fails is the transaction rolled back and the
+/// group's batches applied again, each in a savepoint, which leaves the same
+/// outcome as if they had been so from the start. Closures (delivery bookkeeping,
+/// admin work) run once only, so they always run in savepoints, after the batches.
+fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(CustomWork, Reply)>) {
+    let fail_all = |batches: Vec<GroupBatch>, closures: Vec<(CustomWork, Reply)>, msg: String| {
+        let replies = batches
+            .into_iter()
+            .map(|(_, _, r)| r)
+            .chain(closures.into_iter().map(|(_, r)| r));
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
+        }
+    };
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batches, closures, e.to_string()),
+    };
+    let clean = batches
+        .iter()
+        .all(|(batch, keys, _)| apply_batch(&tx, batch, keys).is_ok());
+    let mut outcomes: Vec<(Reply, Result<(), CommitError>)> =
+        Vec::with_capacity(batches.len() + closures.len());
+    let mut poisoned = false;
+    let tx = if clean {
+        outcomes.extend(batches.into_iter().map(|(_, _, reply)| (reply, Ok(()))));
+        tx
+    } else {
+        let tx = match tx.rollback().and_then(|()| conn.transaction()) {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(batches, closures, e.to_string()),
+        };
+        for (batch, keys, reply) in batches {
+            let result = apply_in_savepoint(&tx, |c| apply_batch(c, &batch, &keys));
+            poisoned |= is_poisoned(&result);
             outcomes.push((reply, result));
         }
-        // A batch whose savepoint could not be rolled back may have left partial
-        // writes: the whole group is abandoned rather than committed with them.
-        let committed = if poisoned {
-            tx.rollback().and(Err(rusqlite::Error::InvalidQuery))
-        } else {
-            tx.commit()
-        };
-        match committed {
-            Ok(()) => {
-                for (reply, result) in outcomes {
-                    let _ = reply.send(result);
-                }
+        tx
+    };
+    for (work, reply) in closures {
+        let result = apply_in_savepoint(&tx, work);
+        poisoned |= is_poisoned(&result);
+        outcomes.push((reply, result));
+    }
+    // A job whose savepoint could not be rolled back may have left partial writes:
+    // the whole group is abandoned rather than committed with them.
+    let committed = if poisoned {
+        tx.rollback().and(Err(rusqlite::Error::InvalidQuery))
+    } else {
+        tx.commit()
+    };
+    match committed {
+        Ok(()) => {
+            for (reply, result) in outcomes {
+                let _ = reply.send(result);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "sqlite group commit failed");
-                let msg = e.to_string();
-                for (reply, _) in outcomes {
-                    let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite group commit failed");
+            let msg = e.to_string();
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone()).into()));
             }
         }
     }
-    tracing::info!("sqlite writer stopped");
+}
+
+fn is_poisoned(result: &Result<(), CommitError>) -> bool {
+    matches!(result, Err(CommitError::Store(StoreError::Unavailable(m))) if m == ROLLBACK_FAILED)
 }
 
 fn apply_in_savepoint(
