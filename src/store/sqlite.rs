@@ -542,26 +542,33 @@ fn apply_batch(
 ) -> Result<(), CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
+    // Each statement is taken from the cache once per batch, not once per row: the
+    // cache hashes the SQL text on every lookup, which cost more than some inserts.
+    let mut insert_object = None;
+    let mut find_version = None;
+    let mut update_object = None;
+    let mut delete_index = None;
+    let mut insert_index = None;
     for (object, index_keys) in batch.objects.iter().zip(index_keys) {
         let new_keys = object.live_index();
         let (seq, old_keys) = match object.expected_version {
             None => {
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
-                         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            account,
-                            object.id,
-                            object.kind,
-                            object.created,
-                            object.deleted,
-                            object.data,
-                            index_keys
-                        ])
-                    })
+                let stmt = cached(
+                    conn,
+                    &mut insert_object,
+                    "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+                )?;
+                let inserted = stmt
+                    .execute(params![
+                        account,
+                        object.id,
+                        object.kind,
+                        object.created,
+                        object.deleted,
+                        object.data,
+                        index_keys
+                    ])
                     .map_err(store_err)?;
                 if inserted == 0 {
                     return Err(CommitError::Conflict(object.id.clone()));
@@ -569,56 +576,51 @@ fn apply_batch(
                 (conn.last_insert_rowid(), Vec::new())
             }
             Some(version) => {
-                let found: Option<(i64, String)> = conn
-                    .prepare_cached(
-                        "SELECT seq, index_keys FROM objects
-                         WHERE id = ?1 AND account = ?2 AND version = ?3",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![object.id, account, version], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                        .optional()
-                    })
-                    .map_err(store_err)?;
+                let found: Option<(i64, String)> = cached(
+                    conn,
+                    &mut find_version,
+                    "SELECT seq, index_keys FROM objects
+                     WHERE id = ?1 AND account = ?2 AND version = ?3",
+                )?
+                .query_row(params![object.id, account, version], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(store_err)?;
                 let (seq, old_keys) =
                     found.ok_or_else(|| CommitError::Conflict(object.id.clone()))?;
-                conn.prepare_cached(
+                cached(
+                    conn,
+                    &mut update_object,
                     "UPDATE objects SET version = version + 1, deleted = ?2, data = ?3,
                      index_keys = ?4 WHERE seq = ?1",
-                )
-                .and_then(|mut s| s.execute(params![seq, object.deleted, object.data, index_keys]))
+                )?
+                .execute(params![seq, object.deleted, object.data, index_keys])
                 .map_err(store_err)?;
                 (seq, parse_index_keys(&old_keys))
             }
         };
         // Only the keys that changed are touched: a PaymentIntent moving from
         // `processing` to `succeeded` rewrites one index row, not all of them.
-        if !old_keys.is_empty() {
-            let mut delete = conn
-                .prepare_cached(
-                    "DELETE FROM object_index
-                     WHERE account = ?1 AND kind = ?2 AND field = ?3 AND value = ?4 AND seq = ?5",
-                )
-                .map_err(store_err)?;
-            for (field, value) in old_keys.iter().filter(|k| !new_keys.contains(k)) {
-                delete
-                    .execute(params![account, object.kind, field, value, seq])
-                    .map_err(store_err)?;
-            }
+        for (field, value) in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+            cached(
+                conn,
+                &mut delete_index,
+                "DELETE FROM object_index
+                 WHERE account = ?1 AND kind = ?2 AND field = ?3 AND value = ?4 AND seq = ?5",
+            )?
+            .execute(params![account, object.kind, field, value, seq])
+            .map_err(store_err)?;
         }
-        if !new_keys.is_empty() {
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(store_err)?;
-            for (field, value) in new_keys.iter().filter(|k| !old_keys.contains(k)) {
-                insert
-                    .execute(params![account, object.kind, field, value, seq, object.id])
-                    .map_err(store_err)?;
-            }
+        for (field, value) in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            cached(
+                conn,
+                &mut insert_index,
+                "INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![account, object.kind, field, value, seq, object.id])
+            .map_err(store_err)?;
         }
     }
     if !batch.outbox.is_empty() && has_event_targets(conn, account)? {
@@ -660,6 +662,21 @@ fn apply_batch(
         }
     }
     Ok(())
+}
+
+/// The statement in `slot`, taken from the connection's cache the first time.
+fn cached<'c, 's>(
+    conn: &'c Connection,
+    slot: &'s mut Option<rusqlite::CachedStatement<'c>>,
+    sql: &str,
+) -> Result<&'s mut rusqlite::CachedStatement<'c>, CommitError> {
+    let stmt = match slot.take() {
+        Some(stmt) => stmt,
+        None => conn
+            .prepare_cached(sql)
+            .map_err(|e| CommitError::Store(e.into()))?,
+    };
+    Ok(slot.insert(stmt))
 }
 
 /// Whether the account has a live webhook endpoint or listener (its events need outbox rows).
