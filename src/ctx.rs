@@ -87,6 +87,38 @@ impl From<Saved> for Value {
     }
 }
 
+/// What an operation answers with: a JSON tree, or an object's text as it was
+/// written. Handlers that answer with the object they just saved hand its text
+/// over as it is: parsing it back into a tree only to write that out again was
+/// a tenth of a confirmed payment's instructions. A text is parsed only when the
+/// request asks for expansions.
+#[derive(Debug)]
+pub enum Answer {
+    Tree(Value),
+    Text(String),
+}
+
+impl Answer {
+    pub fn into_value(self) -> Result<Value, serde_json::Error> {
+        match self {
+            Answer::Tree(value) => Ok(value),
+            Answer::Text(text) => serde_json::from_str(&text),
+        }
+    }
+}
+
+impl From<Value> for Answer {
+    fn from(value: Value) -> Answer {
+        Answer::Tree(value)
+    }
+}
+
+impl From<Saved> for Answer {
+    fn from(saved: Saved) -> Answer {
+        Answer::Text(saved.data)
+    }
+}
+
 /// A JSON tree as text. `serde_json::to_string` rather than `Value`'s `Display`,
 /// which goes through `fmt::Write` one token at a time and is much slower; writing
 /// a `Value` cannot fail (its map keys are strings), so the fallback is never taken.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock;
-use crate::ctx::{Ctx, KeyKind, RequestInfo};
+use crate::ctx::{Answer, Ctx, KeyKind, RequestInfo};
 use crate::error::{ApiError, ErrorType};
 use crate::http::{expand, form, params};
 use crate::store::{Account, CommitError, DynStore, IdempotencyRecord};
@@ -319,17 +319,13 @@ impl App {
         &self,
         mut ctx: Ctx,
         req: &ApiRequest<P>,
-        outcome: Result<Value, ApiError>,
+        outcome: Result<impl Into<Answer>, ApiError>,
     ) -> Finished {
-        let outcome = match outcome {
-            Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
-                Ok(()) => Ok(value),
+        let (status, body) = match outcome {
+            Ok(answer) => match answer_text(&mut ctx, req, answer.into()).await {
+                Ok(text) => (200u16, text),
                 Err(e) => return Finished::Done(e.into_response()),
             },
-            Err(e) => Err(e),
-        };
-        let (status, body) = match &outcome {
-            Ok(value) => (200u16, crate::ctx::json_text(value)),
             Err(e) => (e.status, e.body().to_string()),
         };
         let now = ctx.now;
@@ -414,14 +410,32 @@ impl App {
         &self,
         mut ctx: Ctx,
         req: &ApiRequest<P>,
-        outcome: Result<Value, ApiError>,
+        outcome: Result<impl Into<Answer>, ApiError>,
     ) -> Response {
         match outcome {
-            Ok(mut value) => match expand::apply(&mut ctx, &mut value, &req.expand).await {
-                Ok(()) => json_response(StatusCode::OK, crate::ctx::json_text(&value), false),
+            Ok(answer) => match answer_text(&mut ctx, req, answer.into()).await {
+                Ok(text) => json_response(StatusCode::OK, text, false),
                 Err(e) => e.into_response(),
             },
             Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// The answer's JSON text with the request's expansions applied.
+async fn answer_text<const P: bool>(
+    ctx: &mut Ctx,
+    req: &ApiRequest<P>,
+    answer: Answer,
+) -> Result<String, ApiError> {
+    match answer {
+        Answer::Text(text) if req.expand.is_empty() => Ok(text),
+        answer => {
+            let mut value = answer
+                .into_value()
+                .map_err(|e| ApiError::internal("an answer does not decode", e))?;
+            expand::apply(ctx, &mut value, &req.expand).await?;
+            Ok(crate::ctx::json_text(&value))
         }
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::ctx::{previous_attributes, Ctx, KeyKind, StripeObject};
+use crate::ctx::{previous_attributes, Answer, Ctx, KeyKind, Saved, StripeObject};
 use crate::error::{ApiError, ErrorType};
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
@@ -596,6 +596,15 @@ pub fn publishable_view(pi: &Value) -> Value {
 }
 
 /// The response for the caller: the whole object for a secret key, stripe.js's view otherwise.
+/// [`view_for`] of an intent just saved: its text as saved for a secret key.
+fn answer_for(ctx: &Ctx, saved: Saved) -> Answer {
+    if ctx.request.key_kind == KeyKind::Publishable {
+        Answer::Tree(publishable_view(&saved))
+    } else {
+        saved.into()
+    }
+}
+
 pub fn view_for(ctx: &Ctx, value: Value) -> Value {
     if ctx.request.key_kind == KeyKind::Publishable {
         publishable_view(&value)
@@ -766,7 +775,7 @@ fn effective_capture_method(pi: &PaymentIntent) -> String {
 
 // ---- operations --------------------------------------------------------------
 
-pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiError> {
+pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiError> {
     let p = params.clone();
     let currency = check_currency(&p.currency)?;
     check_amount(p.amount, &currency, "amount")?;
@@ -940,9 +949,15 @@ pub async fn retrieve(
     ctx: &mut Ctx,
     id: &str,
     client_secret: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let pi = load(ctx, id, client_secret).await?;
-    Ok(view_for(ctx, encode(&pi)?))
+    if ctx.request.key_kind == KeyKind::Publishable {
+        return Ok(Answer::Tree(publishable_view(&encode(&pi)?)));
+    }
+    // Written from the struct straight to text, without a tree in between.
+    serde_json::to_string(&pi)
+        .map(Answer::Text)
+        .map_err(|e| ApiError::internal("payment intent does not encode", e))
 }
 
 pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Value, ApiError> {
@@ -1026,7 +1041,7 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
     Ok(view_for(ctx, after.into()))
 }
 
-pub async fn confirm(ctx: &mut Ctx, id: &str, params: &ConfirmParams) -> Result<Value, ApiError> {
+pub async fn confirm(ctx: &mut Ctx, id: &str, params: &ConfirmParams) -> Result<Answer, ApiError> {
     let p = params.clone();
     let pi = load(ctx, id, p.client_secret.as_deref()).await?;
     if ctx.request.key_kind == KeyKind::Publishable && pi.confirmation_method == "manual" {
@@ -1049,7 +1064,7 @@ async fn run_confirm(
     ctx: &mut Ctx,
     mut pi: PaymentIntent,
     p: ConfirmParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     check(&pi, Action::Confirm)?;
     if p.confirmation_token.is_some() {
         return Err(
@@ -1164,7 +1179,7 @@ async fn attempt_payment(
     mut pi: PaymentIntent,
     pm: PaymentMethod,
     attempt: AttemptContext,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     pi.next_action = None;
     pi.last_payment_error = None;
     match pm.kind.as_str() {
@@ -1231,7 +1246,7 @@ async fn attempt_payment(
             });
             let value = ctx.save(&pi)?;
             ctx.emit("payment_intent.requires_action", &value, None);
-            Ok(view_for(ctx, value.into()))
+            Ok(answer_for(ctx, value))
         }
         Decision::Decline {
             decline: d,
@@ -1280,7 +1295,7 @@ async fn attempt_payment(
                 &value,
                 None,
             );
-            Ok(view_for(ctx, value.into()))
+            Ok(answer_for(ctx, value))
         }
     }
 }
@@ -1459,7 +1474,7 @@ async fn decline(
     d: &network::Decline,
     blocked: bool,
     authenticated: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let mut charge = new_charge(ctx, &pi, pm, authenticated);
     charge.status = "failed".into();
     charge.failure_code = Some(d.code.to_string());
@@ -1490,7 +1505,7 @@ async fn start_delayed(
     ctx: &mut Ctx,
     mut pi: PaymentIntent,
     pm: PaymentMethod,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let mut charge = new_charge(ctx, &pi, &pm, false);
     charge.status = "pending".into();
     charge.outcome = Some(charge::Outcome {
@@ -1510,7 +1525,7 @@ async fn start_delayed(
     ctx.emit("charge.pending", &charge_value, None);
     let value = ctx.save(&pi)?;
     ctx.emit("payment_intent.processing", &value, None);
-    Ok(view_for(ctx, value.into()))
+    Ok(answer_for(ctx, value))
 }
 
 /// The outcome of the hosted 3-D Secure page.

@@ -1,10 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go through one writer thread that practises group commit: it takes every
-//! batch waiting in its queue, applies each inside its own savepoint (so one
-//! conflicting batch fails alone), commits them all in one transaction and only
-//! then answers each caller. Reads use a small pool of read-only connections and
-//! never wait for the writer.
+//! batch waiting in its queue, applies them (redoing the group with a savepoint per
+//! batch when one fails, so a conflicting batch fails alone), commits them all in
+//! one transaction and only then answers each caller. Reads use a small pool of
+//! read-only connections and never wait for the writer.
 
 use std::path::Path;
 use std::sync::mpsc;
