@@ -440,9 +440,10 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Ok(tx) => tx,
         Err(e) => return fail_all(batches, closures, e.to_string()),
     };
+    let mut targets = EventTargets::default();
     let clean = batches
         .iter()
-        .all(|(batch, keys, _)| apply_batch(&tx, batch, keys).is_ok());
+        .all(|(batch, keys, _)| apply_batch(&tx, batch, keys, &mut targets).is_ok());
     let mut outcomes: Vec<(Reply, Result<(), CommitError>)> =
         Vec::with_capacity(batches.len() + closures.len());
     let mut poisoned = false;
@@ -454,8 +455,13 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
             Ok(tx) => tx,
             Err(e) => return fail_all(batches, closures, e.to_string()),
         };
+        let mut targets = EventTargets::default();
         for (batch, keys, reply) in batches {
-            let result = apply_in_savepoint(&tx, |c| apply_batch(c, &batch, &keys));
+            let result = apply_in_savepoint(&tx, |c| apply_batch(c, &batch, &keys, &mut targets));
+            if result.is_err() {
+                // What it saw may have been its own writes, now rolled back.
+                targets = EventTargets::default();
+            }
             poisoned |= is_poisoned(&result);
             outcomes.push((reply, result));
         }
@@ -539,6 +545,7 @@ fn apply_batch(
     conn: &Connection,
     batch: &WriteBatch,
     index_keys: &[String],
+    targets: &mut EventTargets,
 ) -> Result<(), CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
@@ -623,7 +630,14 @@ fn apply_batch(
             .map_err(store_err)?;
         }
     }
-    if !batch.outbox.is_empty() && has_event_targets(conn, account)? {
+    if batch
+        .objects
+        .iter()
+        .any(|o| EVENT_TARGET_KINDS.contains(&o.kind.as_str()))
+    {
+        targets.forget(account);
+    }
+    if !batch.outbox.is_empty() && targets.any(conn, account)? {
         let mut insert = conn
             .prepare_cached(
                 "INSERT INTO outbox (account, event_id, created) VALUES (?1, ?2, unixepoch())",
@@ -679,15 +693,33 @@ fn cached<'c, 's>(
     Ok(slot.insert(stmt))
 }
 
-/// Whether the account has a live webhook endpoint or listener (its events need outbox rows).
-fn has_event_targets(conn: &Connection, account: &str) -> Result<bool, CommitError> {
-    let [endpoint, listener] = EVENT_TARGET_KINDS;
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM objects
-         WHERE account = ?1 AND kind IN (?2, ?3) AND deleted = 0)",
-    )
-    .and_then(|mut s| s.query_row(params![account, endpoint, listener], |r| r.get(0)))
-    .map_err(|e| CommitError::Store(e.into()))
+/// Whether accounts have a live webhook endpoint or listener (their events need
+/// outbox rows), as seen by one group's transaction. A group of payments of one
+/// account asks once instead of once per batch; a batch that writes an endpoint or
+/// listener makes the next one ask again.
+#[derive(Default)]
+struct EventTargets(std::collections::HashMap<String, bool>);
+
+impl EventTargets {
+    fn any(&mut self, conn: &Connection, account: &str) -> Result<bool, CommitError> {
+        if let Some(&known) = self.0.get(account) {
+            return Ok(known);
+        }
+        let [endpoint, listener] = EVENT_TARGET_KINDS;
+        let found = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM objects
+                 WHERE account = ?1 AND kind IN (?2, ?3) AND deleted = 0)",
+            )
+            .and_then(|mut s| s.query_row(params![account, endpoint, listener], |r| r.get(0)))
+            .map_err(|e| CommitError::Store(e.into()))?;
+        self.0.insert(account.to_string(), found);
+        Ok(found)
+    }
+
+    fn forget(&mut self, account: &str) {
+        self.0.remove(account);
+    }
 }
 
 fn row_to_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
@@ -1004,7 +1036,7 @@ impl Store for SqliteStore {
                 .map_err(|e| CommitError::Store(e.into()))?;
             }
             if let Some(write) = &event_write {
-                apply_batch(c, write, &keys)?;
+                apply_batch(c, write, &keys, &mut EventTargets::default())?;
             }
             Ok(true)
         })
@@ -1153,7 +1185,7 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             if let Some(write) = &event_write {
-                apply_batch(c, write, &keys)?;
+                apply_batch(c, write, &keys, &mut EventTargets::default())?;
             }
             Ok(true)
         })
@@ -1491,6 +1523,139 @@ mod tests {
             assert_eq!(listed.len(), expected, "{field}={value}");
         }
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn object(id: &str, kind: &str, version: Option<i64>) -> ObjectWrite {
+        ObjectWrite {
+            id: id.into(),
+            kind: kind.into(),
+            created: 1,
+            data: format!(r#"{{"id":"{id}"}}"#),
+            expected_version: version,
+            index: vec![],
+            deleted: false,
+        }
+    }
+
+    fn record(key: &str) -> IdempotencyRecord {
+        IdempotencyRecord {
+            key: key.into(),
+            fingerprint: "fp".into(),
+            status: 200,
+            body: "{}".into(),
+            created: 10,
+        }
+    }
+
+    /// One group, run on the writer's connection as the writer would: events before
+    /// the account's first endpoint get no outbox rows, events after it do, whatever
+    /// the memo of the group knew; and a batch that fails after writing leaves
+    /// nothing while the rest of its group commits, whichever way it is applied.
+    #[test]
+    fn a_group_sees_its_own_endpoints_and_its_failures_stay_alone() {
+        let dir = std::env::temp_dir().join(format!("payground-g-{}", crate::ids::new_id("t")));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("group.db");
+        let mut conn = Connection::open(&path).expect("open");
+        migrate(&mut conn).expect("migrate");
+        let batch = |objects: Vec<ObjectWrite>, outbox: &[&str]| WriteBatch {
+            account: "acct_a".into(),
+            objects,
+            outbox: outbox.iter().map(|e| e.to_string()).collect(),
+            idempotency: None,
+            idempotency_cutoff: 0,
+        };
+        let mut replies = Vec::new();
+        let mut job = |b: WriteBatch| {
+            let (reply, done) = oneshot::channel();
+            replies.push(done);
+            let keys = index_keys_of(&b);
+            (b, keys, reply)
+        };
+        let group = vec![
+            job(batch(
+                vec![object("evt_before", "event", None)],
+                &["evt_before"],
+            )),
+            job(batch(
+                vec![object("we_1", EVENT_TARGET_KINDS[0], None)],
+                &[],
+            )),
+            job(batch(
+                vec![object("evt_after", "event", None)],
+                &["evt_after"],
+            )),
+            // Writes an event, then finds its update stale: all of it goes.
+            job(batch(
+                vec![
+                    object("evt_lost", "event", None),
+                    object("cus_none", "customer", Some(3)),
+                ],
+                &["evt_lost"],
+            )),
+            job(WriteBatch {
+                idempotency: Some(record("key_1")),
+                ..batch(vec![object("evt_last", "event", None)], &["evt_last"])
+            }),
+        ];
+        run_group(&mut conn, group, Vec::new());
+        let outcomes: Vec<_> = replies
+            .into_iter()
+            .map(|mut r| r.try_recv().expect("answered"))
+            .collect();
+        assert!(outcomes[..3].iter().all(Result::is_ok));
+        assert!(matches!(&outcomes[3], Err(CommitError::Conflict(id)) if id == "cus_none"));
+        assert!(outcomes[4].is_ok());
+        let ids = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+            rows.collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(
+            ids("SELECT event_id FROM outbox ORDER BY seq"),
+            ["evt_after", "evt_last"]
+        );
+        assert_eq!(
+            ids("SELECT id FROM objects ORDER BY seq"),
+            ["evt_before", "we_1", "evt_after", "evt_last"]
+        );
+        // The endpoint's deletion rolls back with its batch: the next batch's
+        // event still has the endpoint to go to.
+        let mut replies = Vec::new();
+        let mut job = |b: WriteBatch| {
+            let (reply, done) = oneshot::channel();
+            replies.push(done);
+            let keys = index_keys_of(&b);
+            (b, keys, reply)
+        };
+        let mut gone = object("we_1", EVENT_TARGET_KINDS[0], Some(1));
+        gone.deleted = true;
+        // Refused only at its idempotency key, after its outbox rows were decided.
+        let group = vec![
+            job(WriteBatch {
+                idempotency: Some(record("key_1")),
+                ..batch(vec![gone, object("evt_x", "event", None)], &["evt_x"])
+            }),
+            job(batch(vec![object("evt_y", "event", None)], &["evt_y"])),
+        ];
+        run_group(&mut conn, group, Vec::new());
+        let outcomes: Vec<_> = replies
+            .into_iter()
+            .map(|mut r| r.try_recv().expect("answered"))
+            .collect();
+        assert!(matches!(outcomes[0], Err(CommitError::IdempotencyTaken)));
+        assert!(outcomes[1].is_ok());
+        let ids = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+            rows.collect::<Result<_, _>>().expect("rows")
+        };
+        assert_eq!(
+            ids("SELECT event_id FROM outbox ORDER BY seq"),
+            ["evt_after", "evt_last", "evt_y"]
+        );
+        drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
