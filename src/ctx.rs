@@ -127,7 +127,7 @@ pub fn json_text(value: &Value) -> String {
 }
 
 /// Appends `value` as JSON (a string escaped, `None` as `null`).
-fn push_json(out: &mut String, value: &(impl Serialize + ?Sized)) {
+pub fn push_json(out: &mut String, value: &(impl Serialize + ?Sized)) {
     match serde_json::to_string(value) {
         Ok(text) => out.push_str(&text),
         Err(_) => out.push_str("null"),

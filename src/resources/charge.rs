@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ctx::{previous_attributes, Ctx, StripeObject};
+use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
@@ -114,7 +114,7 @@ pub async fn list(
     ctx: &mut Ctx,
     filters: &ChargeListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let filter = match (&filters.payment_intent, &filters.customer) {
         (Some(pi), _) => Some(("payment_intent".to_string(), pi.clone())),
         (None, Some(c)) => Some(("customer".to_string(), c.clone())),

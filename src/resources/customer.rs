@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ctx::{previous_attributes, Ctx, StripeObject};
+use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
@@ -484,7 +484,7 @@ pub async fn list(
     ctx: &mut Ctx,
     filters: &CustomerListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let filter = match (&filters.email, &filters.test_clock) {
         (Some(email), _) => Some(("email".to_string(), email.clone())),
         (None, Some(clock)) => Some(("test_clock".to_string(), clock.clone())),

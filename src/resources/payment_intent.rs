@@ -1780,7 +1780,7 @@ pub async fn list(
     ctx: &mut Ctx,
     filters: &ListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let filter = filters
         .customer
         .as_ref()

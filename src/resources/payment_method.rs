@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ctx::{previous_attributes, Ctx, StripeObject};
+use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::{ApiError, ErrorType};
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
@@ -1298,7 +1298,7 @@ pub async fn list(
     ctx: &mut Ctx,
     filters: &ListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     if let Some(customer) = &filters.customer {
         match ctx.find::<Customer>(customer).await? {
             Some(c) if !c.is_deleted() => {}
@@ -1326,7 +1326,7 @@ pub async fn list_for_customer(
     customer: &str,
     filters: &CustomerListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let customer: Customer = ctx.fetch(customer).await?;
     let filter = list_filter(
         Some(&customer.id),

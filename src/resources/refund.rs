@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::ctx::{previous_attributes, Ctx, StripeObject};
+use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::http::list::{self, ListParams};
 use crate::http::params::MetadataParam;
@@ -237,7 +237,7 @@ pub async fn list(
     ctx: &mut Ctx,
     filters: &ListFilters,
     params: &ListParams,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let filter = match (&filters.charge, &filters.payment_intent) {
         (Some(c), _) => Some(("charge".to_string(), c.clone())),
         (None, Some(pi)) => Some(("payment_intent".to_string(), pi.clone())),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::ctx::{Ctx, StripeObject};
+use crate::ctx::{Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::http::list::{self, ListParams};
 use crate::http::params::{Field, MetadataParam};
@@ -307,7 +307,7 @@ pub async fn delete(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     Ok(deleted_view(id))
 }
 
-pub async fn list(ctx: &mut Ctx, params: &ListParams) -> Result<Value, ApiError> {
+pub async fn list(ctx: &mut Ctx, params: &ListParams) -> Result<Answer, ApiError> {
     list::page(
         ctx,
         WebhookEndpoint::OBJECT,
