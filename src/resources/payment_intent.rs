@@ -596,20 +596,20 @@ pub fn publishable_view(pi: &Value) -> Value {
 }
 
 /// The response for the caller: the whole object for a secret key, stripe.js's view otherwise.
+pub fn view_for(ctx: &Ctx, value: Value) -> Value {
+    if ctx.request.key_kind == KeyKind::Publishable {
+        publishable_view(&value)
+    } else {
+        value
+    }
+}
+
 /// [`view_for`] of an intent just saved: its text as saved for a secret key.
 fn answer_for(ctx: &Ctx, saved: Saved) -> Answer {
     if ctx.request.key_kind == KeyKind::Publishable {
         Answer::Tree(publishable_view(&saved))
     } else {
         saved.into()
-    }
-}
-
-pub fn view_for(ctx: &Ctx, value: Value) -> Value {
-    if ctx.request.key_kind == KeyKind::Publishable {
-        publishable_view(&value)
-    } else {
-        value
     }
 }
 

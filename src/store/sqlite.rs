@@ -1548,10 +1548,36 @@ mod tests {
         }
     }
 
-    /// One group, run on the writer's connection as the writer would: events before
-    /// the account's first endpoint get no outbox rows, events after it do, whatever
-    /// the memo of the group knew; and a batch that fails after writing leaves
-    /// nothing while the rest of its group commits, whichever way it is applied.
+    /// Runs `batches` as one group on the writer's connection, as the writer
+    /// would, and returns each batch's outcome.
+    fn run(conn: &mut Connection, batches: Vec<WriteBatch>) -> Vec<Result<(), CommitError>> {
+        let mut replies = Vec::new();
+        let group = batches
+            .into_iter()
+            .map(|b| {
+                let (reply, done) = oneshot::channel();
+                replies.push(done);
+                let keys = index_keys_of(&b);
+                (b, keys, reply)
+            })
+            .collect();
+        run_group(conn, group, Vec::new());
+        replies
+            .into_iter()
+            .map(|mut r| r.try_recv().expect("answered"))
+            .collect()
+    }
+
+    fn ids(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    /// Groups run on the writer's connection: events before the account's first
+    /// endpoint get no outbox rows, events after it do, whatever the memo of the
+    /// group knew; and a batch that fails after writing leaves nothing while the
+    /// rest of its group commits, whichever way it is applied.
     #[test]
     fn a_group_sees_its_own_endpoints_and_its_failures_stay_alone() {
         let dir = std::env::temp_dir().join(format!("payground-g-{}", crate::ids::new_id("t")));
@@ -1566,93 +1592,56 @@ mod tests {
             idempotency: None,
             idempotency_cutoff: 0,
         };
-        let mut replies = Vec::new();
-        let mut job = |b: WriteBatch| {
-            let (reply, done) = oneshot::channel();
-            replies.push(done);
-            let keys = index_keys_of(&b);
-            (b, keys, reply)
-        };
-        let group = vec![
-            job(batch(
-                vec![object("evt_before", "event", None)],
-                &["evt_before"],
-            )),
-            job(batch(
-                vec![object("we_1", EVENT_TARGET_KINDS[0], None)],
-                &[],
-            )),
-            job(batch(
-                vec![object("evt_after", "event", None)],
-                &["evt_after"],
-            )),
-            // Writes an event, then finds its update stale: all of it goes.
-            job(batch(
-                vec![
-                    object("evt_lost", "event", None),
-                    object("cus_none", "customer", Some(3)),
-                ],
-                &["evt_lost"],
-            )),
-            job(WriteBatch {
-                idempotency: Some(record("key_1")),
-                ..batch(vec![object("evt_last", "event", None)], &["evt_last"])
-            }),
-        ];
-        run_group(&mut conn, group, Vec::new());
-        let outcomes: Vec<_> = replies
-            .into_iter()
-            .map(|mut r| r.try_recv().expect("answered"))
-            .collect();
+        let outcomes = run(
+            &mut conn,
+            vec![
+                batch(vec![object("evt_before", "event", None)], &["evt_before"]),
+                batch(vec![object("we_1", EVENT_TARGET_KINDS[0], None)], &[]),
+                batch(vec![object("evt_after", "event", None)], &["evt_after"]),
+                // Writes an event, then finds its update stale: all of it goes.
+                batch(
+                    vec![
+                        object("evt_lost", "event", None),
+                        object("cus_none", "customer", Some(3)),
+                    ],
+                    &["evt_lost"],
+                ),
+                WriteBatch {
+                    idempotency: Some(record("key_1")),
+                    ..batch(vec![object("evt_last", "event", None)], &["evt_last"])
+                },
+            ],
+        );
         assert!(outcomes[..3].iter().all(Result::is_ok));
         assert!(matches!(&outcomes[3], Err(CommitError::Conflict(id)) if id == "cus_none"));
         assert!(outcomes[4].is_ok());
-        let ids = |sql: &str| -> Vec<String> {
-            let mut stmt = conn.prepare(sql).expect("prepare");
-            let rows = stmt.query_map([], |r| r.get(0)).expect("query");
-            rows.collect::<Result<_, _>>().expect("rows")
-        };
         assert_eq!(
-            ids("SELECT event_id FROM outbox ORDER BY seq"),
+            ids(&conn, "SELECT event_id FROM outbox ORDER BY seq"),
             ["evt_after", "evt_last"]
         );
         assert_eq!(
-            ids("SELECT id FROM objects ORDER BY seq"),
+            ids(&conn, "SELECT id FROM objects ORDER BY seq"),
             ["evt_before", "we_1", "evt_after", "evt_last"]
         );
-        // The endpoint's deletion rolls back with its batch: the next batch's
+        // The endpoint's deletion rolls back with its batch, refused only at its
+        // idempotency key after its outbox rows were decided: the next batch's
         // event still has the endpoint to go to.
-        let mut replies = Vec::new();
-        let mut job = |b: WriteBatch| {
-            let (reply, done) = oneshot::channel();
-            replies.push(done);
-            let keys = index_keys_of(&b);
-            (b, keys, reply)
-        };
         let mut gone = object("we_1", EVENT_TARGET_KINDS[0], Some(1));
         gone.deleted = true;
-        // Refused only at its idempotency key, after its outbox rows were decided.
-        let group = vec![
-            job(WriteBatch {
-                idempotency: Some(record("key_1")),
-                ..batch(vec![gone, object("evt_x", "event", None)], &["evt_x"])
-            }),
-            job(batch(vec![object("evt_y", "event", None)], &["evt_y"])),
-        ];
-        run_group(&mut conn, group, Vec::new());
-        let outcomes: Vec<_> = replies
-            .into_iter()
-            .map(|mut r| r.try_recv().expect("answered"))
-            .collect();
+        let outcomes = run(
+            &mut conn,
+            vec![
+                WriteBatch {
+                    idempotency: Some(record("key_1")),
+                    ..batch(vec![gone, object("evt_x", "event", None)], &["evt_x"])
+                },
+                batch(vec![object("evt_y", "event", None)], &["evt_y"]),
+            ],
+        );
         assert!(matches!(outcomes[0], Err(CommitError::IdempotencyTaken)));
         assert!(outcomes[1].is_ok());
-        let ids = |sql: &str| -> Vec<String> {
-            let mut stmt = conn.prepare(sql).expect("prepare");
-            let rows = stmt.query_map([], |r| r.get(0)).expect("query");
-            rows.collect::<Result<_, _>>().expect("rows")
-        };
         assert_eq!(
-            ids("SELECT event_id FROM outbox ORDER BY seq"),
+            ids(&conn, "SELECT event_id FROM outbox ORDER BY seq"),
             ["evt_after", "evt_last", "evt_y"]
         );
         drop(conn);
