@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::ids;
-use crate::store::{Account, DynStore, ListQuery, ObjectWrite, StoredObject, WriteBatch};
+use crate::store::{
+    Account, DynStore, EmittedEvent, ListQuery, ObjectWrite, StoredObject, WriteBatch,
+};
 
 /// The API version payground speaks and stamps on events.
 pub const API_VERSION: &str = "2024-04-10";
@@ -146,7 +148,7 @@ pub struct Ctx {
     /// Latest pending write per id, in first-write order.
     writes: Vec<ObjectWrite>,
     write_index: HashMap<String, usize>,
-    outbox: Vec<String>,
+    events: Vec<EmittedEvent>,
 }
 
 fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -170,7 +172,7 @@ impl Ctx {
             versions: HashMap::new(),
             writes: Vec::new(),
             write_index: HashMap::new(),
-            outbox: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -327,7 +329,10 @@ impl Ctx {
             index: vec![("type".into(), event_type.to_string())],
             deleted: false,
         });
-        self.outbox.push(id);
+        self.events.push(EmittedEvent {
+            id,
+            event_type: event_type.to_string(),
+        });
     }
 
     /// One page of a list, resolving Stripe's cursors to storage positions.
@@ -369,7 +374,7 @@ impl Ctx {
         WriteBatch {
             account: self.account.id.clone(),
             objects: self.writes,
-            outbox: self.outbox,
+            events: self.events,
             idempotency: None,
             idempotency_cutoff: 0,
         }

@@ -236,13 +236,9 @@ impl App {
 
     /// Commits an internal unit of work. `Ok(false)` means it lost a race and must run again.
     pub async fn commit_internal(&self, ctx: Ctx) -> Result<bool, ApiError> {
-        let batch = ctx.into_batch();
-        let wrote_events = !batch.outbox.is_empty();
-        match self.store.commit(batch).await {
-            Ok(()) => {
-                if wrote_events {
-                    self.webhooks.outbox_committed();
-                }
+        match self.store.commit(ctx.into_batch()).await {
+            Ok(committed) => {
+                self.webhooks.committed(committed);
                 Ok(true)
             }
             Err(CommitError::Conflict(_)) => Ok(false),
@@ -342,12 +338,9 @@ impl App {
             });
             batch.idempotency_cutoff = now - IDEMPOTENCY_WINDOW_SECS;
         }
-        let wrote_events = !batch.outbox.is_empty();
         match self.store.commit(batch).await {
-            Ok(()) => {
-                if wrote_events {
-                    self.webhooks.outbox_committed();
-                }
+            Ok(committed) => {
+                self.webhooks.committed(committed);
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Finished::Done(json_response(status, body, false))

@@ -141,6 +141,7 @@ pub async fn page(
         created: params.created,
         cursor: Default::default(),
         limit: params.limit + 1,
+        delivery_success: None,
     };
     let backwards = params.starting_after.is_none() && params.ending_before.is_some();
     let mut rows = ctx

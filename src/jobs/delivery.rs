@@ -1,21 +1,30 @@
 //! Webhook delivery: signed, at least once, with retries that survive restarts.
 //!
 //! The state is rows, never memory:
-//! - an event commits with an outbox row (see `crate::ctx::Ctx::emit`);
-//! - the fan-out leases outbox rows and turns each into one delivery row per
-//!   endpoint that wants the event, setting the event's `pending_webhooks`, all in
-//!   one transaction that also deletes the outbox row;
-//! - the delivery loop leases due delivery rows, POSTs the stored event, records the
-//!   attempt and either marks the row succeeded (recounting `pending_webhooks`) or
-//!   schedules the next retry from the schedule. It leases only what it starts at
-//!   once, and at most `MAX_IN_FLIGHT_PER_ENDPOINT` per endpoint, so an endpoint
-//!   that hangs cannot take the node's slots from the others.
+//! - an event commits with one delivery row per webhook endpoint (and `payground
+//!   listen` client) that takes its type, in the same transaction (the store
+//!   matches the event against the targets' index rows; see
+//!   `crate::store::TARGET_EVENTS_FIELD`);
+//! - the delivery loop leases due delivery rows, POSTs the stored event with its
+//!   `pending_webhooks` as of now, and hands the outcome to the finisher, which
+//!   records the attempts that ended meanwhile and moves their rows on (succeeded,
+//!   or the next retry from the schedule) in one transaction;
+//! - an event's `pending_webhooks` and `delivery_success` are read from its
+//!   deliveries, so a delivery never rewrites its event.
 //!
-//! Leases (outbox and deliveries) carry an expiry, so rows a dead node held are
-//! taken over once it passes; the store's claims skip rows another node holds
-//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite). Nothing
-//! relies on a "highest seq delivered" watermark: seqs of concurrent transactions
-//! can commit out of order, and every row is tracked on its own.
+//! Each endpoint has a share of the node's attempts: it starts at
+//! [`MIN_SHARE`], grows by one with every success up to [`MAX_SHARE`] and halves
+//! (not below [`MIN_SHARE`]) with every failure. A healthy endpoint thus takes
+//! thousands of events a second, while one that hangs holds only a few of the
+//! node's slots, so the others and their retries do not wait behind it. The claim
+//! asks for no more than what is left of each share, so a delivery is leased only
+//! when it can start at once: a leased delivery left waiting could outlive its
+//! lease and be attempted twice.
+//!
+//! Leases carry an expiry, so rows a dead node held are taken over once it passes;
+//! the store's claims skip rows another node holds (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, the single writer on SQLite). Nothing relies on a "highest seq
+//! delivered" watermark: every row is tracked on its own.
 //!
 //! Listeners (`payground listen`) get delivery rows too, marked as pulled: the
 //! client claims them through `/v1/payground/listeners/{id}/poll`, forwards them
@@ -31,20 +40,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
 use sha2::Sha256;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::clock;
-use crate::ctx::StripeObject;
 use crate::ids;
 use crate::resources::event;
-use crate::resources::webhook_endpoint::{
-    endpoint_secret, wants, Listener, WebhookEndpoint, LISTENER_OBJECT,
-};
+use crate::resources::webhook_endpoint::{endpoint_secret, WebhookEndpoint};
 use crate::store::{
-    AttemptRecord, CommitError, Delivery, DeliveryClaim, DeliveryNext, DynStore, FanOut, ListQuery,
-    NewDelivery, OutboxEntry, StoreError,
+    AttemptRecord, Committed, Delivery, DeliveryClaim, DeliveryNext, DeliveryResult, DynStore,
+    EndpointShares, StoreError,
 };
 
 /// The User-Agent Stripe's webhooks carry.
@@ -57,30 +64,22 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
 pub const BODY_EXCERPT_BYTES: usize = 1024;
 
 /// Attempts in flight per node.
-const MAX_IN_FLIGHT: usize = 32;
-/// Attempts in flight per endpoint per node, at most. An attempt at an endpoint
-/// that hangs holds its slot for the whole timeout; without a share per endpoint,
-/// one such endpoint with a backlog takes every slot, and the node's other
-/// endpoints (of any account) and their retries wait behind it. With this cap it
-/// takes 4 of the 32 slots, and only its own deliveries queue up. The claim
-/// enforces it (`DeliveryClaim::per_endpoint`), so a delivery is leased only when
-/// it can start at once: a leased delivery left waiting could outlive its lease and
-/// be attempted twice.
-const MAX_IN_FLIGHT_PER_ENDPOINT: usize = 4;
-/// Outbox rows taken per fan-out pass.
-const OUTBOX_BATCH: usize = 64;
-/// A fan-out takes milliseconds; a dead node's rows are taken over after this.
-const OUTBOX_LEASE_MS: i64 = 5_000;
+const MAX_IN_FLIGHT: usize = 512;
+/// Attempts in flight per endpoint per node: where every endpoint starts and what a
+/// failing one comes back to. An attempt at an endpoint that hangs holds its slot
+/// for the whole timeout; with this share such an endpoint holds 4 of the node's
+/// slots and only its own deliveries queue up.
+pub const MIN_SHARE: usize = 4;
+/// The most attempts in flight at one healthy endpoint per node.
+pub const MAX_SHARE: usize = 256;
+/// Attempts finished together, at most, in one transaction.
+const FINISH_BATCH: usize = 512;
 /// A delivery lease outlives the attempt's timeout by this much.
 const LEASE_MARGIN_MS: i64 = 5_000;
-/// Endpoints plus listeners of one account considered by the fan-out.
-const TARGETS_LIMIT: usize = 1_000;
 /// How often other nodes' work and due retries are looked for without a wake-up.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Retry times the delivery loop remembers to wake for; later ones wait for a poll.
 const MAX_TRACKED_RETRIES: usize = 4_096;
-/// Version conflicts on the event while settling or fanning out are retried this often.
-const CONFLICT_RETRIES: usize = 20;
 /// How long a listener has to forward what it pulled and report back.
 pub const PULL_LEASE_MS: i64 = 120_000;
 /// How often a waiting poll looks for new deliveries.
@@ -169,10 +168,7 @@ impl WebhookSettings {
 
 /// What the http layer and the delivery jobs share: wake-ups and the settings.
 pub struct Hub {
-    /// Notified when a commit wrote outbox rows, so fan-out starts at once
-    /// instead of at the next poll.
-    pub outbox: Notify,
-    /// Notified when deliveries may have become due (after a fan-out, a resend).
+    /// Notified when deliveries may have become due (a commit created some, a resend).
     pub deliveries: Notify,
     settings: OnceLock<WebhookSettings>,
     /// Set when the server begins shutting down: long polls return at once.
@@ -182,7 +178,6 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Hub {
-            outbox: Notify::new(),
             deliveries: Notify::new(),
             settings: OnceLock::new(),
             closing: watch::channel(false).0,
@@ -204,9 +199,11 @@ impl Hub {
             .unwrap_or_else(|| DEFAULT.get_or_init(WebhookSettings::default))
     }
 
-    /// The commit hook: a batch with outbox rows has committed.
-    pub fn outbox_committed(&self) {
-        self.outbox.notify_one();
+    /// The commit hook: deliveries it created start at once, not at the next poll.
+    pub fn committed(&self, committed: Committed) {
+        if committed.deliveries {
+            self.deliveries.notify_one();
+        }
     }
 }
 
@@ -252,7 +249,7 @@ pub struct Jobs {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the fan-out, the delivery loop and the event purge on the current runtime.
+/// Starts the delivery loop and the event purge on the current runtime.
 pub fn start(store: DynStore, hub: Arc<Hub>, settings: WebhookSettings) -> anyhow::Result<Jobs> {
     if hub.settings.set(settings.clone()).is_err() {
         tracing::warn!("webhook settings were already set; keeping the first ones");
@@ -265,9 +262,9 @@ pub fn start(store: DynStore, hub: Arc<Hub>, settings: WebhookSettings) -> anyho
         settings,
         owner: format!("node_{}", ids::random_string(16)),
         client,
+        secrets: Mutex::new(HashMap::new()),
     });
     let tasks = vec![
-        tokio::spawn(fan_out_loop(worker.clone(), stopped.clone())),
         tokio::spawn(delivery_loop(worker, stopped.clone())),
         tokio::spawn(purge_loop(store, stopped)),
     ];
@@ -316,200 +313,92 @@ struct Worker {
     /// This node's name on the leases it takes.
     owner: String,
     client: reqwest::Client,
-}
-
-// ---------------------------------------------------------------------------
-// Fan-out.
-
-/// An endpoint or listener as the fan-out sees it.
-struct Target {
-    id: String,
-    /// Its storage position: it existed before an event with a larger seq.
-    seq: i64,
-    push: bool,
-    enabled: bool,
-    enabled_events: Vec<String>,
-}
-
-async fn fan_out_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        if *stopped.borrow() {
-            return;
-        }
-        let more = match worker.fan_out_pass().await {
-            Ok(n) => n == OUTBOX_BATCH,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook fan-out pass failed; retrying");
-                false
-            }
-        };
-        if more {
-            continue;
-        }
-        tokio::select! {
-            _ = worker.hub.outbox.notified() => {}
-            _ = tokio::time::sleep(POLL_EVERY) => {}
-            _ = stopped.changed() => return,
-        }
-    }
-}
-
-impl Worker {
-    /// Fans out one batch of outbox rows; returns how many were claimed.
-    async fn fan_out_pass(&self) -> Result<usize, StoreError> {
-        let entries = self
-            .store
-            .claim_outbox(clock::system_now_millis(), OUTBOX_LEASE_MS, OUTBOX_BATCH)
-            .await?;
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let mut by_account: HashMap<&str, Vec<&OutboxEntry>> = HashMap::new();
-        for entry in &entries {
-            by_account.entry(&entry.account).or_default().push(entry);
-        }
-        let mut created = false;
-        for (account, entries) in by_account {
-            let targets = self.targets(account).await?;
-            if targets.is_empty() {
-                // Nobody listens: the events need no deliveries, only to leave the outbox.
-                let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-                self.store.drop_outbox(&seqs).await?;
-                continue;
-            }
-            // Concurrently: on SQLite they share group commits, on PostgreSQL connections.
-            let results =
-                futures::future::join_all(entries.iter().map(|e| self.fan_out(e, &targets))).await;
-            for (entry, result) in entries.iter().zip(results) {
-                match result {
-                    Ok(n) => created |= n > 0,
-                    Err(e) => tracing::warn!(
-                        event = %entry.event_id,
-                        error = %e,
-                        "fan-out failed; the outbox row will be retried"
-                    ),
-                }
-            }
-        }
-        if created {
-            self.hub.deliveries.notify_one();
-        }
-        Ok(entries.len())
-    }
-
-    /// The account's endpoints and listeners, live ones only.
-    async fn targets(&self, account: &str) -> Result<Vec<Target>, StoreError> {
-        let mut targets = Vec::new();
-        for kind in [WebhookEndpoint::OBJECT, LISTENER_OBJECT] {
-            let rows = self
-                .store
-                .list(
-                    account,
-                    &ListQuery {
-                        kind: kind.to_string(),
-                        limit: TARGETS_LIMIT,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            for row in rows {
-                let target = if kind == LISTENER_OBJECT {
-                    serde_json::from_str::<Listener>(&row.data).map(|l| Target {
-                        id: l.id,
-                        seq: row.seq,
-                        push: false,
-                        enabled: true,
-                        enabled_events: l.enabled_events,
-                    })
-                } else {
-                    serde_json::from_str::<WebhookEndpoint>(&row.data).map(|e| Target {
-                        enabled: e.is_enabled(),
-                        id: e.id,
-                        seq: row.seq,
-                        push: true,
-                        enabled_events: e.enabled_events,
-                    })
-                };
-                match target {
-                    Ok(t) => targets.push(t),
-                    Err(e) => {
-                        tracing::warn!(id = %row.id, error = %e, "stored endpoint does not decode")
-                    }
-                }
-            }
-        }
-        Ok(targets)
-    }
-
-    /// Fans one event out; returns how many deliveries it created.
-    async fn fan_out(&self, entry: &OutboxEntry, targets: &[Target]) -> Result<usize, String> {
-        for _ in 0..CONFLICT_RETRIES {
-            let event = self
-                .store
-                .get(&entry.account, &entry.event_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut fan_out = FanOut {
-                outbox_seq: entry.seq,
-                account: entry.account.clone(),
-                event_id: entry.event_id.clone(),
-                deliveries: Vec::new(),
-                event_write: None,
-                now_ms: clock::system_now_millis(),
-            };
-            let event_type = event.as_ref().and_then(|e| event::event_type(&e.data));
-            if let (Some(e), None) = (&event, &event_type) {
-                // Retrying cannot fix it; the row goes rather than block the outbox.
-                tracing::error!(event = %e.id, "an event without a type is not delivered");
-            }
-            // An event purged before it was fanned out just leaves the outbox.
-            if let (Some(event), Some(event_type)) = (&event, &event_type) {
-                // Endpoints that existed when the event was written and want it now.
-                fan_out.deliveries = targets
-                    .iter()
-                    .filter(|t| {
-                        t.enabled && t.seq < event.seq && wants(&t.enabled_events, event_type)
-                    })
-                    .map(|t| NewDelivery {
-                        endpoint_id: t.id.clone(),
-                        push: t.push,
-                    })
-                    .collect();
-                let pushed = fan_out.deliveries.iter().filter(|d| d.push).count();
-                if pushed > 0 {
-                    let pending = i64::try_from(pushed).unwrap_or(i64::MAX);
-                    fan_out.event_write = Some(event::pending_write(event, pending)?);
-                }
-            }
-            let created = fan_out.deliveries.len();
-            match self.store.fan_out(fan_out).await {
-                Ok(true) => return Ok(created),
-                // Another node whose lease had run out got there first.
-                Ok(false) => return Ok(0),
-                Err(CommitError::Conflict(_)) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Err("the event kept changing during fan-out".into())
-    }
+    /// Accounts' secret keys, which endpoint secrets derive from: they never change.
+    secrets: Mutex<HashMap<String, String>>,
 }
 
 // ---------------------------------------------------------------------------
 // Delivery.
 
+/// An endpoint's share of this node's attempts (see the module's documentation).
+struct Share {
+    size: usize,
+    in_flight: usize,
+}
+
+/// The shares of the endpoints this node is attempting or has seen grow.
+#[derive(Default)]
+struct Shares(HashMap<String, Share>);
+
+impl Shares {
+    /// What the next claim may take of each endpoint.
+    fn allowances(&self) -> EndpointShares {
+        EndpointShares {
+            default: MIN_SHARE,
+            endpoints: self
+                .0
+                .iter()
+                .map(|(id, s)| (id.clone(), s.size.saturating_sub(s.in_flight)))
+                .collect(),
+        }
+    }
+
+    fn started(&mut self, endpoint: &str) {
+        self.0
+            .entry(endpoint.to_string())
+            .or_insert(Share {
+                size: MIN_SHARE,
+                in_flight: 0,
+            })
+            .in_flight += 1;
+    }
+
+    fn ended(&mut self, endpoint: &str, succeeded: bool) {
+        let Some(share) = self.0.get_mut(endpoint) else {
+            return;
+        };
+        share.in_flight = share.in_flight.saturating_sub(1);
+        share.size = if succeeded {
+            (share.size + 1).min(MAX_SHARE)
+        } else {
+            (share.size / 2).max(MIN_SHARE)
+        };
+        // An idle endpoint at the starting share needs no entry.
+        if share.in_flight == 0 && share.size == MIN_SHARE {
+            self.0.remove(endpoint);
+        }
+    }
+}
+
+/// How one attempt ended, for the loop's bookkeeping.
+struct Ended {
+    endpoint_id: String,
+    succeeded: bool,
+    retry_at: Option<i64>,
+}
+
 async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut in_flight: JoinSet<Option<i64>> = JoinSet::new();
+    let mut shares = Shares::default();
+    let mut in_flight: JoinSet<Ended> = JoinSet::new();
+    let (finished, finishing) = mpsc::unbounded_channel();
+    let finisher = tokio::spawn(finish_loop(worker.store.clone(), finishing));
     // When the retries this node scheduled itself are due: it wakes for each
     // precisely (others' retries, and any past the most tracked, at the next poll).
     let mut retries: BTreeSet<i64> = BTreeSet::new();
+    // Whether a claim may find something: after a wake-up, a timer, or a claim that
+    // stopped at a share or at the free slots. An attempt that ends frees a slot,
+    // but claiming again is only worth a transaction when something was left.
+    let mut left_behind = true;
     loop {
         if *stopped.borrow() {
             break;
         }
         let free = slots.available_permits();
         let claimed_at = clock::system_now_millis();
-        if free > 0 {
+        let claiming = free > 0 && left_behind;
+        if claiming {
+            let allowances = shares.allowances();
             match worker
                 .store
                 .claim_deliveries(&DeliveryClaim {
@@ -518,20 +407,28 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
                     lease_ms: worker.settings.lease_ms(),
                     limit: free,
                     listener: None,
-                    per_endpoint: Some(MAX_IN_FLIGHT_PER_ENDPOINT),
+                    shares: Some(allowances.clone()),
                 })
                 .await
             {
                 Ok(claimed) => {
+                    let mut taken: HashMap<&str, usize> = HashMap::new();
+                    for d in &claimed {
+                        *taken.entry(d.endpoint_id.as_str()).or_default() += 1;
+                    }
+                    left_behind = claimed.len() >= free
+                        || taken.iter().any(|(id, &n)| n >= allowances.of(id));
                     for delivery in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             break;
                         };
+                        shares.started(&delivery.endpoint_id);
                         let worker = worker.clone();
+                        let finished = finished.clone();
                         in_flight.spawn(async move {
-                            let retry = worker.deliver(delivery).await;
+                            let ended = worker.deliver(delivery, &finished).await;
                             drop(permit);
-                            retry
+                            ended
                         });
                     }
                 }
@@ -541,8 +438,15 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
         let now = clock::system_now_millis();
         // Retries due by the claim were looked for by it. One it left (every slot
         // busy, or its endpoint's whole share in flight) is taken when one of those
-        // attempts ends, which wakes this loop.
-        let looked_for = if free > 0 { claimed_at } else { now };
+        // attempts ends, which wakes this loop. Without a claim now, a due retry
+        // makes the wait below zero, and the next round claims.
+        let looked_for = if claiming {
+            claimed_at
+        } else if free == 0 {
+            now
+        } else {
+            i64::MIN
+        };
         while retries.first().is_some_and(|&at| at <= looked_for) {
             retries.pop_first();
         }
@@ -551,22 +455,32 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
             .map(|&at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
             .map_or(POLL_EVERY, |d| d.min(POLL_EVERY));
         tokio::select! {
-            _ = worker.hub.deliveries.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = worker.hub.deliveries.notified() => left_behind = true,
+            _ = tokio::time::sleep(wait) => left_behind = true,
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok(Some(at)) = done {
-                    retries.insert(at);
-                    if retries.len() > MAX_TRACKED_RETRIES {
-                        retries.pop_last();
+                // Every attempt that ended meanwhile is accounted for before the
+                // next claim, so it sees the shares as they are.
+                let mut done = Some(done);
+                while let Some(result) = done {
+                    if let Ok(ended) = result {
+                        shares.ended(&ended.endpoint_id, ended.succeeded);
+                        if let Some(at) = ended.retry_at {
+                            retries.insert(at);
+                            if retries.len() > MAX_TRACKED_RETRIES {
+                                retries.pop_last();
+                            }
+                        }
                     }
+                    done = in_flight.try_join_next();
                 }
             }
             _ = stopped.changed() => break,
         }
     }
     // Shutting down: no more claims. Attempts in flight may finish within the
-    // grace period; the rest are dropped and their leases given back so another
-    // node (or the next start) takes them at once.
+    // grace period; the rest are dropped. What finished is recorded, then every
+    // lease still held is given back so another node (or the next start) takes
+    // those deliveries at once.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while in_flight.join_next().await.is_some() {}
     })
@@ -575,11 +489,53 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
         in_flight.abort_all();
         while in_flight.join_next().await.is_some() {}
     }
+    drop(finished);
+    if let Err(e) = finisher.await {
+        tracing::error!(error = %e, "the webhook finisher ended abnormally");
+    }
     match worker.store.release_deliveries(&worker.owner).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(deliveries = n, "gave webhook delivery leases back"),
         Err(e) => {
             tracing::warn!(error = %e, "giving delivery leases back failed; they will expire")
+        }
+    }
+}
+
+/// Records finished attempts: everything that ended while the last transaction
+/// committed goes in the next one, so a busy endpoint costs one transaction per
+/// batch of attempts rather than one per attempt.
+async fn finish_loop(store: DynStore, mut finishing: mpsc::UnboundedReceiver<DeliveryResult>) {
+    while let Some(first) = finishing.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FINISH_BATCH {
+            match finishing.try_recv() {
+                Ok(result) => batch.push(result),
+                Err(_) => break,
+            }
+        }
+        let keys: Vec<(String, String)> = batch
+            .iter()
+            .map(|r| (r.event_id.clone(), r.endpoint_id.clone()))
+            .collect();
+        match store.finish_deliveries(batch).await {
+            Ok(settled) => {
+                for ((event, endpoint), kept) in keys.iter().zip(settled) {
+                    if !kept {
+                        tracing::warn!(
+                            %event,
+                            %endpoint,
+                            "a delivery lease ran out during its attempt; another node may repeat it"
+                        );
+                    }
+                }
+            }
+            // The leases run out and the deliveries are attempted again.
+            Err(e) => tracing::warn!(
+                error = %e,
+                attempts = keys.len(),
+                "recording webhook attempts failed"
+            ),
         }
     }
 }
@@ -668,22 +624,34 @@ pub async fn post_signed(
 }
 
 impl Worker {
-    /// One attempt of a claimed delivery; returns when its retry is due, if one is.
-    async fn deliver(&self, delivery: Delivery) -> Option<i64> {
+    /// One attempt of a claimed delivery; its outcome goes to the finisher.
+    async fn deliver(
+        &self,
+        delivery: Delivery,
+        finished: &mpsc::UnboundedSender<DeliveryResult>,
+    ) -> Ended {
+        let mut ended = Ended {
+            endpoint_id: delivery.endpoint_id.clone(),
+            succeeded: false,
+            retry_at: None,
+        };
         let prepared = self.prepare(&delivery).await;
         let (url, secret, payload) = match prepared {
             Ok(Some(p)) => p,
             Ok(None) => {
                 // The event or the endpoint is gone, or the endpoint was disabled.
-                let _ = settle(&self.store, &delivery, &self.owner, None, DeliveryNext::Failed)
-                    .await
-                    .map_err(|e| tracing::warn!(event = %delivery.event_id, error = %e, "could not close a delivery"));
-                return None;
+                let _ = finished.send(result_of(
+                    &delivery,
+                    &self.owner,
+                    None,
+                    DeliveryNext::Failed,
+                ));
+                return ended;
             }
             Err(e) => {
                 // A store hiccup: the lease runs out and the delivery is taken again.
                 tracing::warn!(event = %delivery.event_id, error = %e, "could not prepare a webhook attempt");
-                return None;
+                return ended;
             }
         };
         let attempted_at = clock::system_now_millis();
@@ -725,25 +693,16 @@ impl Worker {
             error: outcome.error,
             succeeded,
         };
-        match settle(&self.store, &delivery, &self.owner, Some(record), next).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                event = %delivery.event_id,
-                endpoint = %delivery.endpoint_id,
-                "a delivery lease ran out during its attempt; another node may repeat it"
-            ),
-            Err(e) => {
-                tracing::warn!(event = %delivery.event_id, error = %e, "recording a webhook attempt failed")
-            }
+        let _ = finished.send(result_of(&delivery, &self.owner, Some(record), next));
+        ended.succeeded = succeeded;
+        if let DeliveryNext::RetryAt(at) = next {
+            ended.retry_at = Some(at);
         }
-        match next {
-            DeliveryNext::RetryAt(at) => Some(at),
-            _ => None,
-        }
+        ended
     }
 
-    /// The URL, secret and exact stored event text of an attempt, or `None` when
-    /// there is nothing left to deliver.
+    /// The URL, secret and event text (with its `pending_webhooks` as of now) of an
+    /// attempt, or `None` when there is nothing left to deliver.
     async fn prepare(&self, d: &Delivery) -> Result<Option<(String, String, String)>, StoreError> {
         let Some(event) = self.store.get(&d.account, &d.event_id).await? else {
             return Ok(None);
@@ -759,67 +718,66 @@ impl Worker {
                 return Ok(None);
             }
         };
-        let Some(account) = self.store.account(&d.account).await? else {
+        let Some(secret_key) = self.secret_key(&d.account).await? else {
             return Ok(None);
         };
-        let secret = endpoint_secret(&account.secret_key, &endpoint.id);
-        Ok(Some((endpoint.url, secret, event.data)))
+        let secret = endpoint_secret(&secret_key, &endpoint.id);
+        let pending = self
+            .store
+            .pending_webhooks(&d.account, std::slice::from_ref(&d.event_id))
+            .await?;
+        let payload = pending
+            .first()
+            .and_then(|&n| event::text_with_pending(&event.data, n))
+            .unwrap_or(event.data);
+        Ok(Some((endpoint.url, secret, payload)))
+    }
+
+    async fn secret_key(&self, account: &str) -> Result<Option<String>, StoreError> {
+        if let Some(key) = self.secrets.lock().get(account) {
+            return Ok(Some(key.clone()));
+        }
+        let Some(found) = self.store.account(account).await? else {
+            return Ok(None);
+        };
+        self.secrets
+            .lock()
+            .insert(account.to_string(), found.secret_key.clone());
+        Ok(Some(found.secret_key))
     }
 }
 
-/// Finishes a claimed delivery: records the attempt, moves the row on, and on the
-/// first success rewrites the event with its recounted `pending_webhooks`. The
-/// event write is version-checked; when another delivery of the same event
-/// settled in between, everything is recounted and written again.
+/// What finishing a claimed delivery writes.
+fn result_of(
+    delivery: &Delivery,
+    owner: &str,
+    attempt: Option<AttemptRecord>,
+    next: DeliveryNext,
+) -> DeliveryResult {
+    DeliveryResult {
+        account: delivery.account.clone(),
+        event_id: delivery.event_id.clone(),
+        endpoint_id: delivery.endpoint_id.clone(),
+        lease_owner: owner.to_string(),
+        attempt,
+        next,
+        now_ms: clock::system_now_millis(),
+    }
+}
+
+/// Finishes one claimed delivery at once: records the attempt and moves the row on.
+/// `Ok(false)`: the lease was lost (the attempt is recorded all the same).
 pub async fn settle(
     store: &DynStore,
     delivery: &Delivery,
     owner: &str,
     attempt: Option<AttemptRecord>,
     next: DeliveryNext,
-) -> Result<bool, CommitError> {
-    let first_success =
-        next == DeliveryNext::Succeeded && delivery.push && delivery.succeeded_at.is_none();
-    for _ in 0..CONFLICT_RETRIES {
-        let event_write = if first_success {
-            // The event first, then the count: a success committed between the two
-            // bumps the event's version, so this write conflicts and is redone.
-            match store.get(&delivery.account, &delivery.event_id).await? {
-                Some(event) => {
-                    let undelivered = store
-                        .undelivered_count(&delivery.account, &delivery.event_id)
-                        .await?;
-                    // This delivery is still counted: it has not committed yet.
-                    let pending = (undelivered - 1).max(0);
-                    Some(
-                        event::pending_write(&event, pending)
-                            .map_err(|e| CommitError::Store(StoreError::Unavailable(e)))?,
-                    )
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        let result = crate::store::DeliveryResult {
-            account: delivery.account.clone(),
-            event_id: delivery.event_id.clone(),
-            endpoint_id: delivery.endpoint_id.clone(),
-            lease_owner: owner.to_string(),
-            attempt: attempt.clone(),
-            next,
-            now_ms: clock::system_now_millis(),
-            event_write,
-        };
-        match store.finish_delivery(result).await {
-            Err(CommitError::Conflict(_)) => continue,
-            other => return other,
-        }
-    }
-    Err(CommitError::Store(StoreError::Unavailable(format!(
-        "event {} kept changing while its delivery settled",
-        delivery.event_id
-    ))))
+) -> Result<bool, StoreError> {
+    let settled = store
+        .finish_deliveries(vec![result_of(delivery, owner, attempt, next)])
+        .await?;
+    Ok(settled.first().copied().unwrap_or(false))
 }
 
 // ---------------------------------------------------------------------------
@@ -852,17 +810,23 @@ pub async fn poll_listener(
                 limit,
                 listener: Some(listener.to_string()),
                 // The listener's client pulls only what it asks for.
-                per_endpoint: None,
+                shares: None,
             })
             .await?;
         let mut out = Vec::new();
         // Listener ids are unique across accounts; the account guards against a mix-up.
         for delivery in claimed.into_iter().filter(|d| d.account == account) {
             match store.get(&delivery.account, &delivery.event_id).await? {
-                Some(event) => out.push(Pulled {
-                    delivery,
-                    payload: event.data,
-                }),
+                Some(event) => {
+                    let pending = store
+                        .pending_webhooks(&delivery.account, std::slice::from_ref(&event.id))
+                        .await?;
+                    let payload = pending
+                        .first()
+                        .and_then(|&n| event::text_with_pending(&event.data, n))
+                        .unwrap_or(event.data);
+                    out.push(Pulled { delivery, payload });
+                }
                 None => {
                     // Purged before it was pulled: nothing left to deliver.
                     let _ = settle(store, &delivery, owner, None, DeliveryNext::Failed).await;
@@ -901,7 +865,7 @@ pub async fn settle_pulled(
     delivery: &Delivery,
     lease: &str,
     report: PulledAttempt,
-) -> Result<bool, CommitError> {
+) -> Result<bool, StoreError> {
     let succeeded = report.status_code.is_some_and(|s| (200..300).contains(&s));
     let attempts = delivery.attempts + 1;
     let now = clock::system_now_millis();
@@ -1079,6 +1043,49 @@ mod tests {
         let default = WebhookSettings::default();
         assert_eq!(default.retry_schedule.0.len(), 3);
         assert_eq!(default.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn shares_grow_with_successes_and_fall_back_with_failures() {
+        let mut shares = Shares::default();
+        // An endpoint never seen may take the starting share.
+        assert_eq!(shares.allowances().of("we_new"), MIN_SHARE);
+        for _ in 0..MIN_SHARE {
+            shares.started("we_1");
+        }
+        assert_eq!(shares.allowances().of("we_1"), 0, "its share is in flight");
+        for _ in 0..MIN_SHARE {
+            shares.ended("we_1", true);
+        }
+        assert_eq!(shares.allowances().of("we_1"), 2 * MIN_SHARE);
+        // Growth stops at the largest share.
+        for _ in 0..10 * MAX_SHARE {
+            shares.started("we_1");
+            shares.ended("we_1", true);
+        }
+        assert_eq!(shares.allowances().of("we_1"), MAX_SHARE);
+        // Each failure halves it, never below the starting share, and an idle
+        // endpoint back at the start is forgotten.
+        shares.started("we_1");
+        shares.ended("we_1", false);
+        assert_eq!(shares.allowances().of("we_1"), MAX_SHARE / 2);
+        for _ in 0..20 {
+            shares.started("we_1");
+            shares.ended("we_1", false);
+        }
+        assert_eq!(shares.allowances().of("we_1"), MIN_SHARE);
+        assert!(shares.0.is_empty());
+        // A hanging endpoint never gets past its starting share, whatever the others do.
+        for _ in 0..MIN_SHARE {
+            shares.started("we_hang");
+        }
+        for _ in 0..100 {
+            shares.started("we_ok");
+            shares.ended("we_ok", true);
+        }
+        let allowances = shares.allowances();
+        assert_eq!(allowances.of("we_hang"), 0);
+        assert!(allowances.of("we_ok") > MIN_SHARE);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Events: retrieve and list (30 days of them), and payground's resend and
 //! delivery-attempt views. Events are written by [`crate::ctx::Ctx::emit`] with the
-//! change that caused them; the delivery worker (`crate::jobs::delivery`) keeps
-//! their `pending_webhooks` current.
+//! change that caused them and never change after: their `pending_webhooks` is
+//! counted from their deliveries whenever they are read ([`with_pending_webhooks`]).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,15 +13,12 @@ use crate::http::list::ListParams;
 use crate::resources::webhook_endpoint::WebhookEndpoint;
 use crate::store::{
     AttemptQuery, AttemptRecord, CreatedRange, Cursor, IndexCondition, IndexValue, ListQuery,
-    ObjectWrite, StoredObject,
+    StoredObject,
 };
 
 pub const OBJECT: &str = "event";
 /// Stripe keeps events retrievable for 30 days; older ones are purged.
 pub const RETENTION_SECS: i64 = 30 * 24 * 60 * 60;
-/// The index field that marks events with undelivered webhooks (`delivery_success=false`).
-pub const DELIVERY_FIELD: &str = "delivery";
-pub const DELIVERY_PENDING: &str = "pending";
 /// Stripe accepts at most this many `types[]`.
 const MAX_TYPES: usize = 20;
 
@@ -317,9 +314,32 @@ async fn find(ctx: &mut Ctx, id: &str) -> Result<Option<StoredObject>, ApiError>
 
 pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     match find(ctx, id).await? {
-        Some(o) => decode(&o.data),
+        Some(o) => decode(&with_pending_webhooks(ctx, vec![o]).await?[0]),
         None => Err(ApiError::no_such(OBJECT, id)),
     }
+}
+
+/// The events' texts with their `pending_webhooks` as of now: the push deliveries
+/// that have not succeeded. Counted when read rather than kept in the stored event,
+/// which would then be rewritten at every delivery.
+pub async fn with_pending_webhooks(
+    ctx: &Ctx,
+    events: Vec<StoredObject>,
+) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let counts = ctx
+        .store
+        .pending_webhooks(ctx.account_id(), &ids)
+        .await
+        .map_err(|e| ApiError::internal("counting pending webhooks failed", e))?;
+    events
+        .into_iter()
+        .zip(counts)
+        .map(|(event, pending)| {
+            text_with_pending(&event.data, pending)
+                .ok_or_else(|| ApiError::internal("stored event does not decode", &event.id))
+        })
+        .collect()
 }
 
 /// `customer.created` exactly, `customer.*` by prefix; `*` alone matches everything (`None`).
@@ -386,13 +406,6 @@ fn conditions(filters: &EventListFilters) -> Result<Vec<IndexCondition>, ApiErro
             });
         }
     }
-    if let Some(success) = filters.delivery_success {
-        out.push(IndexCondition {
-            field: DELIVERY_FIELD.into(),
-            any_of: vec![IndexValue::Exact(DELIVERY_PENDING.into())],
-            negated: success,
-        });
-    }
     Ok(out)
 }
 
@@ -427,6 +440,7 @@ pub async fn list(
         created,
         cursor,
         limit: page.limit + 1,
+        delivery_success: filters.delivery_success,
     };
     let mut rows = ctx
         .store
@@ -438,9 +452,10 @@ pub async fn list(
     if matches!(cursor, Cursor::After(_)) {
         rows.reverse();
     }
-    let data = rows
+    let data = with_pending_webhooks(ctx, rows)
+        .await?
         .iter()
-        .map(|r| decode(&r.data))
+        .map(|text| decode(text))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({ "object": "list", "data": data, "has_more": has_more, "url": "/v1/events" }))
 }
@@ -472,7 +487,7 @@ pub async fn resend(ctx: &mut Ctx, id: &str, params: &ResendParams) -> Result<Va
         )
         .await
         .map_err(|e| ApiError::internal("scheduling a resend failed", e))?;
-    decode(&event.data)
+    decode(&with_pending_webhooks(ctx, vec![event]).await?[0])
 }
 
 /// An attempt as payground's attempt lists show it.
@@ -531,54 +546,23 @@ pub async fn attempts(
     Ok(json!({ "object": "list", "data": data, "has_more": has_more, "url": url }))
 }
 
-/// The event's next version with `pending_webhooks` set, and its index saying
-/// whether webhooks are still undelivered (what `delivery_success` filters on).
-pub fn pending_write(stored: &StoredObject, pending: i64) -> Result<ObjectWrite, String> {
-    let event_type =
-        event_type(&stored.data).ok_or_else(|| format!("event {} has no type", stored.id))?;
-    // The count is spliced into the stored text rather than the event parsed into a
-    // tree and written again: every webhook delivery rewrites its event twice (at
-    // fan-out and on success), and the tree round trip was a tenth of a delivery's
-    // CPU. The event's own `pending_webhooks` is the last one in its text: it comes
-    // after `data`, and a key inside `data` cannot follow it. A text that does not
-    // hold one (never written by payground) takes the tree path.
-    let data = match splice_pending(&stored.data, pending) {
-        Some(data) => data,
-        None => {
-            let mut event: Value = serde_json::from_str(&stored.data)
-                .map_err(|e| format!("event {} does not decode: {e}", stored.id))?;
-            let object = event
-                .as_object_mut()
-                .ok_or_else(|| format!("event {} is not a JSON object", stored.id))?;
-            object.insert("pending_webhooks".into(), json!(pending));
-            event.to_string()
-        }
-    };
-    let mut index = vec![("type".to_string(), event_type)];
-    if pending > 0 {
-        index.push((DELIVERY_FIELD.into(), DELIVERY_PENDING.into()));
+/// The event text with its top-level `pending_webhooks` set to `pending`, or `None`
+/// when the text is not an event.
+///
+/// The count is spliced into the stored text rather than the event parsed into a
+/// tree and written out again: every event read and every webhook attempt does
+/// this. The event's own `pending_webhooks` is the last one in its text: it comes
+/// after `data`, and a key inside `data` cannot follow it. A text that does not
+/// hold one (never written by payground) takes the tree path.
+pub fn text_with_pending(data: &str, pending: i64) -> Option<String> {
+    if let Some(text) = splice_pending(data, pending) {
+        return Some(text);
     }
-    Ok(ObjectWrite {
-        id: stored.id.clone(),
-        kind: stored.kind.clone(),
-        created: stored.created,
-        data,
-        expected_version: Some(stored.version),
-        index,
-        deleted: false,
-    })
-}
-
-/// An event's `type`, read without building the event's tree.
-pub fn event_type(data: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct TypeOnly {
-        #[serde(rename = "type")]
-        event_type: String,
-    }
-    serde_json::from_str::<TypeOnly>(data)
-        .ok()
-        .map(|t| t.event_type)
+    let mut event: Value = serde_json::from_str(data).ok()?;
+    event
+        .as_object_mut()?
+        .insert("pending_webhooks".into(), json!(pending));
+    Some(event.to_string())
 }
 
 /// The event text with its top-level `pending_webhooks` set to `pending`.
@@ -626,66 +610,35 @@ mod tests {
     }
 
     #[test]
-    fn delivery_success_filters() {
-        let f = EventListFilters {
-            delivery_success: Some(true),
-            ..Default::default()
-        };
-        let c = conditions(&f).unwrap();
-        assert_eq!(c.len(), 1);
-        assert!(c[0].negated && c[0].field == DELIVERY_FIELD);
+    fn type_and_types_exclude_each_other() {
         let both = EventListFilters {
             event_type: Some("a".into()),
             types: Some(vec!["b".into()]),
             ..Default::default()
         };
         assert!(conditions(&both).is_err());
+        let success_only = EventListFilters {
+            delivery_success: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(conditions(&success_only).unwrap(), vec![]);
     }
 
     #[test]
-    fn pending_write_keeps_the_event_and_marks_the_index() {
-        let stored = StoredObject {
-            seq: 7,
-            id: "evt_1".into(),
-            kind: "event".into(),
-            version: 3,
-            created: 100,
-            deleted: false,
-            data:
-                r#"{"id":"evt_1","object":"event","pending_webhooks":0,"type":"customer.created"}"#
-                    .into(),
-        };
-        let w = pending_write(&stored, 2).unwrap();
+    fn pending_webhooks_is_spliced_into_the_stored_text() {
+        let data =
+            r#"{"id":"evt_1","object":"event","pending_webhooks":0,"type":"customer.created"}"#;
         assert_eq!(
-            w.data,
+            text_with_pending(data, 2).unwrap(),
             r#"{"id":"evt_1","object":"event","pending_webhooks":2,"type":"customer.created"}"#
         );
-        assert_eq!(w.expected_version, Some(3));
-        assert_eq!(
-            w.index,
-            vec![
-                ("type".to_string(), "customer.created".to_string()),
-                ("delivery".to_string(), "pending".to_string())
-            ]
-        );
-        assert_eq!(pending_write(&stored, 0).unwrap().index.len(), 1);
     }
 
     #[test]
-    fn pending_write_touches_only_the_events_own_count() {
-        let event = |data: &str| StoredObject {
-            seq: 1,
-            id: "evt_2".into(),
-            kind: "event".into(),
-            version: 1,
-            created: 100,
-            deleted: false,
-            data: data.into(),
-        };
+    fn only_the_events_own_count_changes() {
         // A key of the same name inside `data` (and in a metadata value) stays.
         let nested = r#"{"id":"evt_2","data":{"object":{"pending_webhooks":5,"metadata":{"k":",\"pending_webhooks\":9"}}},"livemode":false,"pending_webhooks":1,"request":{"id":null},"type":"charge.succeeded"}"#;
-        let w = pending_write(&event(nested), 12).unwrap();
-        let v: Value = serde_json::from_str(&w.data).unwrap();
+        let v: Value = serde_json::from_str(&text_with_pending(nested, 12).unwrap()).unwrap();
         assert_eq!(v["pending_webhooks"], 12);
         assert_eq!(v["data"]["object"]["pending_webhooks"], 5);
         assert_eq!(
@@ -693,12 +646,14 @@ mod tests {
             ",\"pending_webhooks\":9"
         );
         // Without a top-level count in the text, the tree path adds one.
-        let w = pending_write(&event(r#"{"id":"evt_2","type":"charge.succeeded"}"#), 3).unwrap();
-        let v: Value = serde_json::from_str(&w.data).unwrap();
+        let v: Value = serde_json::from_str(
+            &text_with_pending(r#"{"id":"evt_2","type":"charge.succeeded"}"#, 3).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             (v["pending_webhooks"].as_i64(), v["type"].as_str()),
             (Some(3), Some("charge.succeeded"))
         );
-        assert!(pending_write(&event(r#"{"id":"evt_2"}"#), 3).is_err());
+        assert!(text_with_pending("[1]", 3).is_none());
     }
 }

@@ -20,6 +20,7 @@ use crate::http::params::{Field, MetadataParam};
 use crate::ids;
 use crate::resources::event;
 use crate::resources::{apply_metadata, new_metadata, Metadata};
+use crate::store::TARGET_EVENTS_FIELD;
 
 pub const LISTENER_OBJECT: &str = "payground.listener";
 const SECRET_ALPHABET: &[u8; 62] =
@@ -56,6 +57,16 @@ impl StripeObject for WebhookEndpoint {
     fn created(&self) -> i64 {
         self.created
     }
+    /// While enabled, the event types it takes: the store creates its deliveries
+    /// from these rows when events commit. A disabled endpoint has none, so it
+    /// gets no deliveries of the events that happen while it is disabled.
+    fn index(&self) -> Vec<(String, String)> {
+        if self.is_enabled() {
+            target_events(&self.enabled_events)
+        } else {
+            Vec::new()
+        }
+    }
     fn is_deleted(&self) -> bool {
         self.deleted == Some(true)
     }
@@ -90,17 +101,25 @@ impl StripeObject for Listener {
         self.created
     }
     fn index(&self) -> Vec<(String, String)> {
-        vec![("forward_to".to_string(), self.forward_to.clone())]
+        let mut index = vec![("forward_to".to_string(), self.forward_to.clone())];
+        index.extend(target_events(&self.enabled_events));
+        index
     }
     fn is_deleted(&self) -> bool {
         self.deleted == Some(true)
     }
 }
 
-/// Whether an endpoint subscribed to `enabled_events` wants an event of this type:
-/// `*` takes everything, otherwise the type must be listed exactly.
-pub fn wants(enabled_events: &[String], event_type: &str) -> bool {
-    enabled_events.iter().any(|e| e == "*" || e == event_type)
+/// The index rows through which a target takes events: one per entry of its
+/// `enabled_events`, matched by the store against each event's type or `*`.
+fn target_events(enabled_events: &[String]) -> Vec<(String, String)> {
+    let mut types: Vec<&String> = enabled_events.iter().collect();
+    types.sort();
+    types.dedup();
+    types
+        .into_iter()
+        .map(|t| (TARGET_EVENTS_FIELD.to_string(), t.clone()))
+        .collect()
 }
 
 fn derive_secret(account_secret_key: &str, label: &str) -> String {
@@ -409,23 +428,53 @@ mod tests {
     }
 
     #[test]
-    fn enabled_events_matching() {
-        let all = vec!["*".to_string()];
-        assert!(wants(&all, "customer.created"));
-        assert!(wants(&all, "anything.at.all"));
-        let some = vec![
-            "customer.created".to_string(),
-            "charge.succeeded".to_string(),
-        ];
-        assert!(wants(&some, "customer.created"));
-        assert!(wants(&some, "charge.succeeded"));
-        assert!(!wants(&some, "customer.updated"));
-        assert!(!wants(&some, "customer.created.extra"));
-        assert!(!wants(&some, "customer"));
-        // Only `*` alone is a wildcard in enabled_events, as in Stripe.
-        let prefixish = vec!["customer.*".to_string()];
-        assert!(!wants(&prefixish, "customer.created"));
-        assert!(!wants(&[], "customer.created"));
+    fn targets_index_the_event_types_they_take_while_enabled() {
+        let mut endpoint = WebhookEndpoint {
+            id: "we_1".into(),
+            object: "webhook_endpoint".into(),
+            api_version: None,
+            application: None,
+            created: 1,
+            description: None,
+            enabled_events: vec![
+                "customer.created".into(),
+                "charge.succeeded".into(),
+                "customer.created".into(),
+            ],
+            livemode: false,
+            metadata: Metadata::new(),
+            secret: None,
+            status: "enabled".into(),
+            url: "http://127.0.0.1/hook".into(),
+            deleted: None,
+        };
+        let rows = |types: &[&str]| -> Vec<(String, String)> {
+            types
+                .iter()
+                .map(|t| (TARGET_EVENTS_FIELD.to_string(), t.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            endpoint.index(),
+            rows(&["charge.succeeded", "customer.created"])
+        );
+        endpoint.status = "disabled".into();
+        assert_eq!(endpoint.index(), vec![]);
+        endpoint.status = "enabled".into();
+        endpoint.deleted = Some(true);
+        assert_eq!(endpoint.index(), vec![]);
+        let listener = Listener {
+            id: "pgl_1".into(),
+            object: LISTENER_OBJECT.into(),
+            created: 1,
+            enabled_events: vec!["*".into()],
+            forward_to: "http://127.0.0.1/f".into(),
+            livemode: false,
+            deleted: None,
+        };
+        let mut expected = vec![("forward_to".to_string(), "http://127.0.0.1/f".to_string())];
+        expected.extend(rows(&["*"]));
+        assert_eq!(listener.index(), expected);
     }
 
     #[test]

@@ -75,9 +75,10 @@ impl Location {
         }
     }
 
-    /// The account's outbox, read behind the store's back, oldest first.
-    async fn outbox(&self, account: &str) -> Vec<String> {
-        match self {
+    /// Every delivery row of the account, read behind the store's back, as
+    /// (event, endpoint, push), sorted.
+    async fn deliveries(&self, account: &str) -> Vec<(String, String, bool)> {
+        let mut rows: Vec<(String, String, bool)> = match self {
             Location::Sqlite(path) => {
                 let conn = rusqlite::Connection::open_with_flags(
                     path,
@@ -85,25 +86,145 @@ impl Location {
                 )
                 .expect("open the SQLite file");
                 let mut stmt = conn
-                    .prepare("SELECT event_id FROM outbox WHERE account = ?1 ORDER BY seq")
+                    .prepare(
+                        "SELECT event_id, endpoint_id, push FROM webhook_deliveries
+                         WHERE account = ?1",
+                    )
                     .expect("prepare");
                 let rows = stmt
-                    .query_map([account], |r| r.get::<_, String>(0))
-                    .expect("query the outbox");
-                rows.collect::<Result<_, _>>().expect("read the outbox")
+                    .query_map([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .expect("query the deliveries");
+                rows.collect::<Result<_, _>>().expect("read the deliveries")
             }
             Location::Postgres { url, .. } => {
                 let client = admin_client(url).await;
                 client
                     .query(
-                        "SELECT event_id FROM outbox WHERE account = $1 ORDER BY seq",
+                        "SELECT event_id, endpoint_id, push FROM webhook_deliveries
+                         WHERE account = $1",
                         &[&account],
                     )
                     .await
-                    .expect("query the outbox")
+                    .expect("query the deliveries")
                     .iter()
-                    .map(|r| r.get::<_, String>(0))
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
                     .collect()
+            }
+        };
+        rows.sort();
+        rows
+    }
+}
+
+/// Commits held back: while it is held, the store's writer (SQLite) or every one of
+/// its group transactions (PostgreSQL) waits for a lock the test holds, so the
+/// batches sent meanwhile queue up and, once it is released, are committed as one
+/// group in the order they were sent.
+struct Hold {
+    lock: HoldLock,
+    /// The commits that wait for the lock.
+    blocked: Vec<tokio::task::JoinHandle<Result<Committed, CommitError>>>,
+}
+
+enum HoldLock {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+/// How many of the groups of a PostgreSQL store commit at once (its
+/// `GROUPS_IN_FLIGHT`): all must be waiting before batches queue.
+const PG_GROUPS_IN_FLIGHT: usize = 4;
+
+impl Hold {
+    /// `tag` keeps the ids of the objects it writes unique within a test.
+    async fn start(f: &Fixture, tag: &str) -> Hold {
+        let s = &f.store;
+        let commit = |write: ObjectWrite| {
+            let store = s.clone();
+            tokio::spawn(async move { store.commit(batch("acct_hold", vec![write])).await })
+        };
+        match &f.location {
+            Location::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .expect("busy timeout");
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .expect("take the write lock");
+                // The writer takes this batch and waits for the lock (an insert
+                // asks for it first thing, and the writer's busy timeout waits);
+                // what is sent after it queues behind it.
+                let blocked = vec![commit(new_object(
+                    &format!("cus_hold_{tag}"),
+                    "customer",
+                    1,
+                ))];
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Hold {
+                    lock: HoldLock::Sqlite(conn),
+                    blocked,
+                }
+            }
+            Location::Postgres { url, .. } => {
+                let mut held = Vec::new();
+                for i in 0..PG_GROUPS_IN_FLIGHT {
+                    let id = format!("cus_hold_{tag}_{i}");
+                    held.push(insert(s, "acct_hold", new_object(&id, "customer", 1)).await);
+                }
+                let client = admin_client(url).await;
+                let ids: Vec<&str> = held.iter().map(|o| o.id.as_str()).collect();
+                client
+                    .execute("BEGIN", &[])
+                    .await
+                    .expect("begin the holding transaction");
+                client
+                    .execute(
+                        "SELECT 1 FROM objects WHERE id = ANY($1) FOR UPDATE",
+                        &[&ids],
+                    )
+                    .await
+                    .expect("lock the held rows");
+                // One group per held row, each sent once the previous one waits,
+                // until every group slot waits for the lock.
+                let watcher = admin_client(url).await;
+                let mut blocked = Vec::new();
+                for (i, object) in held.iter().enumerate() {
+                    blocked.push(commit(update_of(object, 1, r#"{"held":true}"#)));
+                    let mut polls = 0;
+                    loop {
+                        let waiting: i64 = watcher
+                            .query_one(
+                                "SELECT count(*) FROM pg_stat_activity
+                                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                                &[],
+                            )
+                            .await
+                            .expect("pg_stat_activity")
+                            .get(0);
+                        if waiting as usize > i {
+                            break;
+                        }
+                        polls += 1;
+                        assert!(polls < 1_000, "the held commit {i} never waited");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+                Hold {
+                    lock: HoldLock::Postgres(client),
+                    blocked,
+                }
+            }
+        }
+    }
+
+    /// Lets the held commits and everything queued behind them go.
+    async fn release(self) {
+        match self.lock {
+            HoldLock::Sqlite(conn) => conn.execute_batch("ROLLBACK").expect("release"),
+            HoldLock::Postgres(client) => client.batch_execute("ROLLBACK").await.expect("release"),
+        }
+        for handle in self.blocked {
+            if let Err(e) = handle.await.expect("held commit task") {
+                panic!("a held commit failed: {e:?}");
             }
         }
     }
@@ -242,16 +363,23 @@ conformance!(
     concurrent_updates_one_wins,
     concurrent_batches_commit_together_or_alone,
     crossed_updates_conflict,
-    outbox_rows,
     reopen_keeps_data,
     list_where_conditions,
-    outbox_claims_and_fan_out,
-    drop_outbox_removes_only_those_rows,
-    delivery_claims_leases_and_finish,
-    finish_conflict_rolls_back,
+    deliveries_created_at_commit,
+    targets_follow_their_index_rows,
+    committed_says_whether_deliveries_were_created,
+    concurrent_batches_of_several_accounts_keep_their_deliveries,
+    a_group_delivers_to_the_targets_of_its_earlier_batches,
+    pending_webhooks_counts_push_deliveries_not_yet_succeeded,
+    delivery_success_filters_events,
+    claims_lease_due_deliveries,
+    claims_take_each_endpoints_share,
+    claims_take_each_endpoints_oldest_due_first,
+    listener_claims_take_their_pull_deliveries,
+    finish_deliveries_settles_each_result,
+    release_gives_leases_back,
     concurrent_claims_are_disjoint,
-    claims_cap_each_endpoint,
-    concurrent_capped_claims_stay_within_the_cap,
+    concurrent_share_claims_stay_within_their_share,
     redeliver_resets_or_creates,
     attempts_listing,
     purge_events,
@@ -327,19 +455,16 @@ fn record(
     }
 }
 
-/// A live webhook endpoint in the account, so its events get outbox rows.
+/// A live webhook endpoint in the account that takes every event.
 async fn add_event_target(store: &DynStore, account: &str) {
     let id = format!("we_{account}");
-    commit_ok(
-        store,
-        batch(account, vec![new_object(&id, "webhook_endpoint", 1)]),
-    )
-    .await;
+    commit_ok(store, batch(account, vec![endpoint(&id, &["*"])])).await;
 }
 
-async fn commit_ok(store: &DynStore, batch: WriteBatch) {
-    if let Err(e) = store.commit(batch).await {
-        panic!("commit failed: {e:?}");
+async fn commit_ok(store: &DynStore, batch: WriteBatch) -> Committed {
+    match store.commit(batch).await {
+        Ok(committed) => committed,
+        Err(e) => panic!("commit failed: {e:?}"),
     }
 }
 
@@ -357,7 +482,7 @@ async fn must_get(store: &DynStore, account: &str, id: &str) -> StoredObject {
         .unwrap_or_else(|| panic!("{id} should exist in {account}"))
 }
 
-fn assert_conflict(result: Result<(), CommitError>, id: &str) {
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, CommitError>, id: &str) {
     match result {
         Err(CommitError::Conflict(got)) => {
             assert_eq!(got, id, "conflict reported on the wrong object")
@@ -647,11 +772,16 @@ async fn stale_update_rolls_back_batch(f: &Fixture) {
     let fresh = indexed(new_object("cus_new", "customer", 3), &[("email", "new@x")]);
     let event = new_object("evt_lost", "event", 3);
     let stale = update_of(&a, 1, r#"{"a":"lost"}"#);
+    assert_eq!(
+        must_get(s, "acct_a", "we_acct_a").await.kind,
+        "webhook_endpoint",
+        "an endpoint that would take the event"
+    );
     let result = s
         .commit(WriteBatch {
             account: "acct_a".into(),
             objects: vec![good, fresh, event, stale],
-            outbox: vec!["evt_lost".into()],
+            events: vec![emitted("evt_lost", "customer.created")],
             idempotency: Some(record("key_lost", "fp", 200, "{}", 10)),
             idempotency_cutoff: 0,
         })
@@ -669,7 +799,10 @@ async fn stale_update_rolls_back_batch(f: &Fixture) {
         .await
         .expect("idem")
         .is_none());
-    assert!(f.location.outbox("acct_a").await.is_empty());
+    assert!(
+        f.location.deliveries("acct_a").await.is_empty(),
+        "the event's delivery rolls back with it"
+    );
     // Index rows are untouched too.
     let by_email = |email: &str| ListQuery {
         filter: Some(("email".into(), email.into())),
@@ -1185,7 +1318,7 @@ async fn idempotency_taken_rolls_back_batch(f: &Fixture) {
                 new_object("cus_lost", "customer", 2),
                 new_object("evt_lost", "event", 2),
             ],
-            outbox: vec!["evt_lost".into()],
+            events: vec![emitted("evt_lost", "customer.created")],
             idempotency: Some(record("key_1", "fp_2", 200, "{}", 1001)),
             idempotency_cutoff: 500,
         })
@@ -1198,7 +1331,10 @@ async fn idempotency_taken_rolls_back_batch(f: &Fixture) {
     assert_eq!((now.version, now.data), (1, existing.data));
     assert!(s.get("acct_a", "cus_lost").await.expect("get").is_none());
     assert!(s.get("acct_a", "evt_lost").await.expect("get").is_none());
-    assert!(f.location.outbox("acct_a").await.is_empty());
+    assert!(
+        f.location.deliveries("acct_a").await.is_empty(),
+        "the event's delivery rolls back with it"
+    );
     assert_eq!(
         s.idempotency_get("acct_a", "key_1")
             .await
@@ -1256,7 +1392,7 @@ async fn purge_idempotency(f: &Fixture) {
 
 /// Many independent batches at once (the stores commit them in groups), one pair of
 /// them sharing an idempotency key and one updating a stale version: every batch
-/// gets the outcome it would have had alone, with its index and outbox rows.
+/// gets the outcome it would have had alone, with its index rows and deliveries.
 async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
     const WRITERS: usize = 60;
     let s = &f.store;
@@ -1285,7 +1421,7 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
                 .commit(WriteBatch {
                     account: "acct_a".into(),
                     objects,
-                    outbox: vec![format!("evt_g{i}")],
+                    events: vec![emitted(&format!("evt_g{i}"), "customer.created")],
                     idempotency: Some(record(&format!("key_g{key}"), "fp", 200, "{}", 10)),
                     idempotency_cutoff: 0,
                 })
@@ -1298,7 +1434,10 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
     for task in tasks {
         let (i, result) = task.await.expect("writer task");
         match result {
-            Ok(()) => committed.push(i),
+            Ok(done) => {
+                assert!(done.deliveries, "writer {i} created a delivery");
+                committed.push(i)
+            }
             Err(CommitError::Conflict(id)) => {
                 assert_eq!(
                     (i, id.as_str()),
@@ -1313,7 +1452,16 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
     assert_eq!(committed.len(), WRITERS - 2, "all but two commit");
     assert_eq!(taken.len(), 1, "one of the key's two writers is refused");
     assert!(taken[0] == 10 || taken[0] == 11);
-    let outbox = f.location.outbox("acct_a").await;
+    let deliveries: Vec<String> = f
+        .location
+        .deliveries("acct_a")
+        .await
+        .into_iter()
+        .map(|(event_id, endpoint_id, push)| {
+            assert_eq!((endpoint_id.as_str(), push), ("we_acct_a", true));
+            event_id
+        })
+        .collect();
     for &i in &committed {
         must_get(s, "acct_a", &format!("cus_g{i}")).await;
         let by_email = s
@@ -1330,8 +1478,8 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
             .expect("list");
         assert_eq!(by_email.len(), 1, "writer {i}'s index row");
         assert!(
-            outbox.contains(&format!("evt_g{i}")),
-            "writer {i}'s outbox row"
+            deliveries.contains(&format!("evt_g{i}")),
+            "writer {i}'s delivery"
         );
     }
     for i in [7, taken[0]] {
@@ -1340,9 +1488,9 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
             .await
             .expect("get")
             .is_none());
-        assert!(!outbox.contains(&format!("evt_g{i}")));
+        assert!(!deliveries.contains(&format!("evt_g{i}")));
     }
-    assert_eq!(outbox.len(), WRITERS - 2);
+    assert_eq!(deliveries.len(), WRITERS - 2);
     let still = must_get(s, "acct_a", "cus_stale").await;
     assert_eq!(still.data, r#"{"v":2}"#);
 }
@@ -1375,7 +1523,7 @@ async fn concurrent_updates_one_wins(f: &Fixture) {
     for task in tasks {
         let (i, result) = task.await.expect("writer task");
         match result {
-            Ok(()) => winners.push(i),
+            Ok(_) => winners.push(i),
             Err(CommitError::Conflict(id)) => assert_eq!(id, "cus_1"),
             Err(other) => panic!("writer {i}: unexpected error {other:?}"),
         }
@@ -1435,7 +1583,7 @@ async fn crossed_updates_conflict(f: &Fixture) {
         let mut wins = 0;
         for task in tasks {
             match task.await.expect("writer task") {
-                Ok(()) => wins += 1,
+                Ok(_) => wins += 1,
                 Err(CommitError::Conflict(id)) => {
                     assert!(id == "cus_a" || id == "cus_b", "conflict on {id}")
                 }
@@ -1450,81 +1598,6 @@ async fn crossed_updates_conflict(f: &Fixture) {
         assert_eq!((a2.version, b2.version), (a.version + 1, b.version + 1));
         assert_eq!(a2.data, b2.data, "both objects come from the same batch");
     }
-}
-
-async fn outbox_rows(f: &Fixture) {
-    let s = &f.store;
-    add_event_target(s, "acct_a").await;
-    add_event_target(s, "acct_b").await;
-    commit_ok(
-        s,
-        WriteBatch {
-            account: "acct_a".into(),
-            objects: vec![
-                new_object("cus_1", "customer", 1),
-                new_object("evt_1", "event", 1),
-                new_object("evt_2", "event", 1),
-            ],
-            outbox: vec!["evt_1".into(), "evt_2".into()],
-            ..Default::default()
-        },
-    )
-    .await;
-    commit_ok(
-        s,
-        WriteBatch {
-            account: "acct_b".into(),
-            objects: vec![new_object("evt_3", "event", 1)],
-            outbox: vec!["evt_3".into()],
-            ..Default::default()
-        },
-    )
-    .await;
-    commit_ok(
-        s,
-        WriteBatch {
-            account: "acct_a".into(),
-            outbox: vec!["evt_4".into()],
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(
-        f.location.outbox("acct_a").await,
-        ids(&["evt_1", "evt_2", "evt_4"])
-    );
-    assert_eq!(f.location.outbox("acct_b").await, ids(&["evt_3"]));
-    assert!(f.location.outbox("acct_c").await.is_empty());
-
-    // Nobody listens to acct_c: its events are stored, their outbox rows are not,
-    // until it has a listener (deleted targets do not count).
-    let events = |ids: &[&str]| WriteBatch {
-        account: "acct_c".into(),
-        objects: ids
-            .iter()
-            .map(|id| event(id, 1, "charge.succeeded"))
-            .collect(),
-        outbox: ids.iter().map(|id| id.to_string()).collect(),
-        ..Default::default()
-    };
-    commit_ok(s, events(&["evt_c1"])).await;
-    assert!(s.get("acct_c", "evt_c1").await.expect("get").is_some());
-    assert!(f.location.outbox("acct_c").await.is_empty());
-    let mut gone = new_object("we_gone", "webhook_endpoint", 1);
-    gone.deleted = true;
-    commit_ok(s, batch("acct_c", vec![gone])).await;
-    commit_ok(s, events(&["evt_c2"])).await;
-    assert!(f.location.outbox("acct_c").await.is_empty());
-    commit_ok(
-        s,
-        batch(
-            "acct_c",
-            vec![new_object("pgls_1", "payground.listener", 1)],
-        ),
-    )
-    .await;
-    commit_ok(s, events(&["evt_c3"])).await;
-    assert_eq!(f.location.outbox("acct_c").await, ids(&["evt_c3"]));
 }
 
 async fn reopen_keeps_data(f: &Fixture) {
@@ -1567,15 +1640,111 @@ async fn reopen_keeps_data(f: &Fixture) {
 }
 
 // ---------------------------------------------------------------------------
-// Webhook delivery: events listed by index conditions, outbox claims, fan-out,
-// delivery leases, attempts, retention.
+// Webhook delivery: deliveries created with their events, events listed by index
+// conditions and by delivery success, delivery leases and shares, attempts,
+// retention.
 
 fn event(id: &str, created: i64, event_type: &str) -> ObjectWrite {
     let mut object = new_object(id, "event", created);
-    object.data =
-        format!(r#"{{"id":"{id}","object":"event","type":"{event_type}","pending_webhooks":0}}"#);
+    object.data = format!(r#"{{"id":"{id}","object":"event","type":"{event_type}"}}"#);
     object.index = vec![("type".to_string(), event_type.to_string())];
     object
+}
+
+fn emitted(id: &str, event_type: &str) -> EmittedEvent {
+    EmittedEvent {
+        id: id.to_string(),
+        event_type: event_type.to_string(),
+    }
+}
+
+/// A batch writing these events (id, type), each emitted.
+fn events_batch(account: &str, events: &[(&str, &str)]) -> WriteBatch {
+    WriteBatch {
+        account: account.to_string(),
+        objects: events.iter().map(|(id, t)| event(id, 100, t)).collect(),
+        events: events.iter().map(|(id, t)| emitted(id, t)).collect(),
+        ..Default::default()
+    }
+}
+
+async fn emit(store: &DynStore, account: &str, events: &[(&str, &str)]) -> Committed {
+    commit_ok(store, events_batch(account, events)).await
+}
+
+/// Each event in a batch of its own, in order (so each is due no earlier than
+/// the one before).
+async fn emit_each(store: &DynStore, account: &str, ids: &[&str], event_type: &str) {
+    for id in ids {
+        emit(store, account, &[(id, event_type)]).await;
+    }
+}
+
+/// An event target as the resource layer writes one that takes these event types
+/// (`*`: every type): one `target_event` index row per type.
+fn target(id: &str, kind: &str, types: &[&str]) -> ObjectWrite {
+    let mut object = new_object(id, kind, 1);
+    object.index = types
+        .iter()
+        .map(|t| (TARGET_EVENTS_FIELD.to_string(), t.to_string()))
+        .collect();
+    object
+}
+
+fn endpoint(id: &str, types: &[&str]) -> ObjectWrite {
+    target(id, "webhook_endpoint", types)
+}
+
+fn listener(id: &str, types: &[&str]) -> ObjectWrite {
+    target(id, "payground.listener", types)
+}
+
+/// A new version of a stored target that takes these types (none: disabled).
+async fn retarget(store: &DynStore, account: &str, id: &str, types: &[&str]) {
+    let current = must_get(store, account, id).await;
+    let mut write = update_of(&current, current.version, &current.data);
+    write.index = target(id, &current.kind, types).index;
+    commit_ok(store, batch(account, vec![write])).await;
+}
+
+fn triples(list: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
+    list.iter()
+        .map(|(e, ep, push)| (e.to_string(), ep.to_string(), *push))
+        .collect()
+}
+
+async fn find_delivery(
+    store: &DynStore,
+    account: &str,
+    event_id: &str,
+    endpoint_id: &str,
+) -> Option<Delivery> {
+    store
+        .delivery(account, event_id, endpoint_id)
+        .await
+        .expect("delivery")
+}
+
+async fn must_delivery(
+    store: &DynStore,
+    account: &str,
+    event_id: &str,
+    endpoint_id: &str,
+) -> Delivery {
+    find_delivery(store, account, event_id, endpoint_id)
+        .await
+        .unwrap_or_else(|| panic!("{event_id} should have a delivery to {endpoint_id}"))
+}
+
+async fn pending(store: &DynStore, account: &str, event_ids: &[&str]) -> Vec<i64> {
+    store
+        .pending_webhooks(account, &ids(event_ids))
+        .await
+        .expect("pending_webhooks")
+}
+
+fn now_ms() -> i64 {
+    crate::clock::system_now_millis()
 }
 
 fn exact(field: &str, values: &[&str]) -> IndexCondition {
@@ -1604,57 +1773,70 @@ async fn where_ids(
         .collect()
 }
 
-/// Events evt_1..evt_n in acct_a, committed with outbox rows in one batch.
-async fn events_with_outbox(store: &DynStore, account: &str, ids: &[&str]) {
-    if store
-        .get(account, &format!("we_{account}"))
-        .await
-        .expect("get")
-        .is_none()
-    {
-        add_event_target(store, account).await;
-    }
-    commit_ok(
-        store,
-        WriteBatch {
-            account: account.into(),
-            objects: ids
-                .iter()
-                .map(|id| event(id, 100, "customer.created"))
-                .collect(),
-            outbox: ids.iter().map(|id| id.to_string()).collect(),
-            ..Default::default()
-        },
-    )
-    .await;
-}
-
-fn fan_out_of(entry: &OutboxEntry, endpoints: &[(&str, bool)], now_ms: i64) -> FanOut {
-    FanOut {
-        outbox_seq: entry.seq,
-        account: entry.account.clone(),
-        event_id: entry.event_id.clone(),
-        deliveries: endpoints
-            .iter()
-            .map(|(id, push)| NewDelivery {
-                endpoint_id: id.to_string(),
-                push: *push,
-            })
-            .collect(),
-        event_write: None,
-        now_ms,
-    }
-}
+const LEASE_MS: i64 = 1_000;
+/// The `now_ms` of every [`result`]: a success's `succeeded_at`.
+const FINISHED_AT: i64 = 6_000;
 
 fn claim(owner: &str, now_ms: i64, limit: usize) -> DeliveryClaim {
     DeliveryClaim {
         owner: owner.to_string(),
         now_ms,
-        lease_ms: 1_000,
+        lease_ms: LEASE_MS,
         limit,
         listener: None,
-        per_endpoint: None,
+        shares: None,
     }
+}
+
+/// A push claim with a share per endpoint: `default` for those not named.
+fn shared(
+    owner: &str,
+    now_ms: i64,
+    limit: usize,
+    default: usize,
+    endpoints: &[(&str, usize)],
+) -> DeliveryClaim {
+    DeliveryClaim {
+        shares: Some(EndpointShares {
+            default,
+            endpoints: endpoints
+                .iter()
+                .map(|(id, n)| (id.to_string(), *n))
+                .collect(),
+        }),
+        ..claim(owner, now_ms, limit)
+    }
+}
+
+/// A listener's claim of its pull deliveries.
+fn pull(listener: &str, owner: &str, now_ms: i64, limit: usize) -> DeliveryClaim {
+    DeliveryClaim {
+        listener: Some(listener.to_string()),
+        ..claim(owner, now_ms, limit)
+    }
+}
+
+async fn claim_ok(store: &DynStore, claim: &DeliveryClaim) -> Vec<Delivery> {
+    store.claim_deliveries(claim).await.expect("claim")
+}
+
+/// (endpoint, event) of each claimed delivery, in the order returned.
+fn pairs(got: &[Delivery]) -> Vec<(String, String)> {
+    got.iter()
+        .map(|d| (d.endpoint_id.clone(), d.event_id.clone()))
+        .collect()
+}
+
+fn sorted_pairs(got: &[Delivery]) -> Vec<(String, String)> {
+    let mut pairs = pairs(got);
+    pairs.sort();
+    pairs
+}
+
+fn pair_list(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 fn attempt(id: &str, n: i64, status: Option<i32>, succeeded: bool) -> AttemptRecord {
@@ -1687,28 +1869,21 @@ fn result(
         lease_owner: owner.to_string(),
         attempt: a,
         next,
-        now_ms: 6_000,
-        event_write: None,
+        now_ms: FINISHED_AT,
     }
 }
 
-async fn fanned_out(
-    store: &DynStore,
-    account: &str,
-    event_ids: &[&str],
-    endpoints: &[(&str, bool)],
-) {
-    events_with_outbox(store, account, event_ids).await;
-    let claimed = store
-        .claim_outbox(1_000, 10_000, 100)
+async fn finish(store: &DynStore, results: Vec<DeliveryResult>) -> Vec<bool> {
+    store
+        .finish_deliveries(results)
         .await
-        .expect("claim_outbox");
-    assert_eq!(claimed.len(), event_ids.len());
-    for entry in &claimed {
-        assert!(store
-            .fan_out(fan_out_of(entry, endpoints, 1_000))
-            .await
-            .expect("fan_out"));
+        .expect("finish_deliveries")
+}
+
+fn all_attempts(limit: usize) -> AttemptQuery {
+    AttemptQuery {
+        limit,
+        ..Default::default()
     }
 }
 
@@ -1726,14 +1901,14 @@ async fn list_where_conditions(f: &Fixture) {
     }
     insert(s, "acct_b", event("evt_b", 100, "customer.created")).await;
     insert(s, "acct_a", new_object("cus_1", "customer", 100)).await;
-    // evt_3 is marked pending through an update that rewrites its index rows.
+    // evt_3 is flagged through an update that rewrites its index rows.
     let e3 = must_get(s, "acct_a", "evt_3").await;
-    let mut pending = update_of(&e3, e3.version, &e3.data);
-    pending.index = vec![
+    let mut flagged = update_of(&e3, e3.version, &e3.data);
+    flagged.index = vec![
         ("type".into(), "customer.updated".into()),
-        ("delivery".into(), "pending".into()),
+        ("flag".into(), "on".into()),
     ];
-    commit_ok(s, batch("acct_a", vec![pending])).await;
+    commit_ok(s, batch("acct_a", vec![flagged])).await;
 
     let q = || query("event", 10);
     assert_eq!(
@@ -1760,17 +1935,17 @@ async fn list_where_conditions(f: &Fixture) {
         ids(&["evt_4", "evt_3", "evt_1"]),
         "a prefix matches from the start only, and literally (the dot is no wildcard)"
     );
-    let pending_only = exact("delivery", &["pending"]);
-    let not_pending = IndexCondition {
+    let flagged_only = exact("flag", &["on"]);
+    let not_flagged = IndexCondition {
         negated: true,
-        ..pending_only.clone()
+        ..flagged_only.clone()
     };
     assert_eq!(
-        where_ids(s, "acct_a", q(), &[prefix.clone(), pending_only.clone()]).await,
+        where_ids(s, "acct_a", q(), &[prefix.clone(), flagged_only.clone()]).await,
         ids(&["evt_3"])
     );
     assert_eq!(
-        where_ids(s, "acct_a", q(), &[prefix.clone(), not_pending]).await,
+        where_ids(s, "acct_a", q(), &[prefix.clone(), not_flagged]).await,
         ids(&["evt_4", "evt_1"])
     );
     let nothing = IndexCondition {
@@ -1835,487 +2010,753 @@ async fn list_where_conditions(f: &Fixture) {
     );
 }
 
-async fn drop_outbox_removes_only_those_rows(f: &Fixture) {
+/// Every event a batch emits gets one delivery per live target of its account that
+/// takes its type, exactly or through `*`, created in the batch's transaction:
+/// pending, never attempted, due now, unleased. Targets without `target_event`
+/// rows (disabled), deleted ones, other kinds, other accounts' targets and targets
+/// created later get none.
+async fn deliveries_created_at_commit(f: &Fixture) {
     let s = &f.store;
-    events_with_outbox(s, "acct_a", &["evt_1", "evt_2", "evt_3"]).await;
-    let claimed = s.claim_outbox(1_000, 500, 10).await.expect("claim");
-    assert_eq!(claimed.len(), 3);
-    let seqs: Vec<i64> = claimed.iter().take(2).map(|e| e.seq).collect();
-    s.drop_outbox(&seqs).await.expect("drop_outbox");
-    s.drop_outbox(&seqs)
-        .await
-        .expect("dropping twice is harmless");
-    let left = s.claim_outbox(5_000, 500, 10).await.expect("claim");
-    assert_eq!(
-        left.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
-        vec!["evt_3"]
-    );
-}
-
-async fn outbox_claims_and_fan_out(f: &Fixture) {
-    let s = &f.store;
-    events_with_outbox(s, "acct_a", &["evt_1", "evt_2"]).await;
-    events_with_outbox(s, "acct_b", &["evt_3"]).await;
-
-    let first = s.claim_outbox(1_000, 500, 2).await.expect("claim");
-    assert_eq!(
-        first
-            .iter()
-            .map(|e| e.event_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["evt_1", "evt_2"],
-        "oldest first, up to the limit"
-    );
-    assert_eq!(first[0].account, "acct_a");
-    let second = s.claim_outbox(1_000, 500, 10).await.expect("claim");
-    assert_eq!(
-        second
-            .iter()
-            .map(|e| e.event_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["evt_3"],
-        "leased rows are skipped"
-    );
-    assert!(s
-        .claim_outbox(1_499, 500, 10)
-        .await
-        .expect("claim")
-        .is_empty());
-    // The leases run out: the rows come back (a node died while fanning out).
-    let again = s.claim_outbox(1_500, 500, 10).await.expect("claim");
-    assert_eq!(again.len(), 3);
-
-    // Fan-out: the row goes, deliveries appear, the event is rewritten.
-    let e1 = must_get(s, "acct_a", "evt_1").await;
-    let mut fan = fan_out_of(
-        &first[0],
-        &[("we_1", true), ("we_2", true), ("wl_1", false)],
-        2_000,
-    );
-    fan.event_write = Some(update_of(&e1, e1.version, r#"{"pending_webhooks":2}"#));
-    assert!(s.fan_out(fan.clone()).await.expect("fan_out"));
-    assert_eq!(
-        must_get(s, "acct_a", "evt_1").await.data,
-        r#"{"pending_webhooks":2}"#
-    );
-    let d = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("a delivery row");
-    assert_eq!(
-        (
-            d.status,
-            d.attempts,
-            d.next_attempt_at,
-            d.push,
-            d.succeeded_at
-        ),
-        (DeliveryStatus::Pending, 0, 2_000, true, None)
-    );
-    assert!(
-        !s.delivery("acct_a", "evt_1", "wl_1")
-            .await
-            .expect("delivery")
-            .expect("row")
-            .push
-    );
-    assert!(s
-        .delivery("acct_b", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .is_none());
-    assert_eq!(
-        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
-        2
-    );
-    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_2"]));
-
-    // The same row again (a node whose lease ran out): nothing happens.
-    assert!(!s.fan_out(fan).await.expect("second fan_out"));
-    assert_eq!(must_get(s, "acct_a", "evt_1").await.version, e1.version + 1);
-
-    // A stale event write rolls the whole fan-out back: the row stays, no deliveries.
-    let e2 = must_get(s, "acct_a", "evt_2").await;
-    commit_ok(s, batch("acct_a", vec![update_of(&e2, e2.version, "{}")])).await;
-    let mut stale = fan_out_of(&first[1], &[("we_1", true)], 2_000);
-    stale.event_write = Some(update_of(&e2, e2.version, r#"{"stale":true}"#));
-    assert_conflict(s.fan_out(stale).await.map(|_| ()), "evt_2");
-    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_2"]));
-    assert!(s
-        .delivery("acct_a", "evt_2", "we_1")
-        .await
-        .expect("delivery")
-        .is_none());
-    // An outbox row with no endpoints just goes.
-    assert!(s
-        .fan_out(fan_out_of(&first[1], &[], 2_000))
-        .await
-        .expect("fan_out"));
-    assert!(f.location.outbox("acct_a").await.is_empty());
-}
-
-async fn delivery_claims_leases_and_finish(f: &Fixture) {
-    let s = &f.store;
-    fanned_out(
+    let mut born_deleted = endpoint("we_born_deleted", &["*"]);
+    born_deleted.deleted = true;
+    commit_ok(
         s,
-        "acct_a",
-        &["evt_1", "evt_2"],
-        &[("we_1", true), ("wl_1", false)],
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_all", &["*"]),
+                endpoint("we_cust", &["customer.created", "customer.updated"]),
+                // Both `*` and the type: still one delivery per event.
+                endpoint("we_both", &["*", "customer.created"]),
+                // Disabled: the resource layer indexes it with no target rows.
+                new_object("we_off", "webhook_endpoint", 1),
+                endpoint("we_gone", &["*"]),
+                born_deleted,
+                listener("wl_1", &["customer.created"]),
+                // Not a target kind, whatever its index says.
+                indexed(
+                    new_object("cus_x", "customer", 1),
+                    &[(TARGET_EVENTS_FIELD, "*")],
+                ),
+            ],
+        ),
     )
     .await;
+    let gone = must_get(s, "acct_a", "we_gone").await;
+    let mut delete = indexed(update_of(&gone, 1, "{}"), &[(TARGET_EVENTS_FIELD, "*")]);
+    delete.deleted = true;
+    commit_ok(s, batch("acct_a", vec![delete])).await;
+    add_event_target(s, "acct_b").await;
 
+    let before = now_ms();
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    emit(
+        s,
+        "acct_a",
+        &[("evt_2", "charge.succeeded"), ("evt_3", "customer.updated")],
+    )
+    .await;
+    let after = now_ms();
+    assert_eq!(
+        f.location.deliveries("acct_a").await,
+        triples(&[
+            ("evt_1", "we_all", true),
+            ("evt_1", "we_both", true),
+            ("evt_1", "we_cust", true),
+            ("evt_1", "wl_1", false),
+            ("evt_2", "we_all", true),
+            ("evt_2", "we_both", true),
+            ("evt_3", "we_all", true),
+            ("evt_3", "we_both", true),
+            ("evt_3", "we_cust", true),
+        ])
+    );
     assert!(
-        s.claim_deliveries(&claim("node_a", 999, 10))
+        f.location.deliveries("acct_b").await.is_empty(),
+        "another account's endpoint takes none"
+    );
+    for (event_id, endpoint_id, push) in [
+        ("evt_1", "we_both", true),
+        ("evt_1", "wl_1", false),
+        ("evt_3", "we_cust", true),
+    ] {
+        let d = must_delivery(s, "acct_a", event_id, endpoint_id).await;
+        assert_eq!(
+            (
+                d.account.as_str(),
+                d.event_id.as_str(),
+                d.endpoint_id.as_str(),
+                d.push,
+                d.status,
+                d.attempts,
+            ),
+            (
+                "acct_a",
+                event_id,
+                endpoint_id,
+                push,
+                DeliveryStatus::Pending,
+                0
+            )
+        );
+        assert_eq!(
+            (d.lease_owner, d.lease_expires_at, d.succeeded_at),
+            (None, None, None)
+        );
+        assert!(
+            (before..=after).contains(&d.next_attempt_at),
+            "{event_id} to {endpoint_id} is due at {}, not now ({before}..={after})",
+            d.next_attempt_at
+        );
+    }
+    assert!(find_delivery(s, "acct_b", "evt_1", "we_all")
+        .await
+        .is_none());
+    assert!(find_delivery(s, "acct_a", "evt_1", "we_off")
+        .await
+        .is_none());
+
+    // An event written but not emitted gets none.
+    commit_ok(
+        s,
+        batch("acct_a", vec![event("evt_silent", 100, "customer.created")]),
+    )
+    .await;
+    // Events of acct_b go to acct_b's endpoint only.
+    emit(s, "acct_b", &[("evt_b", "customer.created")]).await;
+    // A target created after an event does not get it; the next event it does.
+    commit_ok(s, batch("acct_a", vec![endpoint("we_late", &["*"])])).await;
+    emit(s, "acct_a", &[("evt_4", "invoice.paid")]).await;
+    let rows = f.location.deliveries("acct_a").await;
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    assert_eq!(
+        rows[9..],
+        triples(&[
+            ("evt_4", "we_all", true),
+            ("evt_4", "we_both", true),
+            ("evt_4", "we_late", true),
+        ])
+    );
+    assert_eq!(
+        f.location.deliveries("acct_b").await,
+        triples(&[("evt_b", "we_acct_b", true)])
+    );
+}
+
+/// A target's deliveries follow its current index rows: new types, disabling
+/// (no rows), enabling again and deletion take effect from the next event.
+async fn targets_follow_their_index_rows(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch("acct_a", vec![endpoint("we_1", &["customer.created"])]),
+    )
+    .await;
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    retarget(s, "acct_a", "we_1", &["charge.succeeded"]).await;
+    emit(
+        s,
+        "acct_a",
+        &[("evt_2", "customer.created"), ("evt_3", "charge.succeeded")],
+    )
+    .await;
+    retarget(s, "acct_a", "we_1", &[]).await;
+    emit(s, "acct_a", &[("evt_4", "charge.succeeded")]).await;
+    retarget(s, "acct_a", "we_1", &["*"]).await;
+    commit_ok(s, batch("acct_a", vec![listener("wl_1", &["*"])])).await;
+    emit(s, "acct_a", &[("evt_5", "invoice.paid")]).await;
+    let wl = must_get(s, "acct_a", "wl_1").await;
+    let mut delete = indexed(update_of(&wl, 1, "{}"), &[(TARGET_EVENTS_FIELD, "*")]);
+    delete.deleted = true;
+    commit_ok(s, batch("acct_a", vec![delete])).await;
+    emit(s, "acct_a", &[("evt_6", "invoice.paid")]).await;
+    assert_eq!(
+        f.location.deliveries("acct_a").await,
+        triples(&[
+            ("evt_1", "we_1", true),
+            ("evt_3", "we_1", true),
+            ("evt_5", "we_1", true),
+            ("evt_5", "wl_1", false),
+            ("evt_6", "we_1", true),
+        ])
+    );
+}
+
+/// `Committed.deliveries` is true when the batch created deliveries (push or pull)
+/// and false when nothing could have: every commit here runs alone.
+async fn committed_says_whether_deliveries_were_created(f: &Fixture) {
+    let s = &f.store;
+    let none = Committed { deliveries: false };
+    let some = Committed { deliveries: true };
+    assert_eq!(
+        emit(s, "acct_a", &[("evt_1", "customer.created")]).await,
+        none,
+        "nobody listens yet"
+    );
+    assert_eq!(
+        commit_ok(
+            s,
+            batch("acct_a", vec![endpoint("we_1", &["customer.created"])])
+        )
+        .await,
+        none,
+        "a target alone"
+    );
+    assert_eq!(
+        commit_ok(s, batch("acct_a", vec![new_object("cus_1", "customer", 1)])).await,
+        none,
+        "no events"
+    );
+    assert_eq!(
+        emit(s, "acct_a", &[("evt_2", "charge.succeeded")]).await,
+        none,
+        "a type nobody takes"
+    );
+    assert_eq!(
+        emit(s, "acct_b", &[("evt_3", "customer.created")]).await,
+        none,
+        "another account's event"
+    );
+    assert_eq!(
+        emit(s, "acct_a", &[("evt_4", "customer.created")]).await,
+        some
+    );
+    commit_ok(
+        s,
+        batch("acct_a", vec![listener("wl_1", &["invoice.paid"])]),
+    )
+    .await;
+    assert_eq!(
+        emit(s, "acct_a", &[("evt_5", "invoice.paid")]).await,
+        some,
+        "pull deliveries are deliveries"
+    );
+    assert_eq!(
+        commit_ok(
+            s,
+            WriteBatch {
+                account: "acct_a".into(),
+                idempotency: Some(record("key_1", "fp", 200, "{}", 1)),
+                ..Default::default()
+            }
+        )
+        .await,
+        none
+    );
+    assert_eq!(
+        s.commit(WriteBatch {
+            account: "acct_a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("empty batch"),
+        none
+    );
+    assert_eq!(
+        f.location.deliveries("acct_a").await,
+        triples(&[("evt_4", "we_1", true), ("evt_5", "wl_1", false)])
+    );
+}
+
+/// Batches of several accounts committed at once (in groups): each event gets the
+/// deliveries of its own account's targets and no other's.
+async fn concurrent_batches_of_several_accounts_keep_their_deliveries(f: &Fixture) {
+    const WRITERS: usize = 60;
+    let s = &f.store;
+    commit_ok(s, batch("acct_a", vec![endpoint("we_a", &["*"])])).await;
+    commit_ok(
+        s,
+        batch(
+            "acct_b",
+            vec![
+                endpoint("we_b", &["customer.created"]),
+                listener("wl_b", &["*"]),
+            ],
+        ),
+    )
+    .await;
+    let accounts = ["acct_a", "acct_b", "acct_c"];
+    let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (store, start) = (s.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let id = format!("evt_c{i:02}");
+                let account = accounts[i % 3];
+                let committed = store
+                    .commit(events_batch(account, &[(&id, "customer.created")]))
+                    .await;
+                (i, committed)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, committed) = task.await.expect("writer task");
+        let committed = committed.unwrap_or_else(|e| panic!("writer {i}: {e:?}"));
+        if i % 3 != 2 {
+            assert!(committed.deliveries, "writer {i} created deliveries");
+        }
+    }
+    let mut expected_a = Vec::new();
+    let mut expected_b = Vec::new();
+    for i in 0..WRITERS {
+        let id = format!("evt_c{i:02}");
+        match i % 3 {
+            0 => expected_a.push((id, "we_a".to_string(), true)),
+            1 => {
+                expected_b.push((id.clone(), "we_b".to_string(), true));
+                expected_b.push((id, "wl_b".to_string(), false));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(f.location.deliveries("acct_a").await, expected_a);
+    assert_eq!(f.location.deliveries("acct_b").await, expected_b);
+    assert!(f.location.deliveries("acct_c").await.is_empty());
+}
+
+/// Batches committed as one group: an event gets the targets of one order in which
+/// the group's concurrent requests could have run, and its own account's only.
+///
+/// SQLite's writer applies a group's batches one after another, so an event gets
+/// the targets that existed when it was written: a target created later in the
+/// group does not get it, one disabled later still does, and an account without
+/// targets at the start of the group gets deliveries once a batch has created one.
+/// PostgreSQL writes a group's objects with one statement per table and then its
+/// deliveries, as if every target write of the group had come before its events.
+async fn a_group_delivers_to_the_targets_of_its_earlier_batches(f: &Fixture) {
+    let s = &f.store;
+    add_event_target(s, "acct_b").await;
+    commit_ok(s, batch("acct_a", vec![endpoint("we_old", &["*"])])).await;
+    let old = must_get(s, "acct_a", "we_old").await;
+    let hold = Hold::start(f, "group").await;
+    let group = {
+        let s = s.clone();
+        // Polled in this order, so sent to the store in this order.
+        tokio::spawn(async move {
+            let disable = update_of(&old, 1, r#"{"status":"disabled"}"#);
+            futures::join!(
+                s.commit(events_batch("acct_c", &[("evt_gc1", "customer.created")])),
+                s.commit(batch("acct_c", vec![endpoint("we_c", &["*"])])),
+                s.commit(events_batch("acct_a", &[("evt_g1", "customer.created")])),
+                s.commit(batch("acct_a", vec![endpoint("we_new", &["*"])])),
+                s.commit(batch("acct_a", vec![disable])),
+                s.commit(events_batch("acct_a", &[("evt_g2", "customer.created")])),
+                s.commit(events_batch("acct_b", &[("evt_gb", "customer.created")])),
+                s.commit(events_batch("acct_c", &[("evt_gc2", "customer.created")])),
+            )
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    hold.release().await;
+    let (gc1, wc, g1, new, disable, g2, gb, gc2) = group.await.expect("group task");
+    for (name, outcome) in [
+        ("evt_gc1", &gc1),
+        ("we_c", &wc),
+        ("evt_g1", &g1),
+        ("we_new", &new),
+        ("we_old", &disable),
+    ] {
+        assert!(outcome.is_ok(), "{name}: {outcome:?}");
+    }
+    for (name, outcome) in [("evt_g2", &g2), ("evt_gb", &gb), ("evt_gc2", &gc2)] {
+        assert!(
+            matches!(outcome, Ok(Committed { deliveries: true })),
+            "{name}: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        (
+            f.location.deliveries("acct_a").await,
+            f.location.deliveries("acct_b").await,
+            f.location.deliveries("acct_c").await,
+        ),
+        match f.location {
+            Location::Sqlite(_) => (
+                triples(&[("evt_g1", "we_old", true), ("evt_g2", "we_new", true)]),
+                triples(&[("evt_gb", "we_acct_b", true)]),
+                triples(&[("evt_gc2", "we_c", true)]),
+            ),
+            Location::Postgres { .. } => (
+                triples(&[("evt_g1", "we_new", true), ("evt_g2", "we_new", true)]),
+                triples(&[("evt_gb", "we_acct_b", true)]),
+                triples(&[("evt_gc1", "we_c", true), ("evt_gc2", "we_c", true)]),
+            ),
+        }
+    );
+}
+
+/// `pending_webhooks` counts, per event in the order asked, its push deliveries
+/// that have not succeeded: failed ones still count, pull ones never do.
+async fn pending_webhooks_counts_push_deliveries_not_yet_succeeded(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_1", &["customer.created", "charge.succeeded"]),
+                endpoint("we_2", &["customer.created"]),
+                listener("wl_1", &["*"]),
+            ],
+        ),
+    )
+    .await;
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    emit(s, "acct_a", &[("evt_2", "charge.succeeded")]).await;
+    emit(s, "acct_a", &[("evt_3", "payout.paid")]).await;
+    let all = ["evt_1", "evt_2", "evt_3"];
+    assert_eq!(
+        pending(s, "acct_a", &["evt_1", "evt_unknown", "evt_2", "evt_3"]).await,
+        vec![2, 0, 1, 0],
+        "in the order asked; unknown events and pull deliveries count 0"
+    );
+    assert_eq!(
+        pending(s, "acct_a", &["evt_3", "evt_2", "evt_1"]).await,
+        vec![0, 1, 2]
+    );
+    assert!(pending(s, "acct_a", &[]).await.is_empty());
+    assert_eq!(pending(s, "acct_b", &all).await, vec![0, 0, 0]);
+
+    let t = now_ms() + 1_000;
+    let got = claim_ok(s, &claim("node_a", t, 10)).await;
+    assert_eq!(
+        sorted_pairs(&got),
+        pair_list(&[("we_1", "evt_1"), ("we_1", "evt_2"), ("we_2", "evt_1")])
+    );
+    let by = |endpoint: &str, event: &str| {
+        got.iter()
+            .find(|d| d.endpoint_id == endpoint && d.event_id == event)
+            .cloned()
+            .expect("claimed")
+    };
+    let settled = finish(
+        s,
+        vec![
+            result(
+                &by("we_1", "evt_1"),
+                "node_a",
+                DeliveryNext::Succeeded,
+                Some(attempt("wha_1", 1, Some(200), true)),
+            ),
+            result(
+                &by("we_2", "evt_1"),
+                "node_a",
+                DeliveryNext::Failed,
+                Some(attempt("wha_2", 1, Some(410), false)),
+            ),
+            result(
+                &by("we_1", "evt_2"),
+                "node_a",
+                DeliveryNext::RetryAt(t + 5_000),
+                Some(attempt("wha_3", 1, Some(500), false)),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(settled, vec![true, true, true]);
+    assert_eq!(
+        pending(s, "acct_a", &all).await,
+        vec![1, 1, 0],
+        "a success counts off; a delivery failed for good and a retry still count"
+    );
+
+    // Pull deliveries change nothing, delivered or not.
+    let pulled = claim_ok(s, &pull("wl_1", "poll_1", t, 10)).await;
+    assert_eq!(pulled.len(), 3);
+    let results = pulled
+        .iter()
+        .map(|d| result(d, "poll_1", DeliveryNext::Succeeded, None))
+        .collect();
+    assert_eq!(finish(s, results).await, vec![true, true, true]);
+    assert_eq!(pending(s, "acct_a", &all).await, vec![1, 1, 0]);
+
+    // A success reported without the lease changes nothing.
+    let lost = result(
+        &by("we_1", "evt_2"),
+        "node_x",
+        DeliveryNext::Succeeded,
+        None,
+    );
+    assert_eq!(finish(s, vec![lost]).await, vec![false]);
+    assert_eq!(pending(s, "acct_a", &all).await, vec![1, 1, 0]);
+
+    let retry = claim_ok(s, &claim("node_b", t + 5_000, 10)).await;
+    assert_eq!(pairs(&retry), pair_list(&[("we_1", "evt_2")]));
+    let ok = result(&retry[0], "node_b", DeliveryNext::Succeeded, None);
+    assert_eq!(finish(s, vec![ok]).await, vec![true]);
+    assert_eq!(pending(s, "acct_a", &all).await, vec![1, 0, 0]);
+
+    // A resend of the failed one is still pending until it succeeds.
+    s.redeliver("acct_a", "evt_1", "we_2", true, t + 6_000)
+        .await
+        .expect("redeliver");
+    assert_eq!(pending(s, "acct_a", &all).await, vec![1, 0, 0]);
+    let resent = claim_ok(s, &claim("node_b", t + 6_000, 10)).await;
+    assert_eq!(pairs(&resent), pair_list(&[("we_2", "evt_1")]));
+    let ok = result(&resent[0], "node_b", DeliveryNext::Succeeded, None);
+    assert_eq!(finish(s, vec![ok]).await, vec![true]);
+    assert_eq!(pending(s, "acct_a", &all).await, vec![0, 0, 0]);
+}
+
+/// `delivery_success` in `list_where`: `Some(false)` keeps events with a push
+/// delivery not yet succeeded, `Some(true)` the rest (events without deliveries,
+/// or with pull deliveries only, among them), with conditions and cursors.
+async fn delivery_success_filters_events(f: &Fixture) {
+    let s = &f.store;
+    emit(s, "acct_a", &[("evt_0", "customer.created")]).await;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_1", &["customer.created", "charge.succeeded"]),
+                endpoint("we_2", &["customer.created"]),
+                listener("wl_1", &["*"]),
+            ],
+        ),
+    )
+    .await;
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    emit(s, "acct_a", &[("evt_2", "charge.succeeded")]).await;
+    emit(s, "acct_a", &[("evt_3", "customer.updated")]).await;
+    emit(s, "acct_a", &[("evt_4", "customer.created")]).await;
+    emit(s, "acct_a", &[("evt_5", "charge.succeeded")]).await;
+    add_event_target(s, "acct_b").await;
+    emit(s, "acct_b", &[("evt_b", "customer.created")]).await;
+
+    let t = now_ms() + 1_000;
+    let got = claim_ok(s, &shared("node_a", t, 100, 100, &[("we_acct_b", 0)])).await;
+    assert_eq!(got.len(), 6);
+    let results = got
+        .iter()
+        .map(|d| {
+            let next = match (d.event_id.as_str(), d.endpoint_id.as_str()) {
+                ("evt_2", _) => DeliveryNext::Failed,
+                ("evt_4", "we_2") => DeliveryNext::RetryAt(t + 10_000),
+                _ => DeliveryNext::Succeeded,
+            };
+            result(d, "node_a", next, None)
+        })
+        .collect();
+    assert_eq!(finish(s, results).await, vec![true; 6]);
+    // Now: evt_0 has no deliveries, evt_1 and evt_5 succeeded, evt_2 failed,
+    // evt_3 has a pull delivery only (not delivered), evt_4 is half done.
+
+    let q = |success: Option<bool>| ListQuery {
+        delivery_success: success,
+        ..query("event", 10)
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(false)), &[]).await,
+        ids(&["evt_4", "evt_2"])
+    );
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(true)), &[]).await,
+        ids(&["evt_5", "evt_3", "evt_1", "evt_0"])
+    );
+    assert_eq!(where_ids(s, "acct_a", q(None), &[]).await.len(), 6);
+    let created = exact("type", &["customer.created"]);
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(false)), std::slice::from_ref(&created)).await,
+        ids(&["evt_4"])
+    );
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(true)), std::slice::from_ref(&created)).await,
+        ids(&["evt_1", "evt_0"])
+    );
+    let charges = IndexCondition {
+        field: "type".into(),
+        any_of: vec![IndexValue::Prefix("charge.".into())],
+        negated: false,
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(false)), std::slice::from_ref(&charges)).await,
+        ids(&["evt_2"])
+    );
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(true)), std::slice::from_ref(&charges)).await,
+        ids(&["evt_5"])
+    );
+
+    // Cursors and limits page through the filtered events.
+    let seq = |id: &'static str| async move { must_get(s, "acct_a", id).await.seq };
+    let before = ListQuery {
+        cursor: Cursor::Before(seq("evt_5").await),
+        limit: 2,
+        ..q(Some(true))
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", before, &[]).await,
+        ids(&["evt_3", "evt_1"])
+    );
+    let after = ListQuery {
+        cursor: Cursor::After(seq("evt_1").await),
+        ..q(Some(true))
+    };
+    assert_eq!(
+        where_ids(s, "acct_a", after, &[]).await,
+        ids(&["evt_3", "evt_5"]),
+        "ending_before pages come oldest first"
+    );
+    let after = ListQuery {
+        cursor: Cursor::After(seq("evt_0").await),
+        limit: 1,
+        ..q(Some(false))
+    };
+    assert_eq!(where_ids(s, "acct_a", after, &[]).await, ids(&["evt_2"]));
+    let before = ListQuery {
+        cursor: Cursor::Before(seq("evt_4").await),
+        ..q(Some(false))
+    };
+    assert_eq!(where_ids(s, "acct_a", before, &[]).await, ids(&["evt_2"]));
+
+    // Only the account's own events, judged by their own deliveries.
+    assert_eq!(
+        where_ids(s, "acct_b", q(Some(false)), &[]).await,
+        ids(&["evt_b"])
+    );
+    assert!(where_ids(s, "acct_b", q(Some(true)), &[]).await.is_empty());
+
+    // evt_4's last delivery succeeds: it moves over.
+    let retry = claim_ok(
+        s,
+        &shared("node_b", t + 10_000, 10, 10, &[("we_acct_b", 0)]),
+    )
+    .await;
+    assert_eq!(pairs(&retry), pair_list(&[("we_2", "evt_4")]));
+    let ok = result(&retry[0], "node_b", DeliveryNext::Succeeded, None);
+    assert_eq!(finish(s, vec![ok]).await, vec![true]);
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(false)), &[]).await,
+        ids(&["evt_2"])
+    );
+    assert_eq!(
+        where_ids(s, "acct_a", q(Some(true)), &[]).await,
+        ids(&["evt_5", "evt_4", "evt_3", "evt_1", "evt_0"])
+    );
+}
+
+/// Due push deliveries are leased to the claim's owner until `now + lease`; rows
+/// leased to anyone are skipped until the lease runs out, then taken over.
+async fn claims_lease_due_deliveries(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![endpoint("we_1", &["*"]), listener("wl_1", &["*"])],
+        ),
+    )
+    .await;
+    let before = now_ms();
+    emit_each(s, "acct_a", &["evt_1", "evt_2"], "customer.created").await;
+    assert!(
+        claim_ok(s, &claim("node_a", before - 1, 10))
             .await
-            .expect("claim")
             .is_empty(),
         "not due yet"
     );
-    let got = s
-        .claim_deliveries(&claim("node_a", 1_000, 10))
-        .await
-        .expect("claim");
+    let t = now_ms() + 1_000;
+    let got = claim_ok(s, &claim("node_a", t, 10)).await;
     assert_eq!(
-        got.iter()
-            .map(|d| (d.event_id.as_str(), d.endpoint_id.as_str()))
-            .collect::<Vec<_>>(),
-        vec![("evt_1", "we_1"), ("evt_2", "we_1")],
+        pairs(&got),
+        pair_list(&[("we_1", "evt_1"), ("we_1", "evt_2")]),
         "push deliveries only, oldest due first"
     );
-    assert_eq!(got[0].lease_owner.as_deref(), Some("node_a"));
-    assert_eq!(got[0].lease_expires_at, Some(2_000));
+    for d in &got {
+        assert_eq!(
+            (
+                d.account.as_str(),
+                d.push,
+                d.status,
+                d.attempts,
+                d.lease_owner.as_deref(),
+                d.lease_expires_at
+            ),
+            (
+                "acct_a",
+                true,
+                DeliveryStatus::Pending,
+                0,
+                Some("node_a"),
+                Some(t + LEASE_MS)
+            )
+        );
+    }
+    let stored = must_delivery(s, "acct_a", "evt_2", "we_1").await;
+    assert_eq!(
+        (stored.lease_owner.as_deref(), stored.lease_expires_at),
+        (Some("node_a"), Some(t + LEASE_MS))
+    );
     assert!(
-        s.claim_deliveries(&claim("node_b", 1_500, 10))
+        claim_ok(s, &claim("node_b", t + LEASE_MS - 1, 10))
             .await
-            .expect("claim")
             .is_empty(),
         "leased"
     );
-
-    // Pull deliveries go only to their listener.
-    let pull = DeliveryClaim {
-        listener: Some("wl_1".into()),
-        ..claim("poll_1", 1_000, 1)
-    };
-    let pulled = s.claim_deliveries(&pull).await.expect("claim");
-    assert_eq!(pulled.len(), 1);
+    let taken = claim_ok(s, &claim("node_b", t + LEASE_MS, 10)).await;
     assert_eq!(
-        (pulled[0].event_id.as_str(), pulled[0].push),
-        ("evt_1", false)
+        pairs(&taken),
+        pair_list(&[("we_1", "evt_1"), ("we_1", "evt_2")]),
+        "expired leases are taken over"
     );
-    let other = DeliveryClaim {
-        listener: Some("wl_other".into()),
-        ..claim("poll_2", 1_000, 10)
-    };
-    assert!(s.claim_deliveries(&other).await.expect("claim").is_empty());
-
-    // A finish by someone who does not hold the lease keeps the attempt, changes nothing else.
-    let d1 = &got[0];
-    let lost = result(
-        d1,
-        "node_b",
-        DeliveryNext::Succeeded,
-        Some(attempt("wha_lost", 1, Some(200), true)),
-    );
-    assert!(!s.finish_delivery(lost).await.expect("finish"));
-    let still = s
-        .delivery("acct_a", "evt_1", "we_1")
+    assert!(taken
+        .iter()
+        .all(|d| d.lease_owner.as_deref() == Some("node_b")
+            && d.lease_expires_at == Some(t + 2 * LEASE_MS)));
+    let stored = must_delivery(s, "acct_a", "evt_1", "we_1").await;
+    assert_eq!(stored.lease_owner.as_deref(), Some("node_b"));
+    assert!(claim_ok(s, &claim("node_a", t + LEASE_MS + 1, 10))
         .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(
-        (still.status, still.attempts, still.lease_owner.as_deref()),
-        (DeliveryStatus::Pending, 0, Some("node_a"))
-    );
-
-    // A failure with a retry: pending again, due later, lease gone.
-    let retry = result(
-        d1,
-        "node_a",
-        DeliveryNext::RetryAt(7_000),
-        Some(attempt("wha_1", 1, Some(500), false)),
-    );
-    assert!(s.finish_delivery(retry).await.expect("finish"));
-    let after = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(
-        (
-            after.status,
-            after.attempts,
-            after.next_attempt_at,
-            after.lease_owner,
-            after.lease_expires_at
-        ),
-        (DeliveryStatus::Pending, 1, 7_000, None, None)
-    );
-    let early = s
-        .claim_deliveries(&claim("node_b", 6_999, 10))
-        .await
-        .expect("claim");
-    assert_eq!(
-        early
-            .iter()
-            .map(|d| d.event_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["evt_2"],
-        "evt_2's lease ran out; evt_1 is not due yet"
-    );
-    let mut due = s
-        .claim_deliveries(&claim("node_b", 7_000, 10))
-        .await
-        .expect("claim");
-    assert_eq!(due.len(), 1, "evt_1 is due again");
-    due.extend(early);
-
-    // Success: the event write commits with it, and the count drops.
-    let e1 = must_get(s, "acct_a", "evt_1").await;
-    let mut ok = result(
-        &due[0],
-        "node_b",
-        DeliveryNext::Succeeded,
-        Some(attempt("wha_2", 2, Some(200), true)),
-    );
-    ok.event_write = Some(update_of(&e1, e1.version, r#"{"pending_webhooks":0}"#));
-    assert!(s.finish_delivery(ok).await.expect("finish"));
-    let done = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(
-        (done.status, done.attempts, done.succeeded_at),
-        (DeliveryStatus::Succeeded, 2, Some(6_000))
-    );
-    assert_eq!(
-        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
-        0
-    );
-    assert_eq!(
-        must_get(s, "acct_a", "evt_1").await.data,
-        r#"{"pending_webhooks":0}"#
-    );
-    assert_eq!(
-        s.undelivered_count("acct_a", "evt_2").await.expect("count"),
-        1,
-        "pull deliveries are not counted"
-    );
-
-    // Giving up without an attempt (the endpoint went away).
-    let give_up = result(&due[1], "node_b", DeliveryNext::Failed, None);
-    assert!(s.finish_delivery(give_up).await.expect("finish"));
-    let failed = s
-        .delivery("acct_a", "evt_2", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(
-        (failed.status, failed.attempts),
-        (DeliveryStatus::Failed, 0)
-    );
-    assert!(
-        s.claim_deliveries(&claim("node_c", 99_000, 10))
-            .await
-            .expect("claim")
-            .is_empty(),
-        "nothing pending"
-    );
-
-    // A node shutting down gives its leases back.
-    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 1);
-    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 0);
-    assert_eq!(
-        s.claim_deliveries(&DeliveryClaim {
-            listener: Some("wl_1".into()),
-            ..claim("poll_3", 1_001, 10)
-        })
-        .await
-        .expect("claim")
-        .len(),
-        2
-    );
-
-    let attempts = s
-        .list_attempts(
-            "acct_a",
-            &AttemptQuery {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("attempts");
-    assert_eq!(
-        attempts
-            .iter()
-            .map(|a| (a.id.as_str(), a.status_code, a.succeeded))
-            .collect::<Vec<_>>(),
-        vec![
-            ("wha_2", Some(200), true),
-            ("wha_1", Some(500), false),
-            ("wha_lost", Some(200), true)
-        ]
-    );
-    assert_eq!(
-        (
-            attempts[1].event_id.as_str(),
-            attempts[1].endpoint_id.as_str(),
-            attempts[1].attempt,
-            attempts[1].latency_ms
-        ),
-        ("evt_1", "we_1", 1, 12)
-    );
-}
-
-async fn finish_conflict_rolls_back(f: &Fixture) {
-    let s = &f.store;
-    fanned_out(s, "acct_a", &["evt_1"], &[("we_1", true)]).await;
-    let got = s
-        .claim_deliveries(&claim("node_a", 1_000, 10))
-        .await
-        .expect("claim");
-    let e1 = must_get(s, "acct_a", "evt_1").await;
-    commit_ok(s, batch("acct_a", vec![update_of(&e1, e1.version, "{}")])).await;
-    let mut stale = result(
-        &got[0],
-        "node_a",
-        DeliveryNext::Succeeded,
-        Some(attempt("wha_1", 1, Some(200), true)),
-    );
-    stale.event_write = Some(update_of(&e1, e1.version, r#"{"stale":true}"#));
-    assert_conflict(s.finish_delivery(stale).await.map(|_| ()), "evt_1");
-    let d = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(
-        (d.status, d.attempts, d.lease_owner.as_deref()),
-        (DeliveryStatus::Pending, 0, Some("node_a"))
-    );
-    assert!(s
-        .list_attempts(
-            "acct_a",
-            &AttemptQuery {
-                limit: 10,
-                ..Default::default()
-            }
-        )
-        .await
-        .expect("attempts")
         .is_empty());
-    // Retried on the fresh version it goes through.
-    let fresh = must_get(s, "acct_a", "evt_1").await;
-    let mut ok = result(
-        &got[0],
-        "node_a",
-        DeliveryNext::Succeeded,
-        Some(attempt("wha_1", 1, Some(200), true)),
-    );
-    ok.event_write = Some(update_of(
-        &fresh,
-        fresh.version,
-        r#"{"pending_webhooks":0}"#,
-    ));
-    assert!(s.finish_delivery(ok).await.expect("finish"));
-    assert_eq!(
-        s.list_attempts(
-            "acct_a",
-            &AttemptQuery {
-                limit: 10,
-                ..Default::default()
-            }
-        )
-        .await
-        .expect("attempts")
-        .len(),
-        1
-    );
+    // The pull deliveries were never touched.
+    let wl = must_delivery(s, "acct_a", "evt_1", "wl_1").await;
+    assert_eq!(wl.lease_owner, None);
 }
 
-async fn concurrent_claims_are_disjoint(f: &Fixture) {
+/// A claim with shares takes of each endpoint's due, unleased rows at most its
+/// share (its own or the default; 0: none), oldest first, at most `limit` in all.
+/// The share bounds each claim, not what the owner holds: a second claim of the
+/// same owner takes the next rows.
+async fn claims_take_each_endpoints_share(f: &Fixture) {
     let s = &f.store;
-    let event_ids: Vec<String> = (0..40).map(|i| format!("evt_{i:02}")).collect();
-    let refs: Vec<&str> = event_ids.iter().map(String::as_str).collect();
-    fanned_out(s, "acct_a", &refs, &[("we_1", true)]).await;
-    let claims = (0..8).map(|i| {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.claim_deliveries(&claim(&format!("node_{i}"), 1_000, 7))
-                .await
-                .expect("claim")
-        })
-    });
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    for handle in futures::future::join_all(claims).await {
-        for d in handle.expect("claim task") {
-            total += 1;
-            assert!(
-                seen.insert(d.event_id.clone()),
-                "{} claimed twice",
-                d.event_id
-            );
-        }
-    }
-    assert_eq!(total, 40, "8 claims of 7 take all 40 rows, each once");
-}
-
-/// A claim capped per endpoint, as the delivery worker makes it.
-fn capped(owner: &str, now_ms: i64, limit: usize, per_endpoint: usize) -> DeliveryClaim {
-    DeliveryClaim {
-        per_endpoint: Some(per_endpoint),
-        ..claim(owner, now_ms, limit)
-    }
-}
-
-fn claimed_pairs(got: &[Delivery]) -> Vec<(&str, &str)> {
-    got.iter()
-        .map(|d| (d.endpoint_id.as_str(), d.event_id.as_str()))
-        .collect()
-}
-
-/// An endpoint with a backlog older than everything else gets at most its share
-/// per owner, counting what that owner holds; the other endpoints' rows, of the
-/// same account or another, are taken past its backlog; a settled or expired lease
-/// frees its place in the share.
-async fn claims_cap_each_endpoint(f: &Fixture) {
-    let s = &f.store;
-    let backlog: Vec<String> = (0..10).map(|i| format!("evt_{i:02}")).collect();
-    let refs: Vec<&str> = backlog.iter().map(String::as_str).collect();
-    fanned_out(s, "acct_a", &refs, &[("we_hang", true)]).await;
-    fanned_out(
+    commit_ok(
         s,
-        "acct_a",
-        &["evt_10", "evt_11", "evt_12"],
-        &[("we_hang", true), ("we_ok", true)],
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_a", &["a.x"]),
+                endpoint("we_b", &["b.x"]),
+                endpoint("we_c", &["c.x"]),
+                listener("wl_a", &["a.x"]),
+            ],
+        ),
     )
     .await;
-    fanned_out(s, "acct_b", &["evt_20", "evt_21"], &[("we_b", true)]).await;
+    commit_ok(s, batch("acct_b", vec![endpoint("we_d", &["*"])])).await;
+    let backlog_a = ["evt_a0", "evt_a1", "evt_a2", "evt_a3", "evt_a4", "evt_a5"];
+    emit_each(s, "acct_a", &backlog_a, "a.x").await;
+    emit_each(s, "acct_a", &["evt_b0", "evt_b1", "evt_b2"], "b.x").await;
+    emit_each(s, "acct_a", &["evt_c0", "evt_c1"], "c.x").await;
+    emit_each(s, "acct_b", &["evt_d0", "evt_d1"], "d.x").await;
+    let t = now_ms() + 1_000;
+    let shares: &[(&str, usize)] = &[("we_a", 3), ("we_c", 0)];
 
-    let got = s
-        .claim_deliveries(&capped("node_a", 1_000, 32, 4))
-        .await
-        .expect("claim");
-    let mut pairs = claimed_pairs(&got);
-    pairs.sort();
+    let got = claim_ok(s, &shared("node_1", t, 100, 2, shares)).await;
     assert_eq!(
-        pairs,
-        vec![
-            ("we_b", "evt_20"),
-            ("we_b", "evt_21"),
-            ("we_hang", "evt_00"),
-            ("we_hang", "evt_01"),
-            ("we_hang", "evt_02"),
-            ("we_hang", "evt_03"),
-            ("we_ok", "evt_10"),
-            ("we_ok", "evt_11"),
-            ("we_ok", "evt_12"),
-        ],
-        "the backlog's 4 oldest, and every other endpoint's rows past the rest of it"
+        sorted_pairs(&got),
+        pair_list(&[
+            ("we_a", "evt_a0"),
+            ("we_a", "evt_a1"),
+            ("we_a", "evt_a2"),
+            ("we_b", "evt_b0"),
+            ("we_b", "evt_b1"),
+            ("we_d", "evt_d0"),
+            ("we_d", "evt_d1"),
+        ]),
+        "we_a's own share, the default for the others, none of we_c"
     );
     assert!(
         got.windows(2)
@@ -2323,233 +2764,604 @@ async fn claims_cap_each_endpoint(f: &Fixture) {
                 <= (w[1].next_attempt_at, &w[1].event_id)),
         "oldest due first"
     );
-    assert!(
-        s.claim_deliveries(&capped("node_a", 1_100, 32, 4))
-            .await
-            .expect("claim")
-            .is_empty(),
-        "the owner holds the endpoint's whole share: nothing more is leased to wait"
-    );
-    let stored = s
-        .delivery("acct_a", "evt_04", "we_hang")
-        .await
-        .expect("delivery")
-        .expect("row");
+    assert!(got
+        .iter()
+        .all(|d| d.push && d.lease_owner.as_deref() == Some("node_1")));
     assert_eq!(
-        stored.lease_owner, None,
+        must_delivery(s, "acct_a", "evt_a3", "we_a")
+            .await
+            .lease_owner,
+        None,
         "rows past the share stay unleased"
     );
 
-    // The cap is per owner (per node): another one takes the backlog's next 4.
-    let got = s
-        .claim_deliveries(&capped("node_b", 1_100, 32, 4))
-        .await
-        .expect("claim");
+    let got = claim_ok(s, &shared("node_1", t, 100, 2, shares)).await;
     assert_eq!(
-        claimed_pairs(&got),
-        vec![
-            ("we_hang", "evt_04"),
-            ("we_hang", "evt_05"),
-            ("we_hang", "evt_06"),
-            ("we_hang", "evt_07")
-        ]
+        sorted_pairs(&got),
+        pair_list(&[
+            ("we_a", "evt_a3"),
+            ("we_a", "evt_a4"),
+            ("we_a", "evt_a5"),
+            ("we_b", "evt_b2"),
+        ]),
+        "the share bounds each claim, not what the owner already holds"
     );
-
-    // A settled attempt frees one place: the endpoint's oldest due row takes it.
-    let d0 = s
-        .delivery("acct_a", "evt_00", "we_hang")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert!(s
-        .finish_delivery(result(
-            &d0,
-            "node_a",
-            DeliveryNext::RetryAt(1_200),
-            Some(attempt("wha_cap_1", 1, None, false)),
-        ))
-        .await
-        .expect("finish"));
-    let got = s
-        .claim_deliveries(&capped("node_a", 1_300, 32, 4))
-        .await
-        .expect("claim");
-    assert_eq!(claimed_pairs(&got), vec![("we_hang", "evt_08")]);
-
-    // The limit still bounds the claim; the cap counts what was taken before.
-    let got = s
-        .claim_deliveries(&capped("node_c", 1_300, 2, 4))
-        .await
-        .expect("claim");
+    let got = claim_ok(s, &claim("node_2", t, 100)).await;
     assert_eq!(
-        claimed_pairs(&got),
-        vec![("we_hang", "evt_09"), ("we_hang", "evt_10")]
+        sorted_pairs(&got),
+        pair_list(&[("we_c", "evt_c0"), ("we_c", "evt_c1")]),
+        "no shares: no cap; leased rows and pull rows are skipped"
     );
-    let got = s
-        .claim_deliveries(&capped("node_c", 1_300, 32, 3))
+    assert!(claim_ok(s, &claim("node_3", t + LEASE_MS - 1, 100))
         .await
-        .expect("claim");
-    assert_eq!(claimed_pairs(&got), vec![("we_hang", "evt_11")]);
+        .is_empty());
 
-    // Expired leases no longer count: at 2_100 node_a holds only evt_08 of the
-    // backlog (until 2_300), so it takes 3 of it, the oldest due (its own and
-    // node_b's expired rows before evt_00's retry at 1_200), and the other
-    // endpoints' expired rows again.
-    let got = s
-        .claim_deliveries(&capped("node_a", 2_100, 32, 4))
-        .await
-        .expect("claim");
-    let mut pairs = claimed_pairs(&got);
-    pairs.sort();
+    // The leases run out: a share of one endpoint takes its rows over.
+    let got = claim_ok(s, &shared("node_3", t + LEASE_MS, 100, 0, &[("we_b", 10)])).await;
     assert_eq!(
-        pairs,
-        vec![
-            ("we_b", "evt_20"),
-            ("we_b", "evt_21"),
-            ("we_hang", "evt_01"),
-            ("we_hang", "evt_02"),
-            ("we_hang", "evt_03"),
-            ("we_ok", "evt_10"),
-            ("we_ok", "evt_11"),
-            ("we_ok", "evt_12"),
-        ]
+        sorted_pairs(&got),
+        pair_list(&[("we_b", "evt_b0"), ("we_b", "evt_b1"), ("we_b", "evt_b2")])
+    );
+    assert!(got
+        .iter()
+        .all(|d| d.lease_owner.as_deref() == Some("node_3")
+            && d.lease_expires_at == Some(t + 2 * LEASE_MS)));
+
+    // The limit bounds the whole claim; each endpoint still gives its oldest.
+    let free: Vec<(String, String)> = pair_list(&[
+        ("we_a", "evt_a0"),
+        ("we_a", "evt_a1"),
+        ("we_a", "evt_a2"),
+        ("we_a", "evt_a3"),
+        ("we_a", "evt_a4"),
+        ("we_a", "evt_a5"),
+        ("we_c", "evt_c0"),
+        ("we_c", "evt_c1"),
+        ("we_d", "evt_d0"),
+        ("we_d", "evt_d1"),
+    ]);
+    let limited = claim_ok(s, &shared("node_4", t + LEASE_MS, 4, 10, &[])).await;
+    assert_eq!(limited.len(), 4);
+    for (endpoint, event) in sorted_pairs(&limited) {
+        let rows: Vec<&(String, String)> = free.iter().filter(|(e, _)| *e == endpoint).collect();
+        let taken: Vec<(String, String)> = sorted_pairs(&limited)
+            .into_iter()
+            .filter(|(e, _)| *e == endpoint)
+            .collect();
+        let oldest: Vec<(String, String)> = rows.into_iter().take(taken.len()).cloned().collect();
+        assert_eq!(
+            taken, oldest,
+            "{endpoint}: {event} is not among its oldest free rows"
+        );
+    }
+    let rest = claim_ok(s, &claim("node_5", t + LEASE_MS, 100)).await;
+    let mut all = sorted_pairs(&limited);
+    all.extend(sorted_pairs(&rest));
+    all.sort();
+    assert_eq!(
+        all, free,
+        "the rest is taken by the next claim, each row once"
     );
 }
 
-/// Owners claiming one endpoint's backlog at once each get at most their share,
-/// never a row twice, and skip rows another claim holds instead of coming back
-/// empty.
-async fn concurrent_capped_claims_stay_within_the_cap(f: &Fixture) {
+/// Each endpoint's rows are taken by `next_attempt_at`, oldest first, whatever
+/// order they were created in; rows not yet due stay.
+async fn claims_take_each_endpoints_oldest_due_first(f: &Fixture) {
     let s = &f.store;
-    let event_ids: Vec<String> = (0..40).map(|i| format!("evt_{i:02}")).collect();
-    let refs: Vec<&str> = event_ids.iter().map(String::as_str).collect();
-    fanned_out(s, "acct_a", &refs, &[("we_1", true)]).await;
-    let claims = (0..8).map(|i| {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.claim_deliveries(&capped(&format!("node_{i}"), 1_000, 32, 4))
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![endpoint("we_1", &["*"]), endpoint("we_2", &["*"])],
+        ),
+    )
+    .await;
+    emit_each(
+        s,
+        "acct_a",
+        &["evt_0", "evt_1", "evt_2", "evt_3"],
+        "customer.created",
+    )
+    .await;
+    let t = now_ms() + 10_000;
+    for (event_id, we_1, we_2) in [
+        ("evt_0", 300, 50),
+        ("evt_1", 100, 500),
+        ("evt_2", 200, 500),
+        ("evt_3", 400, 500),
+    ] {
+        for (endpoint_id, at) in [("we_1", we_1), ("we_2", we_2)] {
+            s.redeliver("acct_a", event_id, endpoint_id, true, t + at)
                 .await
-                .expect("claim")
-        })
-    });
-    let mut seen = std::collections::HashSet::new();
-    for handle in futures::future::join_all(claims).await {
-        let got = handle.expect("claim task");
-        assert_eq!(got.len(), 4, "each owner gets its share of 4");
-        for d in got {
-            assert!(
-                seen.insert(d.event_id.clone()),
-                "{} claimed twice",
-                d.event_id
-            );
+                .expect("redeliver");
         }
     }
-    assert_eq!(seen.len(), 32);
+    let got = claim_ok(s, &claim("node_a", t + 150, 10)).await;
+    assert_eq!(
+        pairs(&got),
+        pair_list(&[("we_2", "evt_0"), ("we_1", "evt_1")]),
+        "only what is due, oldest due first"
+    );
+    let one_of_we_1 = || shared("node_a", t + 1_000, 10, 0, &[("we_1", 1)]);
+    for expected in ["evt_2", "evt_0", "evt_3"] {
+        let got = claim_ok(s, &one_of_we_1()).await;
+        assert_eq!(pairs(&got), pair_list(&[("we_1", expected)]));
+    }
+    assert!(claim_ok(s, &one_of_we_1()).await.is_empty());
+    let got = claim_ok(s, &claim("node_a", t + 1_000, 10)).await;
+    assert_eq!(
+        sorted_pairs(&got),
+        pair_list(&[("we_2", "evt_1"), ("we_2", "evt_2"), ("we_2", "evt_3")])
+    );
+}
+
+/// A listener's claim takes its own pull deliveries, oldest first, up to the
+/// limit; push claims never take them.
+async fn listener_claims_take_their_pull_deliveries(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_1", &["*"]),
+                listener("wl_1", &["*"]),
+                listener("wl_2", &["charge.succeeded"]),
+            ],
+        ),
+    )
+    .await;
+    commit_ok(s, batch("acct_b", vec![listener("wl_b", &["*"])])).await;
+    emit_each(
+        s,
+        "acct_a",
+        &["evt_1", "evt_2", "evt_3", "evt_4", "evt_5"],
+        "customer.created",
+    )
+    .await;
+    emit(s, "acct_a", &[("evt_6", "charge.succeeded")]).await;
+    let t = now_ms() + 1_000;
+    let event_ids =
+        |got: &[Delivery]| -> Vec<String> { got.iter().map(|d| d.event_id.clone()).collect() };
+    let first = claim_ok(s, &pull("wl_1", "poll_1", t, 2)).await;
+    assert_eq!(event_ids(&first), ids(&["evt_1", "evt_2"]));
+    assert!(first.iter().all(|d| !d.push
+        && d.endpoint_id == "wl_1"
+        && d.lease_owner.as_deref() == Some("poll_1")
+        && d.lease_expires_at == Some(t + LEASE_MS)));
+    let rest = claim_ok(s, &pull("wl_1", "poll_2", t, 10)).await;
+    assert_eq!(event_ids(&rest), ids(&["evt_3", "evt_4", "evt_5", "evt_6"]));
+    assert!(claim_ok(s, &pull("wl_1", "poll_3", t, 10)).await.is_empty());
+    let other = claim_ok(s, &pull("wl_2", "poll_4", t, 10)).await;
+    assert_eq!(event_ids(&other), ids(&["evt_6"]));
+    assert!(claim_ok(s, &pull("wl_nobody", "poll_5", t, 10))
+        .await
+        .is_empty());
+    assert!(claim_ok(s, &pull("wl_b", "poll_6", t, 10)).await.is_empty());
+    // Pushes take the endpoint's rows and nothing of the listeners'.
+    let pushed = claim_ok(s, &claim("node_a", t, 100)).await;
+    assert_eq!(pushed.len(), 6);
+    assert!(pushed.iter().all(|d| d.push && d.endpoint_id == "we_1"));
+    // A listener's expired leases come back to it.
+    let again = claim_ok(s, &pull("wl_1", "poll_7", t + LEASE_MS, 10)).await;
+    assert_eq!(again.len(), 6);
+}
+
+/// `finish_deliveries` settles each result on its own, in one call: a result
+/// whose lease is held moves its delivery on (true), one whose lease was lost or
+/// never held changes nothing (false); every attempt is recorded either way. A
+/// retry leaves the row pending, due at its time.
+async fn finish_deliveries_settles_each_result(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![
+                endpoint("we_w", &["*"]),
+                endpoint("we_x", &["*"]),
+                endpoint("we_y", &["*"]),
+                endpoint("we_z", &["*"]),
+            ],
+        ),
+    )
+    .await;
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    let t = now_ms() + 1_000;
+    let short = DeliveryClaim {
+        lease_ms: 10,
+        ..shared("node_a", t, 10, 0, &[("we_x", 1)])
+    };
+    let x = claim_ok(s, &short).await;
+    assert_eq!(pairs(&x), pair_list(&[("we_x", "evt_1")]));
+    let long = DeliveryClaim {
+        lease_ms: 100_000,
+        ..shared("node_a", t, 10, 1, &[("we_x", 0), ("we_w", 0)])
+    };
+    let yz = claim_ok(s, &long).await;
+    assert_eq!(
+        sorted_pairs(&yz),
+        pair_list(&[("we_y", "evt_1"), ("we_z", "evt_1")])
+    );
+    // node_a's short lease runs out and node_b takes the row over.
+    let taken = claim_ok(s, &shared("node_b", t + 10, 10, 0, &[("we_x", 1)])).await;
+    assert_eq!(pairs(&taken), pair_list(&[("we_x", "evt_1")]));
+    let w = must_delivery(s, "acct_a", "evt_1", "we_w").await;
+    let by = |endpoint: &str| {
+        yz.iter()
+            .find(|d| d.endpoint_id == endpoint)
+            .cloned()
+            .expect("claimed")
+    };
+    let settled = finish(
+        s,
+        vec![
+            result(
+                &x[0],
+                "node_a",
+                DeliveryNext::Succeeded,
+                Some(attempt("wha_x", 1, Some(200), true)),
+            ),
+            result(
+                &by("we_y"),
+                "node_a",
+                DeliveryNext::Succeeded,
+                Some(attempt("wha_y", 1, Some(200), true)),
+            ),
+            result(
+                &by("we_z"),
+                "node_a",
+                DeliveryNext::RetryAt(t + 5_000),
+                Some(attempt("wha_z", 1, Some(500), false)),
+            ),
+            result(
+                &w,
+                "node_a",
+                DeliveryNext::Succeeded,
+                Some(attempt("wha_w", 1, Some(200), true)),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(settled, vec![false, true, true, false]);
+
+    let state = |d: Delivery| {
+        (
+            d.status,
+            d.attempts,
+            d.next_attempt_at,
+            d.lease_owner,
+            d.lease_expires_at,
+            d.succeeded_at,
+        )
+    };
+    let x_now = must_delivery(s, "acct_a", "evt_1", "we_x").await;
+    assert_eq!(
+        (
+            x_now.status,
+            x_now.attempts,
+            x_now.lease_owner.as_deref(),
+            x_now.succeeded_at
+        ),
+        (DeliveryStatus::Pending, 0, Some("node_b"), None),
+        "a lost lease changes nothing"
+    );
+    let y_now = must_delivery(s, "acct_a", "evt_1", "we_y").await;
+    assert_eq!(
+        state(y_now.clone()),
+        (
+            DeliveryStatus::Succeeded,
+            1,
+            y_now.next_attempt_at,
+            None,
+            None,
+            Some(FINISHED_AT)
+        )
+    );
+    assert_eq!(
+        state(must_delivery(s, "acct_a", "evt_1", "we_z").await),
+        (DeliveryStatus::Pending, 1, t + 5_000, None, None, None)
+    );
+    assert_eq!(
+        state(must_delivery(s, "acct_a", "evt_1", "we_w").await),
+        state(w.clone()),
+        "an unleased delivery changes nothing"
+    );
+    let recorded = s
+        .list_attempts("acct_a", &all_attempts(10))
+        .await
+        .expect("attempts");
+    let mut recorded: Vec<(String, String, String, bool)> = recorded
+        .into_iter()
+        .map(|a| (a.id, a.event_id, a.endpoint_id, a.succeeded))
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("wha_w", "we_w", true),
+            ("wha_x", "we_x", true),
+            ("wha_y", "we_y", true),
+            ("wha_z", "we_z", false),
+        ]
+        .map(|(id, endpoint, ok)| (
+            id.to_string(),
+            "evt_1".to_string(),
+            endpoint.to_string(),
+            ok
+        ))
+        .to_vec(),
+        "every attempt is recorded, lease or not"
+    );
+
+    // The retry is due at its time, not before.
+    let z_only = |owner: &str, at| shared(owner, at, 10, 0, &[("we_z", 1)]);
+    assert!(claim_ok(s, &z_only("node_c", t + 4_999)).await.is_empty());
+    let z = claim_ok(s, &z_only("node_c", t + 5_000)).await;
+    assert_eq!(pairs(&z), pair_list(&[("we_z", "evt_1")]));
+    assert_eq!(z[0].attempts, 1);
+    // Giving up without an attempt: failed, the count unchanged.
+    let give_up = result(&z[0], "node_c", DeliveryNext::Failed, None);
+    assert_eq!(finish(s, vec![give_up.clone()]).await, vec![true]);
+    assert_eq!(finish(s, vec![give_up]).await, vec![false], "settled once");
+    let z_now = must_delivery(s, "acct_a", "evt_1", "we_z").await;
+    assert_eq!(
+        (z_now.status, z_now.attempts, z_now.lease_owner),
+        (DeliveryStatus::Failed, 1, None)
+    );
+    // The new holder settles its row.
+    let x_fail = result(
+        &taken[0],
+        "node_b",
+        DeliveryNext::Failed,
+        Some(attempt("wha_x2", 1, Some(500), false)),
+    );
+    assert_eq!(finish(s, vec![x_fail]).await, vec![true]);
+    let x_now = must_delivery(s, "acct_a", "evt_1", "we_x").await;
+    assert_eq!(
+        (x_now.status, x_now.attempts, x_now.lease_owner),
+        (DeliveryStatus::Failed, 1, None)
+    );
+    assert!(finish(s, Vec::new()).await.is_empty());
+    // Another account cannot settle it.
+    let w_claimed = claim_ok(s, &claim("node_d", t + 6_000, 10)).await;
+    assert_eq!(pairs(&w_claimed), pair_list(&[("we_w", "evt_1")]));
+    let mut elsewhere = result(&w_claimed[0], "node_d", DeliveryNext::Succeeded, None);
+    elsewhere.account = "acct_b".into();
+    assert_eq!(finish(s, vec![elsewhere]).await, vec![false]);
+    assert_eq!(
+        must_delivery(s, "acct_a", "evt_1", "we_w").await.status,
+        DeliveryStatus::Pending
+    );
+    let ok = result(&w_claimed[0], "node_d", DeliveryNext::Succeeded, None);
+    assert_eq!(finish(s, vec![ok]).await, vec![true]);
+    assert!(
+        claim_ok(s, &claim("node_e", t + 1_000_000, 10))
+            .await
+            .is_empty(),
+        "nothing is pending any more"
+    );
+}
+
+/// A node shutting down gives its leases back, so others take them at once.
+async fn release_gives_leases_back(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![endpoint("we_1", &["*"]), listener("wl_1", &["*"])],
+        ),
+    )
+    .await;
+    emit_each(s, "acct_a", &["evt_1", "evt_2"], "customer.created").await;
+    let t = now_ms() + 1_000;
+    assert_eq!(claim_ok(s, &claim("node_a", t, 10)).await.len(), 2);
+    assert_eq!(claim_ok(s, &pull("wl_1", "poll_1", t, 1)).await.len(), 1);
+    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 1);
+    assert_eq!(s.release_deliveries("poll_1").await.expect("release"), 0);
+    assert_eq!(
+        claim_ok(s, &pull("wl_1", "poll_2", t, 10)).await.len(),
+        2,
+        "the released row and the other one"
+    );
+    assert!(claim_ok(s, &claim("node_b", t, 10)).await.is_empty());
+    assert_eq!(s.release_deliveries("node_a").await.expect("release"), 2);
+    let d = must_delivery(s, "acct_a", "evt_1", "we_1").await;
+    assert_eq!((d.lease_owner, d.lease_expires_at), (None, None));
+    assert_eq!(claim_ok(s, &claim("node_b", t, 10)).await.len(), 2);
+    assert_eq!(s.release_deliveries("nobody").await.expect("release"), 0);
+}
+
+/// Runs `claims` at once; checks that no row was leased twice and that each
+/// returned row is stored as leased to its claimer. Returns (owner, delivery)s.
+async fn claim_concurrently(
+    s: &DynStore,
+    claims: Vec<DeliveryClaim>,
+) -> Vec<(String, Vec<Delivery>)> {
+    let start = Arc::new(tokio::sync::Barrier::new(claims.len()));
+    let tasks = claims.into_iter().map(|c| {
+        let (s, start) = (s.clone(), start.clone());
+        tokio::spawn(async move {
+            start.wait().await;
+            let got = s.claim_deliveries(&c).await.expect("claim");
+            (c.owner, got)
+        })
+    });
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for handle in futures::future::join_all(tasks).await {
+        let (owner, got) = handle.expect("claim task");
+        for d in &got {
+            assert!(
+                seen.insert((d.event_id.clone(), d.endpoint_id.clone())),
+                "{} to {} claimed twice",
+                d.event_id,
+                d.endpoint_id
+            );
+            assert_eq!(d.lease_owner.as_deref(), Some(owner.as_str()));
+            let stored = must_delivery(s, &d.account, &d.event_id, &d.endpoint_id).await;
+            assert_eq!(
+                stored.lease_owner.as_deref(),
+                Some(owner.as_str()),
+                "{} to {}",
+                d.event_id,
+                d.endpoint_id
+            );
+        }
+        out.push((owner, got));
+    }
+    out
+}
+
+async fn concurrent_claims_are_disjoint(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(s, batch("acct_a", vec![endpoint("we_1", &["*"])])).await;
+    let event_ids: Vec<String> = (0..40).map(|i| format!("evt_{i:02}")).collect();
+    let pairs_in: Vec<(&str, &str)> = event_ids
+        .iter()
+        .map(|id| (id.as_str(), "customer.created"))
+        .collect();
+    emit(s, "acct_a", &pairs_in).await;
+    let t = now_ms() + 1_000;
+    let claims = (0..8).map(|i| claim(&format!("node_{i}"), t, 7)).collect();
+    let mut total = 0;
+    for (owner, got) in claim_concurrently(s, claims).await {
+        assert!(got.len() <= 7, "{owner} took {} past its limit", got.len());
+        total += got.len();
+    }
+    assert!(total > 0);
+    let rest = claim_ok(s, &claim("node_last", t, 100)).await;
+    assert_eq!(
+        total + rest.len(),
+        40,
+        "every row is leased once, by the concurrent claims or the last one"
+    );
+}
+
+/// Owners claiming two endpoints' backlogs at once each get at most their share of
+/// each endpoint, and never a row another holds.
+async fn concurrent_share_claims_stay_within_their_share(f: &Fixture) {
+    let s = &f.store;
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![endpoint("we_1", &["*"]), endpoint("we_2", &["*"])],
+        ),
+    )
+    .await;
+    let event_ids: Vec<String> = (0..30).map(|i| format!("evt_{i:02}")).collect();
+    let pairs_in: Vec<(&str, &str)> = event_ids
+        .iter()
+        .map(|id| (id.as_str(), "customer.created"))
+        .collect();
+    emit(s, "acct_a", &pairs_in).await;
+    let t = now_ms() + 1_000;
+    let claims = (0..8)
+        .map(|i| shared(&format!("node_{i}"), t, 100, 4, &[]))
+        .collect();
+    let mut total = 0;
+    for (owner, got) in claim_concurrently(s, claims).await {
+        for endpoint_id in ["we_1", "we_2"] {
+            let n = got.iter().filter(|d| d.endpoint_id == endpoint_id).count();
+            assert!(n <= 4, "{owner} took {n} of {endpoint_id}");
+        }
+        total += got.len();
+    }
+    assert!(total > 0);
+    let rest = claim_ok(s, &claim("node_last", t, 100)).await;
+    assert_eq!(total + rest.len(), 60);
 }
 
 async fn redeliver_resets_or_creates(f: &Fixture) {
     let s = &f.store;
-    fanned_out(s, "acct_a", &["evt_1"], &[("we_1", true)]).await;
-    let got = s
-        .claim_deliveries(&claim("node_a", 1_000, 10))
-        .await
-        .expect("claim");
+    commit_ok(s, batch("acct_a", vec![endpoint("we_1", &["*"])])).await;
+    emit(s, "acct_a", &[("evt_1", "customer.created")]).await;
+    let t = now_ms() + 1_000;
+    let got = claim_ok(s, &claim("node_a", t, 10)).await;
     let fail = result(
         &got[0],
         "node_a",
         DeliveryNext::Failed,
         Some(attempt("wha_1", 1, Some(500), false)),
     );
-    assert!(s.finish_delivery(fail).await.expect("finish"));
+    assert_eq!(finish(s, vec![fail]).await, vec![true]);
 
-    s.redeliver("acct_a", "evt_1", "we_1", true, 9_000)
+    s.redeliver("acct_a", "evt_1", "we_1", true, t + 9_000)
         .await
         .expect("redeliver");
-    let d = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
+    let d = must_delivery(s, "acct_a", "evt_1", "we_1").await;
     assert_eq!(
         (d.status, d.attempts, d.next_attempt_at),
-        (DeliveryStatus::Pending, 1, 9_000),
+        (DeliveryStatus::Pending, 1, t + 9_000),
         "the attempt count carries on"
     );
     // A leased delivery loses its lease.
-    let leased = s
-        .claim_deliveries(&claim("node_a", 9_000, 10))
-        .await
-        .expect("claim");
+    let leased = claim_ok(s, &claim("node_a", t + 9_000, 10)).await;
     assert_eq!(leased.len(), 1);
-    s.redeliver("acct_a", "evt_1", "we_1", true, 9_100)
+    s.redeliver("acct_a", "evt_1", "we_1", true, t + 9_100)
         .await
         .expect("redeliver");
-    let d = s
-        .delivery("acct_a", "evt_1", "we_1")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!((d.lease_owner, d.next_attempt_at), (None, 9_100));
+    let d = must_delivery(s, "acct_a", "evt_1", "we_1").await;
+    assert_eq!(
+        (d.lease_owner, d.lease_expires_at, d.next_attempt_at),
+        (None, None, t + 9_100)
+    );
     // A new pair is created (an endpoint made after the event).
-    s.redeliver("acct_a", "evt_1", "we_2", true, 9_200)
+    s.redeliver("acct_a", "evt_1", "we_2", true, t + 9_200)
         .await
         .expect("redeliver");
-    let d = s
-        .delivery("acct_a", "evt_1", "we_2")
-        .await
-        .expect("delivery")
-        .expect("row");
+    let d = must_delivery(s, "acct_a", "evt_1", "we_2").await;
     assert_eq!(
         (d.status, d.attempts, d.next_attempt_at, d.push),
-        (DeliveryStatus::Pending, 0, 9_200, true)
+        (DeliveryStatus::Pending, 0, t + 9_200, true)
     );
-    assert_eq!(
-        s.undelivered_count("acct_a", "evt_1").await.expect("count"),
-        2
-    );
+    s.redeliver("acct_a", "evt_1", "wl_1", false, t + 9_300)
+        .await
+        .expect("redeliver");
+    assert!(!must_delivery(s, "acct_a", "evt_1", "wl_1").await.push);
+    assert_eq!(pending(s, "acct_a", &["evt_1"]).await, vec![2]);
     // Another account cannot touch it.
     s.redeliver("acct_b", "evt_1", "we_2", true, 1)
         .await
         .expect("redeliver");
-    let d = s
-        .delivery("acct_a", "evt_1", "we_2")
-        .await
-        .expect("delivery")
-        .expect("row");
-    assert_eq!(d.next_attempt_at, 9_200);
+    let d = must_delivery(s, "acct_a", "evt_1", "we_2").await;
+    assert_eq!(d.next_attempt_at, t + 9_200);
+    assert!(find_delivery(s, "acct_b", "evt_1", "we_2").await.is_none());
 }
 
 async fn attempts_listing(f: &Fixture) {
     let s = &f.store;
-    fanned_out(
+    commit_ok(
+        s,
+        batch(
+            "acct_a",
+            vec![endpoint("we_1", &["*"]), endpoint("we_2", &["*"])],
+        ),
+    )
+    .await;
+    emit(
         s,
         "acct_a",
-        &["evt_1", "evt_2"],
-        &[("we_1", true), ("we_2", true)],
+        &[("evt_1", "customer.created"), ("evt_2", "customer.created")],
     )
     .await;
     let mut n = 0;
-    let mut now = 1_000;
-    // Three rounds of failures over every delivery.
+    let mut now = now_ms() + 1_000;
+    // Three rounds of failures over every delivery, each round finished at once.
     for _ in 0..3 {
-        let due = s
-            .claim_deliveries(&claim("node_a", now, 10))
-            .await
-            .expect("claim");
+        let due = claim_ok(s, &claim("node_a", now, 10)).await;
         assert_eq!(due.len(), 4);
-        for d in due {
-            n += 1;
-            let a = attempt(&format!("wha_{n:02}"), d.attempts + 1, None, false);
-            assert!(s
-                .finish_delivery(result(
-                    &d,
-                    "node_a",
-                    DeliveryNext::RetryAt(now + 10),
-                    Some(a)
-                ))
-                .await
-                .expect("finish"));
-        }
+        let results = due
+            .iter()
+            .map(|d| {
+                n += 1;
+                let a = attempt(&format!("wha_{n:02}"), d.attempts + 1, None, false);
+                result(d, "node_a", DeliveryNext::RetryAt(now + 10), Some(a))
+            })
+            .collect();
+        assert_eq!(finish(s, results).await, vec![true; 4]);
         now += 10;
     }
     let all = |q: AttemptQuery| async move {
@@ -2600,6 +3412,8 @@ async fn attempts_listing(f: &Fixture) {
 async fn purge_events(f: &Fixture) {
     let s = &f.store;
     add_event_target(s, "acct_a").await;
+    commit_ok(s, batch("acct_a", vec![listener("wl_1", &["*"])])).await;
+    add_event_target(s, "acct_b").await;
     commit_ok(
         s,
         WriteBatch {
@@ -2609,30 +3423,30 @@ async fn purge_events(f: &Fixture) {
                 event("evt_new", 200, "customer.created"),
                 new_object("cus_old", "customer", 100),
             ],
-            outbox: vec!["evt_old".into(), "evt_new".into()],
+            events: vec![
+                emitted("evt_old", "customer.created"),
+                emitted("evt_new", "customer.created"),
+            ],
             ..Default::default()
         },
     )
     .await;
-    insert(s, "acct_b", event("evt_b", 100, "customer.created")).await;
-    let entries = s.claim_outbox(1_000, 10_000, 10).await.expect("claim");
-    assert!(s
-        .fan_out(fan_out_of(&entries[0], &[("we_1", true)], 1_000))
-        .await
-        .expect("fan_out"));
-    let got = s
-        .claim_deliveries(&claim("node_a", 1_000, 10))
-        .await
-        .expect("claim");
-    assert!(s
-        .finish_delivery(result(
-            &got[0],
-            "node_a",
-            DeliveryNext::RetryAt(2_000),
-            Some(attempt("wha_1", 1, None, false))
-        ))
-        .await
-        .expect("finish"));
+    emit(s, "acct_b", &[("evt_b", "customer.created")]).await;
+    let t = now_ms() + 1_000;
+    let got = claim_ok(s, &shared("node_a", t, 10, 10, &[("we_acct_b", 0)])).await;
+    assert_eq!(got.len(), 2);
+    let results = got
+        .iter()
+        .map(|d| {
+            let a = attempt(&format!("wha_{}", d.event_id), 1, None, false);
+            result(d, "node_a", DeliveryNext::RetryAt(t + 2_000), Some(a))
+        })
+        .collect();
+    assert_eq!(finish(s, results).await, vec![true, true]);
+    assert_eq!(
+        pending(s, "acct_a", &["evt_old", "evt_new"]).await,
+        vec![1, 1]
+    );
 
     assert_eq!(s.purge_events("acct_a", 150).await.expect("purge"), 1);
     assert!(s.get("acct_a", "evt_old").await.expect("get").is_none());
@@ -2645,23 +3459,30 @@ async fn purge_events(f: &Fixture) {
         s.get("acct_b", "evt_b").await.expect("get").is_some(),
         "only this account's"
     );
-    assert!(s
-        .delivery("acct_a", "evt_old", "we_1")
+    assert!(find_delivery(s, "acct_a", "evt_old", "we_acct_a")
         .await
-        .expect("delivery")
         .is_none());
-    assert!(s
-        .list_attempts(
-            "acct_a",
-            &AttemptQuery {
-                limit: 10,
-                ..Default::default()
-            }
-        )
+    assert_eq!(
+        f.location.deliveries("acct_a").await,
+        triples(&[("evt_new", "we_acct_a", true), ("evt_new", "wl_1", false)]),
+        "the purged event's push and pull deliveries went"
+    );
+    assert_eq!(
+        f.location.deliveries("acct_b").await,
+        triples(&[("evt_b", "we_acct_b", true)])
+    );
+    let attempts: Vec<String> = s
+        .list_attempts("acct_a", &all_attempts(10))
         .await
         .expect("attempts")
-        .is_empty());
-    assert_eq!(f.location.outbox("acct_a").await, ids(&["evt_new"]));
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(attempts, ids(&["wha_evt_new"]), "its attempts went too");
+    assert_eq!(
+        pending(s, "acct_a", &["evt_old", "evt_new"]).await,
+        vec![0, 1]
+    );
     let q = ListQuery {
         filter: Some(("type".into(), "customer.created".into())),
         ..query("event", 10)
@@ -2704,7 +3525,7 @@ async fn postgres_concurrent_migrations() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     drop(stores);
 }
 
@@ -2788,6 +3609,295 @@ async fn postgres_migration_4_carries_index_keys_over() {
     drop(location);
 }
 
+/// A database written at schema 4, when events waited in the outbox for a fan-out:
+/// migration 5 gives enabled endpoints and listeners their `target_event` rows,
+/// turns the outbox rows into deliveries to the targets that existed when each
+/// event was written and take its type, and drops the outbox; new events get
+/// deliveries from the migrated rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
+    let Some(location) = Location::postgres().await else {
+        return;
+    };
+    let Location::Postgres { url, .. } = &location else {
+        unreachable!("a PostgreSQL location");
+    };
+    let old = admin_client(url).await;
+    old.batch_execute(
+        "CREATE TABLE schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .expect("schema_migrations");
+    for (i, sql) in super::postgres::MIGRATIONS[..4].iter().enumerate() {
+        old.batch_execute(sql).await.expect("old migration");
+        old.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .expect("old version");
+    }
+    // In the order they were written (seq): objects as the old code stored them.
+    let endpoint_data = |id: &str, status: &str, events: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"webhook_endpoint","status":"{status}","enabled_events":{events},"url":"http://x"}}"#
+        )
+    };
+    let event_data = |id: &str, t: &str| {
+        format!(r#"{{"id":"{id}","object":"event","type":"{t}","pending_webhooks":1}}"#)
+    };
+    /// account, id, kind, deleted, data, index rows
+    type OldRow<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        bool,
+        String,
+        Vec<(&'a str, String)>,
+    );
+    let rows: Vec<OldRow> = vec![
+        (
+            "acct_a",
+            "we_on",
+            "webhook_endpoint",
+            false,
+            endpoint_data(
+                "we_on",
+                "enabled",
+                r#"["customer.created","charge.succeeded","customer.created"]"#,
+            ),
+            vec![],
+        ),
+        (
+            "acct_a",
+            "we_off",
+            "webhook_endpoint",
+            false,
+            endpoint_data("we_off", "disabled", r#"["*"]"#),
+            vec![],
+        ),
+        (
+            "acct_a",
+            "we_gone",
+            "webhook_endpoint",
+            true,
+            endpoint_data("we_gone", "enabled", r#"["*"]"#),
+            vec![],
+        ),
+        (
+            "acct_b",
+            "we_b",
+            "webhook_endpoint",
+            false,
+            endpoint_data("we_b", "enabled", r#"["*"]"#),
+            vec![],
+        ),
+        (
+            "acct_a",
+            "evt_done",
+            "event",
+            false,
+            event_data("evt_done", "customer.created"),
+            vec![("type", "customer.created".to_string())],
+        ),
+        (
+            "acct_a",
+            "evt_old",
+            "event",
+            false,
+            event_data("evt_old", "customer.created"),
+            vec![
+                ("type", "customer.created".to_string()),
+                ("delivery", "pending".to_string()),
+            ],
+        ),
+        (
+            "acct_a",
+            "evt_other",
+            "event",
+            false,
+            event_data("evt_other", "invoice.paid"),
+            vec![
+                ("type", "invoice.paid".to_string()),
+                ("delivery", "pending".to_string()),
+            ],
+        ),
+        (
+            "acct_a",
+            "wl_late",
+            "payground.listener",
+            false,
+            r#"{"id":"wl_late","object":"payground.listener","enabled_events":["*"],"forward_to":"http://y"}"#
+                .to_string(),
+            vec![("forward_to", "http://y".to_string())],
+        ),
+    ];
+    for (account, id, kind, deleted, data, index) in &rows {
+        let keys: Vec<(&str, &str)> = index.iter().map(|(f, v)| (*f, v.as_str())).collect();
+        let keys = serde_json::to_string(&keys).expect("keys");
+        let seq: i64 = old
+            .query_one(
+                "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
+                 VALUES ($1, $2, $3, 1, 1, $4, $5, $6) RETURNING seq",
+                &[account, id, kind, deleted, data, &keys],
+            )
+            .await
+            .expect("old object")
+            .get(0);
+        for (field, value) in index {
+            old.execute(
+                "INSERT INTO object_index (account, kind, field, value, seq, id)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[account, kind, field, value, &seq, id],
+            )
+            .await
+            .expect("old index row");
+        }
+    }
+    // evt_done was fanned out and delivered; evt_old and evt_other still wait.
+    old.batch_execute(
+        "INSERT INTO webhook_deliveries
+            (account, event_id, endpoint_id, push, status, attempts, next_attempt_at,
+             succeeded_at, created_at)
+         VALUES ('acct_a', 'evt_done', 'we_on', TRUE, 'succeeded', 1, 5, 5, 1);
+         INSERT INTO outbox (account, event_id, created) VALUES
+            ('acct_a', 'evt_old', 1), ('acct_a', 'evt_other', 1);",
+    )
+    .await
+    .expect("old deliveries and outbox");
+
+    let before = now_ms();
+    let store: DynStore = Arc::new(PostgresStore::open(url).await.expect("migrated open"));
+    let after = now_ms();
+    let versions: Vec<i64> = old
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("schema_migrations")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    let outbox: Option<String> = old
+        .query_one("SELECT to_regclass('outbox')::TEXT", &[])
+        .await
+        .expect("to_regclass")
+        .get(0);
+    assert_eq!(outbox, None, "the outbox is dropped");
+    let mut indexes: Vec<String> = old
+        .query(
+            "SELECT indexname::TEXT FROM pg_indexes WHERE tablename = 'webhook_deliveries'",
+            &[],
+        )
+        .await
+        .expect("pg_indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        ids(&["webhook_deliveries_pending", "webhook_deliveries_pkey"])
+    );
+
+    assert_eq!(
+        location.deliveries("acct_a").await,
+        triples(&[("evt_done", "we_on", true), ("evt_old", "we_on", true)]),
+        "the waiting event of a type we_on takes became exactly one delivery"
+    );
+    assert!(location.deliveries("acct_b").await.is_empty());
+    let d = must_delivery(&store, "acct_a", "evt_old", "we_on").await;
+    assert_eq!(
+        (d.status, d.attempts, d.lease_owner, d.succeeded_at),
+        (DeliveryStatus::Pending, 0, None, None)
+    );
+    assert!(
+        (before..=after).contains(&d.next_attempt_at),
+        "due when migrated: {} not in {before}..={after}",
+        d.next_attempt_at
+    );
+    let done = must_delivery(&store, "acct_a", "evt_done", "we_on").await;
+    assert_eq!(
+        (done.status, done.succeeded_at),
+        (DeliveryStatus::Succeeded, Some(5))
+    );
+    assert_eq!(
+        pending(&store, "acct_a", &["evt_old", "evt_done", "evt_other"]).await,
+        vec![1, 0, 0]
+    );
+    let old_delivery_rows = ListQuery {
+        filter: Some(("delivery".into(), "pending".into())),
+        ..query("event", 10)
+    };
+    assert!(
+        list_ids(&store, "acct_a", old_delivery_rows)
+            .await
+            .is_empty(),
+        "the events' old delivery index rows are gone"
+    );
+    let by_type = ListQuery {
+        filter: Some(("type".into(), "customer.created".into())),
+        ..query("event", 10)
+    };
+    assert_eq!(
+        list_ids(&store, "acct_a", by_type).await,
+        ids(&["evt_old", "evt_done"])
+    );
+    let t = now_ms() + 1_000;
+    let got = claim_ok(&store, &claim("node_a", t, 10)).await;
+    assert_eq!(pairs(&got), pair_list(&[("we_on", "evt_old")]));
+
+    // New events: the enabled endpoint by its types, the listener by `*`; the
+    // disabled and deleted endpoints never.
+    emit(
+        &store,
+        "acct_a",
+        &[
+            ("evt_n1", "customer.created"),
+            ("evt_n2", "charge.succeeded"),
+            ("evt_n3", "invoice.paid"),
+        ],
+    )
+    .await;
+    emit(&store, "acct_b", &[("evt_nb", "invoice.paid")]).await;
+    let new_rows: Vec<(String, String, bool)> = location
+        .deliveries("acct_a")
+        .await
+        .into_iter()
+        .filter(|(e, _, _)| e.starts_with("evt_n"))
+        .collect();
+    assert_eq!(
+        new_rows,
+        triples(&[
+            ("evt_n1", "we_on", true),
+            ("evt_n1", "wl_late", false),
+            ("evt_n2", "we_on", true),
+            ("evt_n2", "wl_late", false),
+            ("evt_n3", "wl_late", false),
+        ])
+    );
+    assert_eq!(
+        location.deliveries("acct_b").await,
+        triples(&[("evt_nb", "we_b", true)])
+    );
+    // The migrated rows are the endpoint's index keys: disabling it drops them.
+    retarget(&store, "acct_a", "we_on", &[]).await;
+    emit(&store, "acct_a", &[("evt_n4", "customer.created")]).await;
+    let n4: Vec<(String, String, bool)> = location
+        .deliveries("acct_a")
+        .await
+        .into_iter()
+        .filter(|(e, _, _)| e == "evt_n4")
+        .collect();
+    assert_eq!(n4, triples(&[("evt_n4", "wl_late", false)]));
+    drop(store);
+    drop(location);
+}
 #[test]
 fn database_url_rewriting() {
     assert_eq!(

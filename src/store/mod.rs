@@ -3,7 +3,7 @@
 //!
 //! Every Stripe object is one row holding its JSON (`data`) plus the columns lists
 //! need. A request's whole effect (objects, their index rows, the events it caused
-//! with their outbox rows, and its idempotency record) is one [`WriteBatch`],
+//! with the webhook deliveries they call for, and its idempotency record) is one [`WriteBatch`],
 //! committed atomically before the response is sent. Concurrent writers are kept
 //! apart by row versions: a batch that updates a row someone else changed first
 //! fails with [`CommitError::Conflict`] and the operation runs again on fresh data.
@@ -97,21 +97,34 @@ pub struct IdempotencyRecord {
 }
 
 /// Kinds of objects that receive events: webhook endpoints and `payground listen`
-/// clients. A batch's outbox rows are written only while its account has a live
-/// object of one of these kinds, checked inside the batch's transaction. Stripe
-/// delivers an event only to endpoints that existed when it happened, so an event of
-/// an account nobody listens to needs no fan-out; skipping its outbox rows spares
-/// the writer three inserts, a lease update and three deletes per payment.
+/// clients.
 pub const EVENT_TARGET_KINDS: [&str; 2] = ["webhook_endpoint", "payground.listener"];
+
+/// The index field under which an event target names the event types it takes: one
+/// row per entry of its `enabled_events` (`*` for every type) while it takes any.
+///
+/// A commit matches each event it writes against these rows and creates one
+/// delivery per target in the event's own transaction. So the targets are exactly
+/// those that existed when the event happened, as Stripe delivers, and no fan-out
+/// job is needed: an event of an account nobody listens to costs one index probe,
+/// and one that somebody does costs its delivery rows, nothing more.
+pub const TARGET_EVENTS_FIELD: &str = "target_event";
+
+/// An event a batch writes (its object is among the batch's objects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmittedEvent {
+    pub id: String,
+    pub event_type: String,
+}
 
 /// Everything one request changes, committed in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub account: String,
     pub objects: Vec<ObjectWrite>,
-    /// Ids of events (written in `objects`) waiting for webhook delivery; stored only
-    /// when the account has an event target (see [`EVENT_TARGET_KINDS`]).
-    pub outbox: Vec<String>,
+    /// Events among `objects`: each gets a delivery per event target of the account
+    /// that takes its type (see [`TARGET_EVENTS_FIELD`]).
+    pub events: Vec<EmittedEvent>,
     pub idempotency: Option<IdempotencyRecord>,
     /// Records older than this (account time) may be replaced by `idempotency`.
     pub idempotency_cutoff: i64,
@@ -119,8 +132,16 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.outbox.is_empty() && self.idempotency.is_none()
+        self.objects.is_empty() && self.events.is_empty() && self.idempotency.is_none()
     }
+}
+
+/// What a commit did beyond what its batch says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Deliveries were created (by this batch or another of its group): the
+    /// delivery worker has work.
+    pub deliveries: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -179,6 +200,10 @@ pub struct ListQuery {
     pub cursor: Cursor,
     /// Rows to return; callers ask for one more than the page to learn `has_more`.
     pub limit: usize,
+    /// Events only, and only in [`Store::list_where`]: `Some(false)` keeps events with
+    /// a push delivery that has not succeeded (their `pending_webhooks` is not 0),
+    /// `Some(true)` the others (Stripe's `delivery_success`).
+    pub delivery_success: Option<bool>,
 }
 
 /// A value an index row must have for [`Store::list_where`].
@@ -196,37 +221,6 @@ pub struct IndexCondition {
     pub field: String,
     pub any_of: Vec<IndexValue>,
     pub negated: bool,
-}
-
-/// An event waiting to be fanned out to webhook endpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    pub seq: i64,
-    pub account: String,
-    pub event_id: String,
-}
-
-/// A delivery the fan-out creates: one event to one endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDelivery {
-    pub endpoint_id: String,
-    /// Pushed by the delivery worker (webhook endpoints) or pulled by a
-    /// `payground listen` client (listeners).
-    pub push: bool,
-}
-
-/// Fanning one outbox row out, committed atomically: the row goes, its deliveries
-/// appear, and the event's new version (its `pending_webhooks`) is written.
-#[derive(Debug, Clone)]
-pub struct FanOut {
-    pub outbox_seq: i64,
-    pub account: String,
-    pub event_id: String,
-    pub deliveries: Vec<NewDelivery>,
-    /// Version-checked like any object write; a conflict rolls the fan-out back.
-    pub event_write: Option<ObjectWrite>,
-    /// When the deliveries become due (unix milliseconds, real time).
-    pub now_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,12 +279,29 @@ pub struct DeliveryClaim {
     /// `None`: push deliveries of every endpoint (the worker). `Some(id)`: pull
     /// deliveries of that listener.
     pub listener: Option<String>,
-    /// At most this many of an endpoint's deliveries leased to `owner` and unexpired
-    /// at once, those it already holds counted; `None`: no cap. The claim takes each
-    /// endpoint's oldest due rows up to what is left of its share, so a saturated
-    /// endpoint's rows stay unleased (no lease waits unused) while other endpoints'
-    /// rows are taken past them.
-    pub per_endpoint: Option<usize>,
+    /// How many deliveries of each endpoint this claim may lease; `None`: no cap.
+    /// The caller knows what it has in flight per endpoint, and asks only for what
+    /// is left of each endpoint's share: a saturated endpoint's rows stay unleased
+    /// (no lease waits unused) while other endpoints' rows are taken past them.
+    pub shares: Option<EndpointShares>,
+}
+
+/// Per-endpoint allowances of a [`DeliveryClaim`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointShares {
+    /// For every endpoint not in `endpoints`.
+    pub default: usize,
+    /// Endpoints with an allowance of their own (0: take none now).
+    pub endpoints: Vec<(String, usize)>,
+}
+
+impl EndpointShares {
+    pub fn of(&self, endpoint: &str) -> usize {
+        self.endpoints
+            .iter()
+            .find(|(id, _)| id == endpoint)
+            .map_or(self.default, |(_, n)| *n)
+    }
 }
 
 /// One HTTP attempt of a delivery, as recorded.
@@ -335,8 +346,6 @@ pub struct DeliveryResult {
     pub attempt: Option<AttemptRecord>,
     pub next: DeliveryNext,
     pub now_ms: i64,
-    /// The event's new `pending_webhooks`; a version conflict rolls everything back.
-    pub event_write: Option<ObjectWrite>,
 }
 
 impl DeliveryResult {
@@ -348,18 +357,6 @@ impl DeliveryResult {
             }
             DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending.as_str(), Some(at), None),
             DeliveryNext::Failed => (DeliveryStatus::Failed.as_str(), None, None),
-        }
-    }
-}
-
-impl WriteBatch {
-    /// A batch of one object write: the version checks of `commit` for the
-    /// bookkeeping transactions of webhook delivery.
-    pub fn single(account: &str, write: ObjectWrite) -> Self {
-        WriteBatch {
-            account: account.to_string(),
-            objects: vec![write],
-            ..Default::default()
         }
     }
 }
@@ -431,8 +428,9 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>>;
 
-    /// Commits the batch atomically; returns only once it is durable.
-    async fn commit(&self, batch: WriteBatch) -> Result<(), CommitError>;
+    /// Commits the batch atomically, with a delivery per event and target that
+    /// takes it; returns only once it is durable.
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError>;
 
     /// Deletes idempotency records created before `cutoff` (account time is applied by the caller).
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64>;
@@ -446,31 +444,15 @@ pub trait Store: Send + Sync + 'static {
         conditions: &[IndexCondition],
     ) -> StoreResult<Vec<StoredObject>>;
 
-    /// Takes up to `limit` outbox rows of any account whose lease has run out (oldest
-    /// first) and leases them until `now_ms + lease_ms`, so other nodes skip them.
-    async fn claim_outbox(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<OutboxEntry>>;
-
-    /// Deletes outbox rows that need no deliveries (their account has no endpoints and
-    /// no listeners), in one transaction: cheaper than a fan-out per event.
-    async fn drop_outbox(&self, seqs: &[i64]) -> StoreResult<()>;
-
-    /// Deletes the outbox row, creates its deliveries (existing ones are kept) and
-    /// writes the event, in one transaction. `Ok(false)`: the row was already gone
-    /// (another node fanned it out) and nothing was written.
-    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError>;
-
-    /// Leases due pending deliveries (oldest due first) to `claim.owner`, at most
-    /// `claim.per_endpoint` per endpoint counting those `claim.owner` already holds.
+    /// Leases due pending deliveries whose lease is free (each endpoint's oldest due
+    /// first) to `claim.owner`, at most `claim.shares` allows of each endpoint.
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>>;
 
-    /// Records the attempt and moves the delivery on, in one transaction. `Ok(false)`:
-    /// the lease was lost; the attempt is recorded, nothing else changes.
-    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError>;
+    /// Records each attempt and moves each delivery on, all in one transaction (the
+    /// delivery worker finishes the attempts that ended meanwhile together). For
+    /// each result, `false` when its lease was lost: its attempt is recorded,
+    /// nothing else changes.
+    async fn finish_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<Vec<bool>>;
 
     /// Gives up every lease `owner` holds (a node shutting down), so others take them at once.
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64>;
@@ -493,8 +475,10 @@ pub trait Store: Send + Sync + 'static {
         endpoint_id: &str,
     ) -> StoreResult<Option<Delivery>>;
 
-    /// Push deliveries of the event that have never succeeded: its `pending_webhooks`.
-    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64>;
+    /// For each event, its push deliveries that have never succeeded: its
+    /// `pending_webhooks`, counted when it is read rather than kept in the event,
+    /// which would be rewritten at every delivery.
+    async fn pending_webhooks(&self, account: &str, event_ids: &[String]) -> StoreResult<Vec<i64>>;
 
     async fn list_attempts(
         &self,
@@ -503,7 +487,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<AttemptRecord>>;
 
     /// Deletes the account's events created before `cutoff` (account time) with their
-    /// index rows, outbox rows, deliveries and attempts; returns how many events went.
+    /// index rows, deliveries and attempts; returns how many events went.
     async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64>;
 }
 

@@ -138,6 +138,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
     WHERE o.seq = k.seq;
     DROP INDEX object_index_by_id;
     "#,
+    // 5: deliveries are created with their events, from the index rows through
+    // which webhook endpoints and listeners name the event types they take; the
+    // outbox and the fan-out go. `pending_webhooks` and `delivery_success` are
+    // read from the deliveries, so events are no longer rewritten as they are
+    // delivered and their `delivery` index rows go. The due index keeps only
+    // pending rows, by endpoint, for the claim.
+    r#"
+    INSERT INTO object_index (account, kind, field, value, seq, id)
+    SELECT DISTINCT o.account, o.kind, 'target_event', je.value, o.seq, o.id
+    FROM objects o, json_array_elements_text(o.data::JSON -> 'enabled_events') AS je(value)
+    WHERE o.kind IN ('webhook_endpoint', 'payground.listener') AND NOT o.deleted
+      AND (o.kind = 'payground.listener' OR o.data::JSON ->> 'status' = 'enabled')
+    ON CONFLICT DO NOTHING;
+    UPDATE objects o SET index_keys = k.keys
+    FROM (SELECT seq, json_agg(json_build_array(field, value))::TEXT AS keys
+          FROM object_index WHERE kind IN ('webhook_endpoint', 'payground.listener')
+          GROUP BY seq) k
+    WHERE o.seq = k.seq;
+    INSERT INTO webhook_deliveries
+        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+    SELECT DISTINCT ob.account, ob.event_id, i.id, i.kind = 'webhook_endpoint', 'pending', 0,
+           (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
+           (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+    FROM outbox ob
+    JOIN objects e ON e.id = ob.event_id
+    JOIN object_index i ON i.account = ob.account
+        AND i.kind IN ('webhook_endpoint', 'payground.listener') AND i.field = 'target_event'
+        AND i.value IN (e.data::JSON ->> 'type', '*') AND i.seq < e.seq
+    ON CONFLICT DO NOTHING;
+    DROP TABLE outbox;
+    DELETE FROM object_index WHERE kind = 'event' AND field = 'delivery';
+    DROP INDEX webhook_deliveries_due;
+    DROP INDEX webhook_deliveries_by_endpoint;
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id, next_attempt_at)
+        WHERE status = 'pending';
+    "#,
 ];
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
@@ -158,12 +194,15 @@ const DELETE_INDEX: &str = "DELETE FROM object_index i
 const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
      SELECT $1, $2, t.field, t.value, $5, $6 FROM unnest($3::TEXT[], $4::TEXT[]) AS t(field, value)
      ON CONFLICT DO NOTHING";
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
-     SELECT $1, t.event_id, floor(extract(epoch FROM clock_timestamp()))::BIGINT
-     FROM unnest($2::TEXT[]) WITH ORDINALITY AS t(event_id, n)
-     WHERE EXISTS (SELECT 1 FROM objects o
-                   WHERE o.account = $1 AND o.kind = ANY($3) AND NOT o.deleted)
-     ORDER BY t.n";
+/// A delivery for each event and each target of its account that takes its type
+/// (see [`TARGET_EVENTS_FIELD`]), due now; the events may be of several accounts.
+const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries
+        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+     SELECT DISTINCT t.a, t.e, i.id, i.kind = $4::TEXT, 'pending', 0, $6::BIGINT, $6::BIGINT
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS t(a, e, ty)
+     JOIN object_index i ON i.account = t.a AND i.kind IN ($4::TEXT, $5::TEXT)
+        AND i.field = 'target_event' AND i.value IN (t.ty, '*')
+     ON CONFLICT (event_id, endpoint_id) DO NOTHING";
 const UPSERT_IDEMPOTENCY: &str =
     "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
      VALUES ($1, $2, $3, $4, $5, $6)
@@ -181,7 +220,7 @@ pub struct PostgresStore {
 /// A batch waiting to be committed, and where its outcome goes.
 struct PendingCommit {
     batch: WriteBatch,
-    reply: tokio::sync::oneshot::Sender<Result<(), CommitError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, CommitError>>,
 }
 
 /// Group transactions in flight at once; while all are busy, new batches queue and
@@ -475,10 +514,11 @@ impl PostgresStore {
 }
 
 /// Applies every write of the batch inside `tx`; any `Err` means the caller rolls back.
+/// Applies a batch; returns how many deliveries its events called for.
 async fn apply_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &WriteBatch,
-) -> Result<(), CommitError> {
+) -> Result<u64, CommitError> {
     let account = batch.account.as_str();
     for object in &batch.objects {
         let id = object.id.as_str();
@@ -566,15 +606,17 @@ async fn apply_batch(
         .map(|o| o.id.as_str())
         .or(batch.idempotency.as_ref().map(|r| r.key.as_str()))
         .unwrap_or("batch");
-    if !batch.outbox.is_empty() {
+    let mut deliveries = 0;
+    if !batch.events.is_empty() {
         let stmt = tx
-            .prepare_cached(INSERT_OUTBOX)
+            .prepare_cached(INSERT_DELIVERIES)
             .await
-            .map_err(|e| commit_err("preparing the outbox insert", label, e))?;
-        let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
-        tx.execute(&stmt, &[&account, &batch.outbox, &target_kinds])
+            .map_err(|e| commit_err("preparing the delivery insert", label, e))?;
+        let columns = EventColumns::of(std::iter::once(batch));
+        deliveries = columns
+            .insert(tx, &stmt)
             .await
-            .map_err(|e| commit_err("writing outbox rows", label, e))?;
+            .map_err(|e| commit_err("creating deliveries", label, e))?;
     }
     if let Some(record) = &batch.idempotency {
         let stmt = tx
@@ -600,11 +642,57 @@ async fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(())
+    Ok(deliveries)
+}
+
+/// The events of some batches as the columns of [`INSERT_DELIVERIES`].
+#[derive(Default)]
+struct EventColumns<'a> {
+    accounts: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    types: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(batches: impl IntoIterator<Item = &'a WriteBatch>) -> Self {
+        let mut columns = EventColumns::default();
+        for batch in batches {
+            for event in &batch.events {
+                columns.accounts.push(&batch.account);
+                columns.ids.push(&event.id);
+                columns.types.push(&event.event_type);
+            }
+        }
+        columns
+    }
+
+    async fn insert(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        stmt: &tokio_postgres::Statement,
+    ) -> Result<u64, tokio_postgres::Error> {
+        if self.ids.is_empty() {
+            return Ok(0);
+        }
+        let [endpoint, listener] = EVENT_TARGET_KINDS;
+        let now_ms = crate::clock::system_now_millis();
+        tx.execute(
+            stmt,
+            &[
+                &self.accounts,
+                &self.ids,
+                &self.types,
+                &endpoint,
+                &listener,
+                &now_ms,
+            ],
+        )
+        .await
+    }
 }
 
 /// Commits one batch in a transaction of its own.
-async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<(), CommitError> {
+async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<Committed, CommitError> {
     let mut client = pool.get().await.map_err(|e| {
         StoreError::Pool(format!(
             "getting a PostgreSQL connection: {}",
@@ -621,9 +709,12 @@ async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<(), CommitError> 
         .await
         .map_err(|e| commit_err("starting a transaction", label, e))?;
     match apply_batch(&tx, batch).await {
-        Ok(()) => tx
+        Ok(deliveries) => tx
             .commit()
             .await
+            .map(|()| Committed {
+                deliveries: deliveries > 0,
+            })
             .map_err(|e| commit_err("committing a batch", label, e)),
         Err(err) => {
             if let Err(e) = tx.rollback().await {
@@ -708,9 +799,9 @@ async fn commit_disjoint(pool: &Pool, group: Vec<PendingCommit>) {
     if group.len() > 1 {
         let batches: Vec<&WriteBatch> = group.iter().map(|p| &p.batch).collect();
         match try_group(pool, &batches).await {
-            Ok(GroupOutcome::Committed) => {
+            Ok(GroupOutcome::Committed(committed)) => {
                 for pending in group {
-                    let _ = pending.reply.send(Ok(()));
+                    let _ = pending.reply.send(Ok(committed));
                 }
                 return;
             }
@@ -753,8 +844,6 @@ struct GroupRows<'a> {
     new_index_keys: Vec<String>,
     /// Updates, sorted by id so concurrent groups lock rows in one order.
     updates: Vec<(&'a str, &'a ObjectWrite)>,
-    outbox_accounts: Vec<&'a str>,
-    outbox_events: Vec<&'a str>,
 }
 
 const GROUP_INSERT_OBJECTS: &str =
@@ -775,15 +864,8 @@ const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field
      FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) AS t(a, k, f, v, i)
      JOIN objects o ON o.id = t.i
      ON CONFLICT DO NOTHING";
-const GROUP_INSERT_OUTBOX: &str = "INSERT INTO outbox (account, event_id, created)
-     SELECT t.a, t.e, floor(extract(epoch FROM clock_timestamp()))::BIGINT
-     FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS t(a, e, n)
-     WHERE EXISTS (SELECT 1 FROM objects o
-                   WHERE o.account = t.a AND o.kind = ANY($3) AND NOT o.deleted)
-     ORDER BY t.n";
-
 enum GroupOutcome {
-    Committed,
+    Committed(Committed),
     /// Some batch would not have committed as it stands (a stale version, a taken
     /// id or idempotency key): nothing was written.
     RolledBack,
@@ -822,10 +904,6 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
                 Some(_) => rows.updates.push((&batch.account, object)),
             }
         }
-        for event in &batch.outbox {
-            rows.outbox_accounts.push(&batch.account);
-            rows.outbox_events.push(event);
-        }
     }
     rows.updates.sort_by_key(|(_, o)| o.id.as_str());
 
@@ -838,7 +916,8 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
     let update_objects = tx.prepare_cached(GROUP_UPDATE_OBJECTS).await?;
     let delete_index = tx.prepare_cached(DELETE_INDEX).await?;
     let insert_index = tx.prepare_cached(GROUP_INSERT_INDEX).await?;
-    let insert_outbox = tx.prepare_cached(GROUP_INSERT_OUTBOX).await?;
+    let insert_deliveries = tx.prepare_cached(INSERT_DELIVERIES).await?;
+    let events = EventColumns::of(batches.iter().copied());
     let upsert_idempotency = tx.prepare_cached(UPSERT_IDEMPOTENCY).await?;
 
     let update_ids: Vec<&str> = rows.updates.iter().map(|(_, o)| o.id.as_str()).collect();
@@ -864,7 +943,6 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
             }
         }
     }
-    let target_kinds: &[&str] = &EVENT_TARGET_KINDS;
     let statuses: Vec<i32> = batches
         .iter()
         .map(|b| b.idempotency.as_ref().map_or(0, |r| i32::from(r.status)))
@@ -927,16 +1005,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         )
         .await
     };
-    let outbox_written = async {
-        if rows.outbox_events.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            &insert_outbox,
-            &[&rows.outbox_accounts, &rows.outbox_events, &target_kinds],
-        )
-        .await
-    };
+    let deliveries = events.insert(&tx, &insert_deliveries);
     // Idempotency records are few (only requests that carry a key) and each has
     // its own replacement cutoff: one upsert each.
     let upserts =
@@ -960,18 +1029,18 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
             })
         }));
     // The old index rows are found through the keys the rows hold before the update.
-    let (old_index_deleted, inserted, updated, index_written, outbox_written, upserts) = futures::join!(
+    let (old_index_deleted, inserted, updated, index_written, deliveries, upserts) = futures::join!(
         old_index_deleted,
         inserted,
         updated,
         index_written,
-        outbox_written,
+        deliveries,
         upserts
     );
     let (inserted, updated) = (inserted?, updated?);
     old_index_deleted?;
     index_written?;
-    outbox_written?;
+    let deliveries = deliveries?;
     let mut keys_written = true;
     for written in upserts {
         keys_written &= written? == 1;
@@ -981,7 +1050,9 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         return Ok(GroupOutcome::RolledBack);
     }
     tx.commit().await.map_err(GroupError::Commit)?;
-    Ok(GroupOutcome::Committed)
+    Ok(GroupOutcome::Committed(Committed {
+        deliveries: deliveries > 0,
+    }))
 }
 
 #[async_trait]
@@ -1124,9 +1195,9 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<(), CommitError> {
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Committed::default());
         }
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.commits
@@ -1158,102 +1229,9 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn claim_outbox(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<OutboxEntry>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = self
-            .query(
-                "claiming outbox rows",
-                "UPDATE outbox SET lease_until = $2 WHERE seq IN (
-                    SELECT seq FROM outbox WHERE lease_until <= $1
-                    ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
-                 ) RETURNING seq, account, event_id",
-                &[&now_ms, &(now_ms + lease_ms), &limit],
-                |r| {
-                    Ok(OutboxEntry {
-                        seq: r.try_get(0)?,
-                        account: r.try_get(1)?,
-                        event_id: r.try_get(2)?,
-                    })
-                },
-            )
-            .await?;
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows)
-    }
-
-    async fn drop_outbox(&self, seqs: &[i64]) -> StoreResult<()> {
-        self.query(
-            "dropping outbox rows",
-            "DELETE FROM outbox WHERE seq = ANY($1) RETURNING seq",
-            &[&seqs],
-            |r| r.try_get::<_, i64>(0),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn fan_out(&self, fan_out: FanOut) -> Result<bool, CommitError> {
-        let label = fan_out.event_id.as_str();
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| commit_err("starting a fan-out", label, e))?;
-        let outcome = async {
-            let gone = tx
-                .execute(
-                    "DELETE FROM outbox WHERE seq = $1 AND account = $2",
-                    &[&fan_out.outbox_seq, &fan_out.account],
-                )
-                .await
-                .map_err(|e| commit_err("deleting an outbox row", label, e))?;
-            if gone == 0 {
-                return Ok(false);
-            }
-            if !fan_out.deliveries.is_empty() {
-                let endpoints: Vec<&str> = fan_out
-                    .deliveries
-                    .iter()
-                    .map(|d| d.endpoint_id.as_str())
-                    .collect();
-                let push: Vec<bool> = fan_out.deliveries.iter().map(|d| d.push).collect();
-                tx.execute(
-                    "INSERT INTO webhook_deliveries
-                        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-                     SELECT $1, $2, t.endpoint_id, t.push, 'pending', 0, $3, $3
-                     FROM unnest($4::TEXT[], $5::BOOLEAN[]) AS t(endpoint_id, push)
-                     ON CONFLICT (event_id, endpoint_id) DO NOTHING",
-                    &[
-                        &fan_out.account,
-                        &fan_out.event_id,
-                        &fan_out.now_ms,
-                        &endpoints,
-                        &push,
-                    ],
-                )
-                .await
-                .map_err(|e| commit_err("creating deliveries", label, e))?;
-            }
-            if let Some(write) = &fan_out.event_write {
-                apply_batch(&tx, &WriteBatch::single(&fan_out.account, write.clone())).await?;
-            }
-            Ok(true)
-        }
-        .await;
-        finish_tx(tx, outcome, label).await
-    }
-
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
         let lease_until = claim.now_ms + claim.lease_ms;
-        let per_endpoint = claim
-            .per_endpoint
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         let returning = DELIVERY_COLUMNS
             .split(", ")
             .map(|c| format!("d.{c}"))
@@ -1261,8 +1239,16 @@ impl Store for PostgresStore {
             .join(", ");
         let mut params: Vec<&(dyn ToSql + Sync)> =
             vec![&claim.owner, &lease_until, &claim.now_ms, &limit];
-        let sql = match (&claim.listener, &per_endpoint) {
-            (Some(listener), _) => {
+        let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let shares = claim.shares.clone().unwrap_or(EndpointShares {
+            default: usize::MAX,
+            endpoints: Vec::new(),
+        });
+        let share_ids: Vec<&str> = shares.endpoints.iter().map(|(id, _)| id.as_str()).collect();
+        let share_sizes: Vec<i64> = shares.endpoints.iter().map(|(_, n)| to_i64(*n)).collect();
+        let default_share = to_i64(shares.default);
+        let sql = match &claim.listener {
+            Some(listener) => {
                 params.push(listener);
                 format!(
                     "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
@@ -1276,39 +1262,30 @@ impl Store for PostgresStore {
                      RETURNING {returning}"
                 )
             }
-            (None, None) => format!(
-                "UPDATE webhook_deliveries d SET lease_owner = $1, lease_expires_at = $2
-                 FROM (SELECT event_id, endpoint_id FROM webhook_deliveries
-                       WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
-                         AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
-                       ORDER BY next_attempt_at, event_id LIMIT $4
-                       FOR UPDATE SKIP LOCKED) c
-                 WHERE d.event_id = c.event_id AND d.endpoint_id = c.endpoint_id
-                 RETURNING {returning}"
-            ),
-            // Per endpoint with due rows, its oldest ones up to what is left of its
-            // share (the cap less the rows this owner holds: leased, unexpired, so
-            // in flight), locked with SKIP LOCKED inside the endpoint's own
-            // subquery: another node's concurrent claim skips them and takes the
-            // endpoint's next rows, and no more than the share is ever locked.
-            // What this owner holds is pending and was due when taken, so every
-            // scan stays in the due index's range. The oldest of all that were
-            // picked are leased; the rest are only unlocked again.
-            (None, Some(cap)) => {
-                params.push(cap);
+            // The endpoints with pending rows, one index probe each (a loose scan
+            // of the pending index); per endpoint its oldest due rows with a free
+            // lease, up to its share, locked with SKIP LOCKED inside the endpoint's
+            // own subquery: another node's concurrent claim skips them and takes
+            // the endpoint's next rows. The oldest of all that were picked are
+            // leased; the rest are only unlocked again.
+            None => {
+                params.push(&share_ids);
+                params.push(&share_sizes);
+                params.push(&default_share);
                 format!(
-                    "WITH endpoints AS (
-                        SELECT DISTINCT endpoint_id FROM webhook_deliveries
-                        WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
-                          AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
-                     ), held AS (
-                        SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries
-                        WHERE push = TRUE AND status = 'pending' AND next_attempt_at <= $3
-                          AND lease_owner = $1 AND lease_expires_at > $3
-                        GROUP BY endpoint_id
+                    "WITH RECURSIVE endpoints(endpoint_id) AS (
+                        (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending'
+                         ORDER BY endpoint_id LIMIT 1)
+                        UNION ALL
+                        SELECT (SELECT w.endpoint_id FROM webhook_deliveries w
+                                WHERE w.status = 'pending' AND w.endpoint_id > e.endpoint_id
+                                ORDER BY w.endpoint_id LIMIT 1)
+                        FROM endpoints e WHERE e.endpoint_id IS NOT NULL
                      ), picked AS (
                         SELECT p.event_id, p.endpoint_id, p.next_attempt_at
-                        FROM endpoints e LEFT JOIN held h ON h.endpoint_id = e.endpoint_id
+                        FROM endpoints e
+                        LEFT JOIN unnest($5::TEXT[], $6::BIGINT[]) AS s(endpoint_id, n)
+                            ON s.endpoint_id = e.endpoint_id
                         CROSS JOIN LATERAL (
                             SELECT w.event_id, w.endpoint_id, w.next_attempt_at
                             FROM webhook_deliveries w
@@ -1316,9 +1293,10 @@ impl Store for PostgresStore {
                               AND w.status = 'pending' AND w.next_attempt_at <= $3
                               AND (w.lease_expires_at IS NULL OR w.lease_expires_at <= $3)
                             ORDER BY w.next_attempt_at, w.event_id
-                            LIMIT GREATEST($5 - COALESCE(h.n, 0), 0)
+                            LIMIT LEAST(COALESCE(s.n, $7), $4)
                             FOR UPDATE SKIP LOCKED
                         ) p
+                        WHERE e.endpoint_id IS NOT NULL
                      ), chosen AS (
                         SELECT event_id, endpoint_id FROM picked
                         ORDER BY next_attempt_at, event_id LIMIT $4
@@ -1339,69 +1317,101 @@ impl Store for PostgresStore {
         Ok(rows)
     }
 
-    async fn finish_delivery(&self, result: DeliveryResult) -> Result<bool, CommitError> {
-        let label = result.event_id.as_str();
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| commit_err("starting a delivery update", label, e))?;
-        let outcome = async {
-            if let Some(a) = &result.attempt {
-                tx.execute(
-                    "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
-                        attempted_at, status_code, latency_ms, response_body, error, succeeded)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &a.id,
-                        &result.account,
-                        &result.event_id,
-                        &result.endpoint_id,
-                        &a.attempt,
-                        &a.attempted_at,
-                        &a.status_code,
-                        &a.latency_ms,
-                        &a.response_body,
-                        &a.error,
-                        &a.succeeded,
-                    ],
-                )
-                .await
-                .map_err(|e| commit_err("recording an attempt", label, e))?;
-            }
-            let (status, next_at, succeeded_at) = result.columns();
-            let attempted = i64::from(result.attempt.is_some());
-            let changed = tx
-                .execute(
-                    "UPDATE webhook_deliveries SET status = $1, attempts = attempts + $2,
-                        next_attempt_at = COALESCE($3, next_attempt_at),
-                        succeeded_at = COALESCE(succeeded_at, $4),
-                        lease_owner = NULL, lease_expires_at = NULL
-                     WHERE event_id = $5 AND endpoint_id = $6 AND account = $7 AND lease_owner = $8",
-                    &[
-                        &status,
-                        &attempted,
-                        &next_at,
-                        &succeeded_at,
-                        &result.event_id,
-                        &result.endpoint_id,
-                        &result.account,
-                        &result.lease_owner,
-                    ],
-                )
-                .await
-                .map_err(|e| commit_err("updating a delivery", label, e))?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            if let Some(write) = &result.event_write {
-                apply_batch(&tx, &WriteBatch::single(&result.account, write.clone())).await?;
-            }
-            Ok(true)
+    async fn finish_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
         }
-        .await;
-        finish_tx(tx, outcome, label).await
+        let fail = |e| pg_err("finishing deliveries", e);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        // One statement per table for all the results: the attempts (recorded even
+        // when a lease was lost: they happened), then the deliveries still leased to
+        // their owner, in one order so concurrent finishers lock alike.
+        let attempts: Vec<(&DeliveryResult, &AttemptRecord)> = results
+            .iter()
+            .filter_map(|r| r.attempt.as_ref().map(|a| (r, a)))
+            .collect();
+        if !attempts.is_empty() {
+            let ids: Vec<&str> = attempts.iter().map(|(_, a)| a.id.as_str()).collect();
+            let accounts: Vec<&str> = attempts.iter().map(|(r, _)| r.account.as_str()).collect();
+            let events: Vec<&str> = attempts.iter().map(|(r, _)| r.event_id.as_str()).collect();
+            let endpoints: Vec<&str> = attempts
+                .iter()
+                .map(|(r, _)| r.endpoint_id.as_str())
+                .collect();
+            let numbers: Vec<i64> = attempts.iter().map(|(_, a)| a.attempt).collect();
+            let at: Vec<i64> = attempts.iter().map(|(_, a)| a.attempted_at).collect();
+            let codes: Vec<Option<i32>> = attempts.iter().map(|(_, a)| a.status_code).collect();
+            let latency: Vec<i64> = attempts.iter().map(|(_, a)| a.latency_ms).collect();
+            let bodies: Vec<Option<&str>> = attempts
+                .iter()
+                .map(|(_, a)| a.response_body.as_deref())
+                .collect();
+            let errors: Vec<Option<&str>> =
+                attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
+            let succeeded: Vec<bool> = attempts.iter().map(|(_, a)| a.succeeded).collect();
+            tx.execute(
+                "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
+                    attempted_at, status_code, latency_ms, response_body, error, succeeded)
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[],
+                    $5::BIGINT[], $6::BIGINT[], $7::INT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[],
+                    $11::BOOLEAN[])
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &ids, &accounts, &events, &endpoints, &numbers, &at, &codes, &latency, &bodies,
+                    &errors, &succeeded,
+                ],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        let mut order: Vec<usize> = (0..results.len()).collect();
+        order.sort_by_key(|&i| (&results[i].event_id, &results[i].endpoint_id));
+        let columns: Vec<_> = order.iter().map(|&i| results[i].columns()).collect();
+        let pick = |f: fn(&DeliveryResult) -> &String| -> Vec<&str> {
+            order.iter().map(|&i| f(&results[i]).as_str()).collect()
+        };
+        let statuses: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let next_at: Vec<Option<i64>> = columns.iter().map(|c| c.1).collect();
+        let succeeded_at: Vec<Option<i64>> = columns.iter().map(|c| c.2).collect();
+        let attempted: Vec<i64> = order
+            .iter()
+            .map(|&i| i64::from(results[i].attempt.is_some()))
+            .collect();
+        let settled: std::collections::HashSet<(String, String)> = tx
+            .query(
+                "UPDATE webhook_deliveries d SET status = u.status, attempts = d.attempts + u.tried,
+                    next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
+                    succeeded_at = COALESCE(d.succeeded_at, u.succeeded_at),
+                    lease_owner = NULL, lease_expires_at = NULL
+                 FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
+                             $6::TEXT[], $7::TEXT[], $8::TEXT[])
+                      AS u(status, tried, next_at, succeeded_at, event_id, endpoint_id, account, owner)
+                 WHERE d.event_id = u.event_id AND d.endpoint_id = u.endpoint_id
+                   AND d.account = u.account AND d.lease_owner = u.owner
+                 RETURNING d.event_id, d.endpoint_id",
+                &[
+                    &statuses,
+                    &attempted,
+                    &next_at,
+                    &succeeded_at,
+                    &pick(|r| &r.event_id),
+                    &pick(|r| &r.endpoint_id),
+                    &pick(|r| &r.account),
+                    &pick(|r| &r.lease_owner),
+                ],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(results
+            .iter()
+            .map(|r| settled.contains(&(r.event_id.clone(), r.endpoint_id.clone())))
+            .collect())
     }
 
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
@@ -1455,17 +1465,17 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64> {
-        let count = self
-            .query_opt(
-                "counting undelivered webhooks",
-                "SELECT COUNT(*)::BIGINT FROM webhook_deliveries
-                 WHERE event_id = $1 AND account = $2 AND push AND succeeded_at IS NULL",
-                &[&event_id, &account],
-                |r| r.try_get::<_, i64>(0),
-            )
-            .await?;
-        Ok(count.unwrap_or(0))
+    async fn pending_webhooks(&self, account: &str, event_ids: &[String]) -> StoreResult<Vec<i64>> {
+        self.query(
+            "counting undelivered webhooks",
+            "SELECT (SELECT COUNT(*) FROM webhook_deliveries d
+                     WHERE d.event_id = t.id AND d.account = $1 AND d.push
+                       AND d.succeeded_at IS NULL)::BIGINT
+             FROM unnest($2::TEXT[]) WITH ORDINALITY AS t(id, n) ORDER BY t.n",
+            &[&account, &event_ids],
+            |r| r.try_get::<_, i64>(0),
+        )
+        .await
     }
 
     async fn list_attempts(
@@ -1535,7 +1545,7 @@ impl Store for PostgresStore {
             .collect::<Result<_, _>>()
             .map_err(fail)?;
         if !ids.is_empty() {
-            for table in ["webhook_attempts", "webhook_deliveries", "outbox"] {
+            for table in ["webhook_attempts", "webhook_deliveries"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE account = $1 AND event_id = ANY($2)"),
                     &[&account, &ids],
@@ -1576,35 +1586,6 @@ fn row_to_delivery(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
         lease_expires_at: row.try_get(8)?,
         succeeded_at: row.try_get(9)?,
     })
-}
-
-/// Commits on `Ok(true)`, rolls back otherwise, and hands the outcome on.
-async fn finish_tx(
-    tx: deadpool_postgres::Transaction<'_>,
-    outcome: Result<bool, CommitError>,
-    label: &str,
-) -> Result<bool, CommitError> {
-    match outcome {
-        Ok(true) => tx
-            .commit()
-            .await
-            .map(|()| true)
-            .map_err(|e| commit_err("committing", label, e)),
-        Ok(false) => {
-            // Nothing to keep but what was written before the check failed (an
-            // attempt record after a lost lease): commit that.
-            tx.commit()
-                .await
-                .map(|()| false)
-                .map_err(|e| commit_err("committing", label, e))
-        }
-        Err(err) => {
-            if let Err(e) = tx.rollback().await {
-                tracing::warn!(error = %describe(&e), "postgres rollback failed");
-            }
-            Err(err)
-        }
-    }
 }
 
 /// The SQL of `list_where`, as in the SQLite store; every value is bound.
@@ -1656,6 +1637,14 @@ fn list_where_sql(
                 WHERE i.field = ${field} AND ({any}))"
         ));
     }
+    if let Some(success) = query.delivery_success {
+        let not = if success { "NOT " } else { "" };
+        sql.push_str(&format!(
+            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
+                WHERE d.event_id = o.id AND d.account = o.account AND d.push
+                  AND d.succeeded_at IS NULL)"
+        ));
+    }
     let mut bind = |sql: &mut String, cond: &str, v: i64| {
         args.push(Arg::Int(v));
         sql.push_str(&format!(" AND {cond} ${}", args.len()));
@@ -1686,6 +1675,7 @@ mod tests {
             },
             cursor: Cursor::After(42),
             limit: 11,
+            delivery_success: None,
         };
         let (sql, args) = list_sql("acct_1", &query);
         assert_eq!(args.len(), 8);

@@ -119,11 +119,62 @@ const MIGRATIONS: &[&str] = &[
     WHERE seq IN (SELECT seq FROM object_index);
     DROP INDEX object_index_by_id;
     "#,
+    // 4: deliveries are created with their events, from the index rows through
+    // which webhook endpoints and listeners name the event types they take; the
+    // outbox and the fan-out go. `pending_webhooks` and `delivery_success` are
+    // read from the deliveries, so events are no longer rewritten as they are
+    // delivered and their `delivery` index rows go. Deliveries are keyed by their
+    // primary key alone (one b-tree fewer per delivery), and the due index keeps
+    // only pending rows, by endpoint, for the claim.
+    r#"
+    INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
+    SELECT o.account, o.kind, 'target_event', je.value, o.seq, o.id
+    FROM objects o, json_each(o.data, '$.enabled_events') je
+    WHERE o.kind IN ('webhook_endpoint', 'payground.listener') AND o.deleted = 0
+      AND (o.kind = 'payground.listener' OR json_extract(o.data, '$.status') = 'enabled');
+    UPDATE objects SET index_keys = COALESCE((
+        SELECT json_group_array(json_array(i.field, i.value))
+        FROM object_index i WHERE i.seq = objects.seq), '[]')
+    WHERE kind IN ('webhook_endpoint', 'payground.listener') AND deleted = 0;
+    CREATE TABLE webhook_deliveries_keyed (
+        account TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        push INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        succeeded_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (event_id, endpoint_id)
+    ) WITHOUT ROWID;
+    INSERT INTO webhook_deliveries_keyed
+    SELECT account, event_id, endpoint_id, push, status, attempts, next_attempt_at,
+           lease_owner, lease_expires_at, succeeded_at, created_at
+    FROM webhook_deliveries;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_keyed RENAME TO webhook_deliveries;
+    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id, next_attempt_at)
+        WHERE status = 'pending';
+    INSERT OR IGNORE INTO webhook_deliveries
+        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
+    SELECT ob.account, ob.event_id, i.id, i.kind = 'webhook_endpoint', 'pending', 0,
+           CAST(unixepoch('subsec') * 1000 AS INTEGER), CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM outbox ob
+    JOIN objects e ON e.id = ob.event_id
+    JOIN object_index i ON i.account = ob.account
+        AND i.kind IN ('webhook_endpoint', 'payground.listener') AND i.field = 'target_event'
+        AND i.value IN (json_extract(e.data, '$.type'), '*') AND i.seq < e.seq;
+    DROP TABLE outbox;
+    DELETE FROM object_index WHERE kind = 'event' AND field = 'delivery';
+    "#,
 ];
 
 const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
 
-type Reply = oneshot::Sender<Result<(), CommitError>>;
+type Reply = oneshot::Sender<Result<Committed, CommitError>>;
 type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
@@ -314,7 +365,7 @@ impl SqliteStore {
         self.read(f).await
     }
 
-    async fn submit(&self, job: impl FnOnce(Reply) -> Job) -> Result<(), CommitError> {
+    async fn submit(&self, job: impl FnOnce(Reply) -> Job) -> Result<Committed, CommitError> {
         let (reply, done) = oneshot::channel();
         self.jobs
             .send(job(reply))
@@ -328,7 +379,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     ) -> StoreResult<()> {
         match self.submit(|reply| Job::Admin(Box::new(f), reply)).await {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(CommitError::Store(e)) => Err(e),
             Err(other) => Err(StoreError::Unavailable(other.to_string())),
         }
@@ -551,14 +602,29 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Err(e) => return fail_all(batches, closures, e.to_string()),
     };
     let mut targets = EventTargets::default();
-    let clean = batches
-        .iter()
-        .all(|(batch, keys, _)| apply_batch(&tx, batch, keys, &mut targets).is_ok());
-    let mut outcomes: Vec<(Reply, Result<(), CommitError>)> =
+    let mut deliveries = 0;
+    let mut clean = true;
+    for (batch, keys, _) in &batches {
+        match apply_batch(&tx, batch, keys, &mut targets) {
+            Ok(n) => deliveries += n,
+            Err(_) => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    let mut outcomes: Vec<(Reply, Result<Committed, CommitError>)> =
         Vec::with_capacity(batches.len() + closures.len());
     let mut poisoned = false;
     let tx = if clean {
-        outcomes.extend(batches.into_iter().map(|(_, _, reply)| (reply, Ok(()))));
+        let committed = Committed {
+            deliveries: deliveries > 0,
+        };
+        outcomes.extend(
+            batches
+                .into_iter()
+                .map(|(_, _, reply)| (reply, Ok(committed))),
+        );
         tx
     } else {
         let tx = match tx.rollback().and_then(|()| conn.transaction()) {
@@ -573,6 +639,7 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
                 targets = EventTargets::default();
             }
             poisoned |= is_poisoned(&result);
+            let result = result.map(|n| Committed { deliveries: n > 0 });
             outcomes.push((reply, result));
         }
         tx
@@ -580,7 +647,7 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
     for (work, reply) in closures {
         let result = apply_in_savepoint(&tx, work);
         poisoned |= is_poisoned(&result);
-        outcomes.push((reply, result));
+        outcomes.push((reply, result.map(|()| Committed::default())));
     }
     // A job whose savepoint could not be rolled back may have left partial writes:
     // the whole group is abandoned rather than committed with them.
@@ -605,14 +672,14 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
     }
 }
 
-fn is_poisoned(result: &Result<(), CommitError>) -> bool {
+fn is_poisoned<T>(result: &Result<T, CommitError>) -> bool {
     matches!(result, Err(CommitError::Store(StoreError::Unavailable(m))) if m == ROLLBACK_FAILED)
 }
 
-fn apply_in_savepoint(
+fn apply_in_savepoint<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<(), CommitError>,
-) -> Result<(), CommitError> {
+    f: impl FnOnce(&Connection) -> Result<T, CommitError>,
+) -> Result<T, CommitError> {
     // Prepared once: parsing these three statements for every batch was a visible
     // share of the writer's time.
     let run = |sql: &str| {
@@ -650,13 +717,14 @@ fn index_keys_of(batch: &WriteBatch) -> Vec<String> {
     batch.objects.iter().map(ObjectWrite::index_keys).collect()
 }
 
-/// Applies a batch; `index_keys` holds [`index_keys_of`] the batch.
+/// Applies a batch; `index_keys` holds [`index_keys_of`] the batch. Returns how
+/// many deliveries its events called for.
 fn apply_batch(
     conn: &Connection,
     batch: &WriteBatch,
     index_keys: &[String],
     targets: &mut EventTargets,
-) -> Result<(), CommitError> {
+) -> Result<usize, CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
     // Each statement is taken from the cache once per batch, not once per row: the
@@ -747,16 +815,32 @@ fn apply_batch(
     {
         targets.forget(account);
     }
-    if !batch.outbox.is_empty() && targets.any(conn, account)? {
+    let mut deliveries = 0;
+    if !batch.events.is_empty() && targets.any(conn, account)? {
+        let [endpoint, listener] = EVENT_TARGET_KINDS;
+        let now_ms = crate::clock::system_now_millis();
         let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO outbox (account, event_id, created) VALUES (?1, ?2, unixepoch())",
-            )
-            .map_err(|e| CommitError::Store(e.into()))?;
-        for event_id in &batch.outbox {
-            insert
-                .execute(params![account, event_id])
-                .map_err(|e| CommitError::Store(e.into()))?;
+            .prepare_cached(&format!(
+                "INSERT OR IGNORE INTO webhook_deliveries
+                    (account, event_id, endpoint_id, push, status, attempts, next_attempt_at,
+                     created_at)
+                 SELECT DISTINCT ?1, ?2, i.id, i.kind = ?4, 'pending', 0, ?6, ?6
+                 FROM object_index i
+                 WHERE i.account = ?1 AND i.kind IN (?4, ?5) AND i.field = '{TARGET_EVENTS_FIELD}'
+                   AND i.value IN (?3, '*')"
+            ))
+            .map_err(store_err)?;
+        for event in &batch.events {
+            deliveries += insert
+                .execute(params![
+                    account,
+                    event.id,
+                    event.event_type,
+                    endpoint,
+                    listener,
+                    now_ms
+                ])
+                .map_err(store_err)?;
         }
     }
     if let Some(record) = &batch.idempotency {
@@ -785,7 +869,7 @@ fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(())
+    Ok(deliveries)
 }
 
 /// The statement in `slot`, taken from the connection's cache the first time.
@@ -803,9 +887,9 @@ fn cached<'c, 's>(
     Ok(slot.insert(stmt))
 }
 
-/// Whether accounts have a live webhook endpoint or listener (their events need
-/// outbox rows), as seen by one group's transaction. A group of payments of one
-/// account asks once instead of once per batch; a batch that writes an endpoint or
+/// Whether accounts have an event target that takes any event (their events may
+/// need deliveries), as seen by one group's transaction. A group of payments of one
+/// account asks once instead of once per event; a batch that writes an endpoint or
 /// listener makes the next one ask again.
 #[derive(Default)]
 struct EventTargets(std::collections::HashMap<String, bool>);
@@ -817,10 +901,10 @@ impl EventTargets {
         }
         let [endpoint, listener] = EVENT_TARGET_KINDS;
         let found = conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM objects
-                 WHERE account = ?1 AND kind IN (?2, ?3) AND deleted = 0)",
-            )
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM object_index
+                 WHERE account = ?1 AND kind IN (?2, ?3) AND field = '{TARGET_EVENTS_FIELD}')"
+            ))
             .and_then(|mut s| s.query_row(params![account, endpoint, listener], |r| r.get(0)))
             .map_err(|e| CommitError::Store(e.into()))?;
         self.0.insert(account.to_string(), found);
@@ -1034,9 +1118,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit(&self, batch: WriteBatch) -> Result<(), CommitError> {
+    async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Committed::default());
         }
         let keys = index_keys_of(&batch);
         self.submit(|reply| Job::Batch(batch, keys, reply)).await
@@ -1073,162 +1157,60 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_outbox(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<OutboxEntry>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = self
-            .write_store(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "UPDATE outbox SET lease_until = ?2 WHERE seq IN (
-                        SELECT seq FROM outbox WHERE lease_until <= ?1 ORDER BY seq LIMIT ?3
-                     ) RETURNING seq, account, event_id",
-                )?;
-                let rows = stmt.query_map(params![now_ms, now_ms + lease_ms, limit], |r| {
-                    Ok(OutboxEntry {
-                        seq: r.get(0)?,
-                        account: r.get(1)?,
-                        event_id: r.get(2)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows)
-    }
-
-    async fn drop_outbox(&self, seqs: &[i64]) -> StoreResult<()> {
-        let seqs = seqs.to_vec();
-        self.write_store(move |c| {
-            let mut stmt = c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
-            for seq in seqs {
-                stmt.execute(params![seq])?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn fan_out(&self, mut fan_out: FanOut) -> Result<bool, CommitError> {
-        let event_write = fan_out
-            .event_write
-            .take()
-            .map(|w| WriteBatch::single(&fan_out.account, w));
-        let keys = event_write.as_ref().map(index_keys_of).unwrap_or_default();
-        self.write(move |c| {
-            let gone = c
-                .prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND account = ?2")
-                .and_then(|mut s| s.execute(params![fan_out.outbox_seq, fan_out.account]))
-                .map_err(|e| CommitError::Store(e.into()))?;
-            if gone == 0 {
-                return Ok(false);
-            }
-            for d in &fan_out.deliveries {
-                c.prepare_cached(
-                    "INSERT INTO webhook_deliveries
-                        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
-                     ON CONFLICT(event_id, endpoint_id) DO NOTHING",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        fan_out.account,
-                        fan_out.event_id,
-                        d.endpoint_id,
-                        d.push,
-                        fan_out.now_ms
-                    ])
-                })
-                .map_err(|e| CommitError::Store(e.into()))?;
-            }
-            if let Some(write) = &event_write {
-                apply_batch(c, write, &keys, &mut EventTargets::default())?;
-            }
-            Ok(true)
-        })
-        .await
-    }
-
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let claim = claim.clone();
-        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-        let per_endpoint = claim
-            .per_endpoint
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         let mut rows = self
             .write_store(move |c| {
-                let which = if claim.listener.is_some() {
-                    "push = 0 AND endpoint_id = ?5"
-                } else {
-                    "push = 1 AND ?5 IS NULL"
-                };
-                let due = format!(
-                    "{which} AND status = 'pending' AND next_attempt_at <= ?3
-                     AND (lease_expires_at IS NULL OR lease_expires_at <= ?3)"
-                );
-                let sql = match per_endpoint {
-                    None => format!(
-                        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
-                         WHERE rowid IN (
-                            SELECT rowid FROM webhook_deliveries WHERE {due}
-                            ORDER BY next_attempt_at, event_id LIMIT ?4
-                         ) RETURNING {DELIVERY_COLUMNS}"
-                    ),
-                    // Each endpoint's due rows ranked oldest first; a row is taken
-                    // while its rank plus the endpoint's rows this owner holds
-                    // (leased, unexpired: in flight) stays within the cap. What this
-                    // owner holds is pending and was due when taken, so both scans
-                    // stay in the due index's range.
-                    Some(_) => format!(
-                        "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
-                         WHERE rowid IN (
-                            SELECT due.rid FROM (
-                                SELECT rowid AS rid, endpoint_id, next_attempt_at, event_id,
-                                    ROW_NUMBER() OVER (PARTITION BY endpoint_id
-                                        ORDER BY next_attempt_at, event_id) AS rank
-                                FROM webhook_deliveries WHERE {due}
-                            ) due
-                            LEFT JOIN (
-                                SELECT endpoint_id, COUNT(*) AS n FROM webhook_deliveries
-                                WHERE {which} AND status = 'pending' AND next_attempt_at <= ?3
-                                  AND lease_owner = ?1 AND lease_expires_at > ?3
-                                GROUP BY endpoint_id
-                            ) held ON held.endpoint_id = due.endpoint_id
-                            WHERE due.rank + COALESCE(held.n, 0) <= ?6
-                            ORDER BY due.next_attempt_at, due.event_id LIMIT ?4
-                         ) RETURNING {DELIVERY_COLUMNS}"
-                    ),
-                };
-                let mut stmt = c.prepare_cached(&sql)?;
                 let lease_until = claim.now_ms + claim.lease_ms;
-                let rows = match per_endpoint {
-                    None => stmt.query_map(
-                        params![
-                            claim.owner,
-                            lease_until,
-                            claim.now_ms,
-                            limit,
-                            claim.listener
-                        ],
+                // Each endpoint's oldest due rows whose lease is free. The rows it
+                // skips are those in flight or being finished: at most its share
+                // and a group's worth, however long its backlog.
+                let mut take = c.prepare_cached(&format!(
+                    "UPDATE webhook_deliveries SET lease_owner = ?1, lease_expires_at = ?2
+                     WHERE (event_id, endpoint_id) IN (
+                        SELECT event_id, endpoint_id FROM webhook_deliveries
+                        WHERE status = 'pending' AND endpoint_id = ?3 AND push = ?4
+                          AND next_attempt_at <= ?5
+                          AND (lease_expires_at IS NULL OR lease_expires_at <= ?5)
+                        ORDER BY next_attempt_at LIMIT ?6
+                     ) RETURNING {DELIVERY_COLUMNS}"
+                ))?;
+                let mut take_from = |endpoint: &str, push: bool, n: usize| {
+                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    take.query_map(
+                        params![claim.owner, lease_until, endpoint, push, claim.now_ms, n],
                         row_to_delivery,
-                    )?,
-                    Some(cap) => stmt.query_map(
-                        params![
-                            claim.owner,
-                            lease_until,
-                            claim.now_ms,
-                            limit,
-                            claim.listener,
-                            cap
-                        ],
-                        row_to_delivery,
-                    )?,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
                 };
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                let mut claimed = Vec::new();
+                if let Some(listener) = &claim.listener {
+                    claimed = take_from(listener, false, claim.limit)?;
+                } else {
+                    // The endpoints with pending rows, one index probe each (a skip
+                    // scan of the pending index): a few, however many rows.
+                    let mut next = c.prepare_cached(
+                        "SELECT endpoint_id FROM webhook_deliveries
+                         WHERE status = 'pending' AND endpoint_id > ?1
+                         ORDER BY endpoint_id LIMIT 1",
+                    )?;
+                    let mut after = String::new();
+                    while claimed.len() < claim.limit {
+                        let found: Option<String> =
+                            next.query_row(params![after], |r| r.get(0)).optional()?;
+                        let Some(endpoint) = found else { break };
+                        let share = claim
+                            .shares
+                            .as_ref()
+                            .map_or(usize::MAX, |s| s.of(&endpoint));
+                        let n = share.min(claim.limit - claimed.len());
+                        if n > 0 {
+                            claimed.extend(take_from(&endpoint, true, n)?);
+                        }
+                        after = endpoint;
+                    }
+                }
+                Ok(claimed)
             })
             .await?;
         rows.sort_by(|a, b| {
@@ -1237,22 +1219,25 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    async fn finish_delivery(&self, mut result: DeliveryResult) -> Result<bool, CommitError> {
-        let event_write = result
-            .event_write
-            .take()
-            .map(|w| WriteBatch::single(&result.account, w));
-        let keys = event_write.as_ref().map(index_keys_of).unwrap_or_default();
-        self.write(move |c| {
-            if let Some(a) = &result.attempt {
-                c.prepare_cached(
-                    "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
-                        attempted_at, status_code, latency_ms, response_body, error, succeeded)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT(id) DO NOTHING",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
+    async fn finish_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<Vec<bool>> {
+        self.write_store(move |c| {
+            let mut record = c.prepare_cached(
+                "INSERT INTO webhook_attempts (id, account, event_id, endpoint_id, attempt,
+                    attempted_at, status_code, latency_ms, response_body, error, succeeded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT(id) DO NOTHING",
+            )?;
+            let mut settle = c.prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?1, attempts = attempts + ?2,
+                    next_attempt_at = COALESCE(?3, next_attempt_at),
+                    succeeded_at = COALESCE(succeeded_at, ?4),
+                    lease_owner = NULL, lease_expires_at = NULL
+                 WHERE event_id = ?5 AND endpoint_id = ?6 AND account = ?7 AND lease_owner = ?8",
+            )?;
+            let mut settled = Vec::with_capacity(results.len());
+            for result in &results {
+                if let Some(a) = &result.attempt {
+                    record.execute(params![
                         a.id,
                         result.account,
                         result.event_id,
@@ -1264,40 +1249,22 @@ impl Store for SqliteStore {
                         a.response_body,
                         a.error,
                         a.succeeded
-                    ])
-                })
-                .map_err(|e| CommitError::Store(e.into()))?;
+                    ])?;
+                }
+                let (status, next_at, succeeded_at) = result.columns();
+                let changed = settle.execute(params![
+                    status,
+                    i64::from(result.attempt.is_some()),
+                    next_at,
+                    succeeded_at,
+                    result.event_id,
+                    result.endpoint_id,
+                    result.account,
+                    result.lease_owner
+                ])?;
+                settled.push(changed > 0);
             }
-            let (status, next_at, succeeded_at) = result.columns();
-            let attempted = i64::from(result.attempt.is_some());
-            let changed = c
-                .prepare_cached(
-                    "UPDATE webhook_deliveries SET status = ?1, attempts = attempts + ?2,
-                        next_attempt_at = COALESCE(?3, next_attempt_at),
-                        succeeded_at = COALESCE(succeeded_at, ?4),
-                        lease_owner = NULL, lease_expires_at = NULL
-                     WHERE event_id = ?5 AND endpoint_id = ?6 AND account = ?7 AND lease_owner = ?8",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        status,
-                        attempted,
-                        next_at,
-                        succeeded_at,
-                        result.event_id,
-                        result.endpoint_id,
-                        result.account,
-                        result.lease_owner
-                    ])
-                })
-                .map_err(|e| CommitError::Store(e.into()))?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            if let Some(write) = &event_write {
-                apply_batch(c, write, &keys, &mut EventTargets::default())?;
-            }
-            Ok(true)
+            Ok(settled)
         })
         .await
     }
@@ -1366,18 +1333,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn undelivered_count(&self, account: &str, event_id: &str) -> StoreResult<i64> {
-        let (account, event_id) = (account.to_string(), event_id.to_string());
-        self.read(move |c| {
-            // `+push`: without it SQLite's planner took the due index on `push` and
-            // counted by scanning every push delivery ever made, once per successful
-            // delivery (22% of the node's CPU at 300 payments/s with one endpoint,
-            // growing with history); the primary key finds the event's few rows.
-            c.prepare_cached(
+    async fn pending_webhooks(&self, account: &str, event_ids: &[String]) -> StoreResult<Vec<i64>> {
+        let (account, event_ids) = (account.to_string(), event_ids.to_vec());
+        self.read_point(move |c| {
+            // `+push`: without it SQLite's planner may take another index on `push`
+            // and count by scanning every push delivery ever made; the primary key
+            // finds the event's few rows.
+            let mut count = c.prepare_cached(
                 "SELECT COUNT(*) FROM webhook_deliveries
                  WHERE event_id = ?1 AND account = ?2 AND +push = 1 AND succeeded_at IS NULL",
-            )?
-            .query_row(params![event_id, account], |r| r.get(0))
+            )?;
+            event_ids
+                .iter()
+                .map(|id| count.query_row(params![id, account], |r| r.get(0)))
+                .collect()
         })
         .await
     }
@@ -1454,7 +1423,7 @@ impl Store for SqliteStore {
                 params![account, cutoff, PURGE_BATCH as i64],
             )?;
             if n > 0 {
-                for table in ["webhook_attempts", "webhook_deliveries", "outbox"] {
+                for table in ["webhook_attempts", "webhook_deliveries"] {
                     c.execute(
                         &format!(
                             "DELETE FROM {table} WHERE account = ?1
@@ -1554,6 +1523,14 @@ fn list_where_sql(
             " AND {not}EXISTS (SELECT 1 FROM (SELECT json_extract(k.value, '$[0]') AS field,
                 json_extract(k.value, '$[1]') AS value FROM json_each(o.index_keys) k) i
                 WHERE i.field = ?{field} AND ({any}))"
+        ));
+    }
+    if let Some(success) = query.delivery_success {
+        let not = if success { "NOT " } else { "" };
+        sql.push_str(&format!(
+            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
+                WHERE d.event_id = o.id AND d.account = o.account AND +d.push = 1
+                  AND d.succeeded_at IS NULL)"
         ));
     }
     let mut bind = |sql: &mut String, cond: &str, v: i64| {
@@ -1720,7 +1697,7 @@ mod tests {
             .commit(WriteBatch {
                 account: "acct_a".into(),
                 objects: vec![update],
-                outbox: vec![],
+                events: vec![],
                 idempotency: None,
                 idempotency_cutoff: 0,
             })
@@ -1759,7 +1736,7 @@ mod tests {
 
     /// Runs `batches` as one group on the writer's connection, as the writer
     /// would, and returns each batch's outcome.
-    fn run(conn: &mut Connection, batches: Vec<WriteBatch>) -> Vec<Result<(), CommitError>> {
+    fn run(conn: &mut Connection, batches: Vec<WriteBatch>) -> Vec<Result<Committed, CommitError>> {
         let mut replies = Vec::new();
         let group = batches
             .into_iter()
@@ -1784,7 +1761,7 @@ mod tests {
     }
 
     /// Groups run on the writer's connection: events before the account's first
-    /// endpoint get no outbox rows, events after it do, whatever the memo of the
+    /// endpoint get no deliveries, events after it do, whatever the memo of the
     /// group knew; and a batch that fails after writing leaves nothing while the
     /// rest of its group commits, whichever way it is applied.
     #[test]
@@ -1794,18 +1771,28 @@ mod tests {
         let path = dir.join("group.db");
         let mut conn = Connection::open(&path).expect("open");
         migrate(&mut conn).expect("migrate");
-        let batch = |objects: Vec<ObjectWrite>, outbox: &[&str]| WriteBatch {
+        let batch = |objects: Vec<ObjectWrite>, events: &[&str]| WriteBatch {
             account: "acct_a".into(),
             objects,
-            outbox: outbox.iter().map(|e| e.to_string()).collect(),
+            events: events
+                .iter()
+                .map(|e| EmittedEvent {
+                    id: e.to_string(),
+                    event_type: "customer.created".into(),
+                })
+                .collect(),
             idempotency: None,
             idempotency_cutoff: 0,
+        };
+        let endpoint = |version| ObjectWrite {
+            index: vec![(TARGET_EVENTS_FIELD.into(), "*".into())],
+            ..object("we_1", EVENT_TARGET_KINDS[0], version)
         };
         let outcomes = run(
             &mut conn,
             vec![
                 batch(vec![object("evt_before", "event", None)], &["evt_before"]),
-                batch(vec![object("we_1", EVENT_TARGET_KINDS[0], None)], &[]),
+                batch(vec![endpoint(None)], &[]),
                 batch(vec![object("evt_after", "event", None)], &["evt_after"]),
                 // Writes an event, then finds its update stale: all of it goes.
                 batch(
@@ -1821,21 +1808,21 @@ mod tests {
                 },
             ],
         );
-        assert!(outcomes[..3].iter().all(Result::is_ok));
+        assert!(matches!(outcomes[0], Ok(Committed { deliveries: false })));
+        assert!(matches!(outcomes[2], Ok(Committed { deliveries: true })));
+        assert!(outcomes[1].is_ok());
         assert!(matches!(&outcomes[3], Err(CommitError::Conflict(id)) if id == "cus_none"));
         assert!(outcomes[4].is_ok());
-        assert_eq!(
-            ids(&conn, "SELECT event_id FROM outbox ORDER BY seq"),
-            ["evt_after", "evt_last"]
-        );
+        let deliveries = "SELECT event_id FROM webhook_deliveries ORDER BY event_id";
+        assert_eq!(ids(&conn, deliveries), ["evt_after", "evt_last"]);
         assert_eq!(
             ids(&conn, "SELECT id FROM objects ORDER BY seq"),
             ["evt_before", "we_1", "evt_after", "evt_last"]
         );
         // The endpoint's deletion rolls back with its batch, refused only at its
-        // idempotency key after its outbox rows were decided: the next batch's
+        // idempotency key after its deliveries were decided: the next batch's
         // event still has the endpoint to go to.
-        let mut gone = object("we_1", EVENT_TARGET_KINDS[0], Some(1));
+        let mut gone = endpoint(Some(1));
         gone.deleted = true;
         let outcomes = run(
             &mut conn,
@@ -1849,10 +1836,7 @@ mod tests {
         );
         assert!(matches!(outcomes[0], Err(CommitError::IdempotencyTaken)));
         assert!(outcomes[1].is_ok());
-        assert_eq!(
-            ids(&conn, "SELECT event_id FROM outbox ORDER BY seq"),
-            ["evt_after", "evt_last", "evt_y"]
-        );
+        assert_eq!(ids(&conn, deliveries), ["evt_after", "evt_last", "evt_y"]);
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }

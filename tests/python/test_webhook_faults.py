@@ -12,7 +12,7 @@ connections and never answers, one that resets every connection, one that answer
   baseline (and the 95th percentile within 3x + 50 ms);
 - the healthy receiver still gets every event (at least once), within 1 s of the
   last payment: the hanging endpoint holds at most its share of the node's delivery
-  slots (`MAX_IN_FLIGHT_PER_ENDPOINT`, 4 of 32), never all of them;
+  slots (`MIN_SHARE`, 4: a share grows only with successes), never all of them;
 - every event reaches the resetting and the 500 endpoint exactly 1 + 3 times, each
   retry no sooner than its delay in the schedule after the previous attempt ended
   and less than 1 s later, with the failure recorded (a connection error, status
@@ -41,7 +41,8 @@ TIMEOUT_S = 1.0
 PAYMENTS = 40
 EVENTS_PER_PAYMENT = 3  # payment_intent.created, charge.succeeded, payment_intent.succeeded
 BUDGET_S = 60
-# `MAX_IN_FLIGHT_PER_ENDPOINT` in src/jobs/delivery.rs: one node, so one share.
+# `MIN_SHARE` in src/jobs/delivery.rs: an endpoint that never succeeds keeps it; one
+# node, so one share.
 PER_ENDPOINT = 4
 
 
