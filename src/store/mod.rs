@@ -12,6 +12,7 @@
 mod conformance;
 pub mod postgres;
 pub mod sqlite;
+mod wal_vfs;
 
 use std::sync::Arc;
 

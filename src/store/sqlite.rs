@@ -276,15 +276,20 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let mut writer = Connection::open(path)?;
+        super::wal_vfs::register().map_err(anyhow::Error::msg)?;
+        let open = |flags: OpenFlags| {
+            Connection::open_with_flags_and_vfs(path, flags, super::wal_vfs::VFS_NAME)
+        };
+        let read_write = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut writer = open(read_write)?;
         configure(&writer, sync)?;
         migrate(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
+            let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
             configure(&conn, sync)?;
             readers.push(conn);
         }
@@ -302,7 +307,7 @@ impl SqliteStore {
         // 5,000 payments/s). The writer's automatic checkpoint stays, far above that
         // point, as a backstop should the thread fall behind.
         writer.execute_batch(&format!("PRAGMA wal_autocheckpoint = {};", limits.backstop))?;
-        let checkpointer = Connection::open(path)?;
+        let checkpointer = open(read_write)?;
         configure(&checkpointer, sync)?;
         let database = std::fs::File::open(path)
             .map_err(|e| tracing::warn!(error = %e, "opening the database file to sync it"))
