@@ -314,10 +314,15 @@ def growth_section(out, rows):
         return None
     lines = [f"Run `{run_id}` (raw figures: `bench/results/{run_id}/runs.jsonl`).", ""]
     lines.append(machine_text(before, after))
+    load = next((r.get("load") for r in g if r.get("phase") == "bulk-load" and r.get("load")), "confirm")
+    what = {
+        "confirm": "`confirm`: every one a PaymentMethod, a PaymentIntent, a charge, a balance transaction and "
+        "three events",
+        "create": "`create` without confirm: every one a PaymentIntent and its `payment_intent.created` event",
+    }.get(load, f"`{load}`")
     lines.append(
-        "PaymentIntents are loaded through the normal API (`confirm`, closed loop, 64 connections: every one a "
-        "PaymentMethod, a PaymentIntent, a charge, a balance transaction and three events, committed before the "
-        "answer with the server's default SQLite settings). At each checkpoint: confirm closed loop and open loop, "
+        f"PaymentIntents are loaded through the normal API ({what}; closed loop, 64 connections, "
+        "committed before the answer with the server's default SQLite settings). At each checkpoint: confirm closed loop and open loop, "
         "a list page starting after a random stored id (random depth) closed loop and open loop, GET of a random "
         "stored id, RSS, the database size, then a restart's start-up time (the restart also starts the event "
         "purge 5 s later, which the next bulk load runs into: see its max latency in the raw figures)."
