@@ -144,7 +144,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // read from the deliveries, so events are no longer rewritten as they are
     // delivered and their `delivery` index rows go. The due index keeps only
     // pending rows, by endpoint, for the claim.
+    //
+    // The target rows get an index of their own: every commit with events looks
+    // them up, and through the primary key a plan made while the tables were
+    // still empty (a prepared statement's generic plan) matched only `account`
+    // and filtered the rest, reading every index row of the account per event:
+    // confirms fell from ~2,000/s to ~400/s with both cores in PostgreSQL.
     r#"
+    CREATE INDEX object_index_targets ON object_index(account, value) INCLUDE (kind, id)
+        WHERE field = 'target_event';
     INSERT INTO object_index (account, kind, field, value, seq, id)
     SELECT DISTINCT o.account, o.kind, 'target_event', je.value, o.seq, o.id
     FROM objects o, json_array_elements_text(o.data::JSON -> 'enabled_events') AS je(value)
