@@ -3529,6 +3529,30 @@ async fn postgres_concurrent_migrations() {
     drop(stores);
 }
 
+/// A client of the database at `url`, brought to schema `version` by the
+/// migrations of that time and recorded as such, as an older payground left it.
+async fn postgres_at_schema(url: &str, version: usize) -> tokio_postgres::Client {
+    let old = admin_client(url).await;
+    old.batch_execute(
+        "CREATE TABLE schema_migrations (
+            version BIGINT PRIMARY KEY,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .expect("schema_migrations");
+    for (i, sql) in super::postgres::MIGRATIONS[..version].iter().enumerate() {
+        old.batch_execute(sql).await.expect("old migration");
+        old.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .expect("old version");
+    }
+    old
+}
+
 /// A database written before objects kept their index keys: migration 4 fills them
 /// from the index, so the next version of an old object drops its old index rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3539,24 +3563,7 @@ async fn postgres_migration_4_carries_index_keys_over() {
     let Location::Postgres { url, .. } = &location else {
         unreachable!("a PostgreSQL location");
     };
-    let old = admin_client(url).await;
-    old.batch_execute(
-        "CREATE TABLE schema_migrations (
-            version BIGINT PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .expect("schema_migrations");
-    for (i, sql) in super::postgres::MIGRATIONS[..3].iter().enumerate() {
-        old.batch_execute(sql).await.expect("old migration");
-        old.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[&(i as i64 + 1)],
-        )
-        .await
-        .expect("old version");
-    }
+    let old = postgres_at_schema(url, 3).await;
     let seq: i64 = old
         .query_one(
             "INSERT INTO objects (account, id, kind, created, version, data)
@@ -3622,24 +3629,7 @@ async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
     let Location::Postgres { url, .. } = &location else {
         unreachable!("a PostgreSQL location");
     };
-    let old = admin_client(url).await;
-    old.batch_execute(
-        "CREATE TABLE schema_migrations (
-            version BIGINT PRIMARY KEY,
-            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .expect("schema_migrations");
-    for (i, sql) in super::postgres::MIGRATIONS[..4].iter().enumerate() {
-        old.batch_execute(sql).await.expect("old migration");
-        old.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[&(i as i64 + 1)],
-        )
-        .await
-        .expect("old version");
-    }
+    let old = postgres_at_schema(url, 4).await;
     // In the order they were written (seq): objects as the old code stored them.
     let endpoint_data = |id: &str, status: &str, events: &str| {
         format!(
