@@ -57,7 +57,7 @@ def machine_text(before, after):
     if not before:
         return ""
     lb = " / ".join(before.get("loadavg", []))
-    la = " / ".join((after or {}).get("loadavg", []))
+    la = " / ".join((after or {}).get("loadavg", [])) or "not recorded"
     return (
         f"- Machine: {before['nproc']} cores ({before['cpu_model']}), {before['mem_gib']} GiB memory, "
         f"Linux {before['kernel']}, {before['filesystem']} file system for the SQLite files; {before['rustc']}.\n"
@@ -130,9 +130,20 @@ def main_section(out, rows):
             f"reference figure, {STRIPE_MOCK_REFERENCE:,}/s, not a measurement."
         )
     elif any(r.get("system") == "stripe-mock" for r in rows):
+        build = dict(l.split("=", 1) for l in sm_build.splitlines() if "=" in l)
+        what = []
+        if build.get("vcs.revision"):
+            what.append(
+                f"commit `{build['vcs.revision'][:12]}`"
+                + (" with local changes" if build.get("vcs.modified") == "true" else "")
+            )
+        if build.get("go"):
+            what.append(f"built with {build['go']}")
         lines.append(
-            "- stripe-mock: a local binary given as `STRIPE_MOCK_BIN` (its build is not part of this repository); "
-            "it is stateless and answers fixtures, so it stores nothing."
+            "- stripe-mock: a local binary given as `STRIPE_MOCK_BIN`"
+            + (f" ({', '.join(what)})" if what else "")
+            + "; how to build one offline is under \"How to run\". It is stateless and answers fixtures, "
+            "so it stores nothing."
         )
     if ls_version:
         lines.append(
@@ -182,7 +193,11 @@ def main_section(out, rows):
             f"{yes(p99 is not None and p99 < 10 and full_open['rps'] >= 0.95 * full_open.get('target_rate', 0))} |"
         )
     if sq_conf:
-        if sm_conf:
+        # The issue compares against stripe-mock's creation rate; it answers a
+        # confirm from the same fixture, so its confirm rate is the fallback.
+        if sm_create:
+            ref, label = sm_create["rps"], f"stripe-mock create measured in this run: {num(sm_create['rps'])}/s"
+        elif sm_conf:
             ref, label = sm_conf["rps"], f"stripe-mock confirm measured in this run: {num(sm_conf['rps'])}/s"
         else:
             ref, label = STRIPE_MOCK_REFERENCE, f"stripe-mock reference figure from the issue: {STRIPE_MOCK_REFERENCE:,}/s"
