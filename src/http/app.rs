@@ -257,30 +257,34 @@ impl App {
     }
 
     /// Replays a stored response, refuses a reused key, or lets the request run.
+    ///
+    /// The key is claimed on this node before the one lookup of its record: a
+    /// request that gets the claim and finds no record runs; one that finds the key
+    /// claimed replays the record if the other request has already stored it, and
+    /// is refused with a 409 while it runs. (Another node's request with the same
+    /// key is caught at commit, by the store: `CommitError::IdempotencyTaken`.)
     pub async fn idempotency_begin<const P: bool>(&self, req: &ApiRequest<P>) -> Begin {
         let Some(key) = req.info.idempotency_key.clone() else {
             return Begin::Proceed(InflightGuard(None));
         };
-        if let Some(done) = self.replay(req, &key).await {
+        let slot = (req.account.id.clone(), key);
+        let claimed = self.0.inflight.lock().insert(slot.clone());
+        // Holding the claim releases it however this returns.
+        let guard = InflightGuard(claimed.then(|| (self.0.clone(), slot.clone())));
+        if let Some(done) = self.replay(req, &slot.1).await {
             return Begin::Done(done);
         }
-        let slot = (req.account.id.clone(), key.clone());
-        if !self.0.inflight.lock().insert(slot.clone()) {
-            let err = ApiError::invalid_request(format!(
+        if !claimed {
+            let mut err = ApiError::invalid_request(format!(
                 "There is currently another in-progress request using this Idempotent Key (that probably means \
-                 you submitted twice, and the other request is still going through): {key}. Please try again later."
+                 you submitted twice, and the other request is still going through): {}. Please try again later.",
+                slot.1
             ))
             .with_code("idempotency_key_in_use");
-            let mut err = err;
             err.status = 409;
             return Begin::Done(err.into_response());
         }
-        // The first request may have finished between the lookup and the claim.
-        if let Some(done) = self.replay(req, &key).await {
-            self.0.inflight.lock().remove(&slot);
-            return Begin::Done(done);
-        }
-        Begin::Proceed(InflightGuard(Some((self.0.clone(), slot))))
+        Begin::Proceed(guard)
     }
 
     async fn replay<const P: bool>(&self, req: &ApiRequest<P>, key: &str) -> Option<Response> {
