@@ -33,7 +33,7 @@
 //! Also here: the purge of events past Stripe's 30 days, which takes their
 //! deliveries and attempts with them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -390,6 +390,11 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
     // stopped at a share or at the free slots. An attempt that ends frees a slot,
     // but claiming again is only worth a transaction when something was left.
     let mut left_behind = true;
+    // Endpoints whose whole share was in flight at the last claim, or taken by it:
+    // they may have due deliveries the claim could not take, so an attempt of
+    // theirs that ends is worth a claim (the claim's own `left_behind` only says
+    // so until the next claim, which finds their allowance at 0 and takes none).
+    let mut capped: HashSet<String> = HashSet::new();
     loop {
         if *stopped.borrow() {
             break;
@@ -416,6 +421,18 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
                     for d in &claimed {
                         *taken.entry(d.endpoint_id.as_str()).or_default() += 1;
                     }
+                    capped = allowances
+                        .endpoints
+                        .iter()
+                        .filter(|(_, n)| *n == 0)
+                        .map(|(id, _)| id.clone())
+                        .chain(
+                            taken
+                                .iter()
+                                .filter(|(id, &n)| n >= allowances.of(id))
+                                .map(|(id, _)| id.to_string()),
+                        )
+                        .collect();
                     left_behind = claimed.len() >= free
                         || taken.iter().any(|(id, &n)| n >= allowances.of(id));
                     for delivery in claimed {
@@ -463,6 +480,7 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
                 let mut done = Some(done);
                 while let Some(result) = done {
                     if let Ok(ended) = result {
+                        left_behind |= capped.remove(&ended.endpoint_id);
                         shares.ended(&ended.endpoint_id, ended.succeeded);
                         if let Some(at) = ended.retry_at {
                             retries.insert(at);

@@ -302,7 +302,9 @@ def test_faulty_endpoints_are_retried_on_schedule_without_slowing_the_api(fault_
         # The hanging endpoint holds at most its share of the node's delivery slots,
         # so the healthy endpoint and the other endpoints' retries do not wait for it.
         assert healthy_done - api_done < 1.0, healthy_done - api_done
-        assert lateness[-1] < 1.0, lateness[-1]
+        # Retries start when due: an endpoint whose whole share was in flight gets its
+        # waiting retries claimed as its attempts end, not at the next poll (0.5 s).
+        assert lateness[-1] < 0.5, lateness[-1]
         assert peak <= PER_ENDPOINT, peak
         assert hang_rate > 0.6 * PER_ENDPOINT / TIMEOUT_S, hang_rate
         assert f_med < 3 * b_med + 0.020, (b_med, f_med)
