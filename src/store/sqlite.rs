@@ -170,6 +170,28 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE outbox;
     DELETE FROM object_index WHERE kind = 'event' AND field = 'delivery';
     "#,
+    // 5: idempotency records go in a rowid table, in the order they are written,
+    // found through a small unique index by (account, key). Keyed by (account, key)
+    // WITHOUT ROWID, a record landed wherever its key sorts (the SDKs' keys are
+    // random), and an answer over ~1 KB, the most an index b-tree cell holds,
+    // spilled into an overflow page: two or three pages written per record, where
+    // an append shares its page with the records before it.
+    r#"
+    CREATE TABLE idempotency_in_order (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    INSERT INTO idempotency_in_order (account, key, fingerprint, status, body, created)
+    SELECT account, key, fingerprint, status, body, created FROM idempotency ORDER BY created;
+    DROP TABLE idempotency;
+    ALTER TABLE idempotency_in_order RENAME TO idempotency;
+    CREATE UNIQUE INDEX idempotency_by_key ON idempotency(account, key);
+    "#,
 ];
 
 const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
@@ -1713,6 +1735,58 @@ mod tests {
             let listed = store.list("acct_a", &by(field, value)).await.expect("list");
             assert_eq!(listed.len(), expected, "{field}={value}");
         }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database written while idempotency records were keyed WITHOUT ROWID:
+    /// migration 5 moves them, and they still replay and still refuse a second
+    /// record under the same key.
+    #[tokio::test]
+    async fn migration_5_keeps_idempotency_records() {
+        let dir = std::env::temp_dir().join(format!("payground-m5-{}", crate::ids::new_id("t")));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("old.db");
+        let path = path.to_str().expect("utf-8 path");
+        {
+            let conn = Connection::open(path).expect("open");
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).expect("old migration");
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO idempotency VALUES ('acct_a', 'key_old', 'fp', 200, '{\"id\":\"pi_1\"}', 10);",
+            )
+            .expect("old rows");
+        }
+        let store = SqliteStore::open(path).expect("migrated open");
+        let found = store
+            .idempotency_get("acct_a", "key_old")
+            .await
+            .expect("get")
+            .expect("the record is there");
+        assert_eq!(
+            (found.status, found.body.as_str()),
+            (200, r#"{"id":"pi_1"}"#)
+        );
+        let again = |cutoff: i64| WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![object("cus_new", "customer", None)],
+            events: vec![],
+            idempotency: Some(record("key_old")),
+            idempotency_cutoff: cutoff,
+        };
+        assert!(
+            matches!(
+                store.commit(again(0)).await,
+                Err(CommitError::IdempotencyTaken)
+            ),
+            "a live record still holds its key"
+        );
+        store
+            .commit(again(11))
+            .await
+            .expect("an expired record is replaced");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
