@@ -492,8 +492,14 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
             "application/x-www-form-urlencoded",
         );
         if o.idempotency {
+            // Random first, as the SDKs' UUIDv4 keys are, so the server's key index
+            // sees inserts all over it; the run's prefix and a counter keep each
+            // key unique.
             let n = sh.idem_seq.fetch_add(1, Ordering::Relaxed);
-            b = b.header("idempotency-key", format!("{}-{n}", sh.idem_prefix));
+            b = b.header(
+                "idempotency-key",
+                format!("{:016x}-{}-{n}", rng.next(), sh.idem_prefix),
+            );
         }
     }
     b.body(Full::new(Bytes::from_static(body.as_bytes())))
