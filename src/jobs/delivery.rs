@@ -421,20 +421,19 @@ async fn delivery_loop(worker: Arc<Worker>, mut stopped: watch::Receiver<bool>) 
                     for d in &claimed {
                         *taken.entry(d.endpoint_id.as_str()).or_default() += 1;
                     }
+                    let filled: Vec<&str> = taken
+                        .iter()
+                        .filter(|(id, &n)| n >= allowances.of(id))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    left_behind = claimed.len() >= free || !filled.is_empty();
                     capped = allowances
                         .endpoints
                         .iter()
                         .filter(|(_, n)| *n == 0)
                         .map(|(id, _)| id.clone())
-                        .chain(
-                            taken
-                                .iter()
-                                .filter(|(id, &n)| n >= allowances.of(id))
-                                .map(|(id, _)| id.to_string()),
-                        )
+                        .chain(filled.into_iter().map(str::to_string))
                         .collect();
-                    left_behind = claimed.len() >= free
-                        || taken.iter().any(|(id, &n)| n >= allowances.of(id));
                     for delivery in claimed {
                         let Ok(permit) = slots.clone().try_acquire_owned() else {
                             break;

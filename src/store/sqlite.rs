@@ -1676,30 +1676,37 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A database file in a fresh temporary folder, brought to schema `version` by
+    /// the migrations of that time, with `rows` written into it; the folder (to
+    /// remove afterwards) and the file's path.
+    fn database_at_schema(version: usize, rows: &str) -> (std::path::PathBuf, String) {
+        let dir =
+            std::env::temp_dir().join(format!("payground-m{version}-{}", crate::ids::new_id("t")));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("old.db").to_str().expect("utf-8 path").to_string();
+        let conn = Connection::open(&path).expect("open");
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {version};"))
+            .expect("old version");
+        conn.execute_batch(rows).expect("old rows");
+        (dir, path)
+    }
+
     /// A database written before objects kept their index keys: migration 3 fills
     /// them from the index, so the next version of an old object still drops its
     /// old index rows.
     #[tokio::test]
     async fn migration_3_carries_index_keys_over() {
-        let dir = std::env::temp_dir().join(format!("payground-m3-{}", crate::ids::new_id("t")));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("old.db");
-        let path = path.to_str().expect("utf-8 path");
-        {
-            let conn = Connection::open(path).expect("open");
-            for sql in &MIGRATIONS[..2] {
-                conn.execute_batch(sql).expect("old migration");
-            }
-            conn.execute_batch(
-                "PRAGMA user_version = 2;
-                 INSERT INTO objects (seq, account, id, kind, created, version, data)
-                 VALUES (7, 'acct_a', 'cus_old', 'customer', 1, 1, '{}');
-                 INSERT INTO object_index VALUES ('acct_a', 'customer', 'email', 'a@x', 7, 'cus_old');
-                 INSERT INTO object_index VALUES ('acct_a', 'customer', 'name', 'A', 7, 'cus_old');",
-            )
-            .expect("old rows");
-        }
-        let store = SqliteStore::open(path).expect("migrated open");
+        let (dir, path) = database_at_schema(
+            2,
+            "INSERT INTO objects (seq, account, id, kind, created, version, data)
+             VALUES (7, 'acct_a', 'cus_old', 'customer', 1, 1, '{}');
+             INSERT INTO object_index VALUES ('acct_a', 'customer', 'email', 'a@x', 7, 'cus_old');
+             INSERT INTO object_index VALUES ('acct_a', 'customer', 'name', 'A', 7, 'cus_old');",
+        );
+        let store = SqliteStore::open(&path).expect("migrated open");
         let by = |field: &str, value: &str| ListQuery {
             kind: "customer".into(),
             limit: 10,
@@ -1744,22 +1751,11 @@ mod tests {
     /// record under the same key.
     #[tokio::test]
     async fn migration_5_keeps_idempotency_records() {
-        let dir = std::env::temp_dir().join(format!("payground-m5-{}", crate::ids::new_id("t")));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("old.db");
-        let path = path.to_str().expect("utf-8 path");
-        {
-            let conn = Connection::open(path).expect("open");
-            for sql in &MIGRATIONS[..4] {
-                conn.execute_batch(sql).expect("old migration");
-            }
-            conn.execute_batch(
-                "PRAGMA user_version = 4;
-                 INSERT INTO idempotency VALUES ('acct_a', 'key_old', 'fp', 200, '{\"id\":\"pi_1\"}', 10);",
-            )
-            .expect("old rows");
-        }
-        let store = SqliteStore::open(path).expect("migrated open");
+        let (dir, path) = database_at_schema(
+            4,
+            "INSERT INTO idempotency VALUES ('acct_a', 'key_old', 'fp', 200, '{\"id\":\"pi_1\"}', 10);",
+        );
+        let store = SqliteStore::open(&path).expect("migrated open");
         let found = store
             .idempotency_get("acct_a", "key_old")
             .await
