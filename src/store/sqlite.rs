@@ -192,7 +192,50 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE idempotency_in_order RENAME TO idempotency;
     CREATE UNIQUE INDEX idempotency_by_key ON idempotency(account, key);
     "#,
+    // 6: index rows keyed by one text, account, kind, field and value joined by
+    // U+001F (see `index_key`), then seq. Every insert walks the B-tree twice
+    // (the IGNORE check, then the insert), and with five key columns each step
+    // compared account, kind, field and value one by one before reaching seq; one
+    // memcmp does it now (5.6% of a confirmed payment's instructions).
+    r#"
+    CREATE TABLE object_keys (
+        key TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (key, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO object_keys (key, seq, id)
+    SELECT account || char(31) || kind || char(31) || field || char(31) || value, seq, id
+    FROM object_index ORDER BY 1, 2;
+    DROP TABLE object_index;
+    "#,
 ];
+
+/// Separates the parts of an index row's key; below every printable character, so
+/// keys sort by account, then kind, then field, then value.
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// The key of the index rows naming `value` under `field` for `kind` objects.
+fn index_key(account: &str, kind: &str, field: &str, value: &str) -> String {
+    let mut key = String::with_capacity(account.len() + kind.len() + field.len() + value.len() + 3);
+    for (i, part) in [account, kind, field, value].into_iter().enumerate() {
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
+        }
+        key.push_str(part);
+    }
+    key
+}
+
+/// The bounds `[low, high)` of every key under `field` for `kind` objects, whatever
+/// the value.
+fn index_key_range(account: &str, kind: &str, field: &str) -> (String, String) {
+    let low = index_key(account, kind, field, "");
+    let mut high = low.clone();
+    high.pop();
+    high.push(char::from(KEY_SEPARATOR as u8 + 1));
+    (low, high)
+}
 
 const ROLLBACK_FAILED: &str = "a batch could not be rolled back; its group was abandoned";
 
@@ -818,20 +861,22 @@ fn apply_batch(
             cached(
                 conn,
                 &mut delete_index,
-                "DELETE FROM object_index
-                 WHERE account = ?1 AND kind = ?2 AND field = ?3 AND value = ?4 AND seq = ?5",
+                "DELETE FROM object_keys WHERE key = ?1 AND seq = ?2",
             )?
-            .execute(params![account, object.kind, field, value, seq])
+            .execute(params![index_key(account, &object.kind, field, value), seq])
             .map_err(store_err)?;
         }
         for (field, value) in new_keys.iter().filter(|k| !old_keys.contains(k)) {
             cached(
                 conn,
                 &mut insert_index,
-                "INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO object_keys (key, seq, id) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![account, object.kind, field, value, seq, object.id])
+            .execute(params![
+                index_key(account, &object.kind, field, value),
+                seq,
+                object.id
+            ])
             .map_err(store_err)?;
         }
     }
@@ -847,24 +892,25 @@ fn apply_batch(
         let [endpoint, listener] = EVENT_TARGET_KINDS;
         let now_ms = crate::clock::system_now_millis();
         let mut insert = conn
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "INSERT OR IGNORE INTO webhook_deliveries
                     (account, event_id, endpoint_id, push, status, attempts, next_attempt_at,
                      created_at)
-                 SELECT DISTINCT ?1, ?2, i.id, i.kind = ?4, 'pending', 0, ?6, ?6
-                 FROM object_index i
-                 WHERE i.account = ?1 AND i.kind IN (?4, ?5) AND i.field = '{TARGET_EVENTS_FIELD}'
-                   AND i.value IN (?3, '*')"
-            ))
+                 SELECT DISTINCT ?1, ?2, i.id, i.key IN (?3, ?4), 'pending', 0, ?7, ?7
+                 FROM object_keys i
+                 WHERE i.key IN (?3, ?4, ?5, ?6)",
+            )
             .map_err(store_err)?;
+        let key = |kind: &str, value: &str| index_key(account, kind, TARGET_EVENTS_FIELD, value);
         for event in &batch.events {
             deliveries += insert
                 .execute(params![
                     account,
                     event.id,
-                    event.event_type,
-                    endpoint,
-                    listener,
+                    key(endpoint, &event.event_type),
+                    key(endpoint, "*"),
+                    key(listener, &event.event_type),
+                    key(listener, "*"),
                     now_ms
                 ])
                 .map_err(store_err)?;
@@ -927,12 +973,19 @@ impl EventTargets {
             return Ok(known);
         }
         let [endpoint, listener] = EVENT_TARGET_KINDS;
+        let (endpoint_low, endpoint_high) = index_key_range(account, endpoint, TARGET_EVENTS_FIELD);
+        let (listener_low, listener_high) = index_key_range(account, listener, TARGET_EVENTS_FIELD);
         let found = conn
-            .prepare_cached(&format!(
-                "SELECT EXISTS (SELECT 1 FROM object_index
-                 WHERE account = ?1 AND kind IN (?2, ?3) AND field = '{TARGET_EVENTS_FIELD}')"
-            ))
-            .and_then(|mut s| s.query_row(params![account, endpoint, listener], |r| r.get(0)))
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM object_keys WHERE key >= ?1 AND key < ?2)
+                     OR EXISTS (SELECT 1 FROM object_keys WHERE key >= ?3 AND key < ?4)",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![endpoint_low, endpoint_high, listener_low, listener_high],
+                    |r| r.get(0),
+                )
+            })
             .map_err(|e| CommitError::Store(e.into()))?;
         self.0.insert(account.to_string(), found);
         Ok(found)
@@ -969,19 +1022,17 @@ const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, cr
 
 /// The SQL for one list page. Conditions are built from the query's shape only;
 /// every value is a bound parameter.
-fn list_sql(query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
+fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
     let mut sql =
         String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
     let mut args: Vec<V> = Vec::new();
     let column = if let Some((field, value)) = &query.filter {
         sql.push_str(
-            "object_index i JOIN objects o ON o.seq = i.seq
-             WHERE i.account = ?1 AND i.kind = ?2 AND i.field = ?3 AND i.value = ?4",
+            "object_keys i JOIN objects o ON o.seq = i.seq
+             WHERE i.key = ?2 AND o.account = ?1",
         );
-        args.push(V::Text(query.kind.clone()));
-        args.push(V::Text(field.clone()));
-        args.push(V::Text(value.clone()));
+        args.push(V::Text(index_key(account, &query.kind, field, value)));
         "i.seq"
     } else {
         sql.push_str("objects o WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0");
@@ -1111,7 +1162,7 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
-        let (sql, mut args) = list_sql(query);
+        let (sql, mut args) = list_sql(account, query);
         args.insert(0, rusqlite::types::Value::Text(account.to_string()));
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -1460,9 +1511,10 @@ impl Store for SqliteStore {
                     )?;
                 }
                 c.execute(
-                    "DELETE FROM object_index WHERE (account, kind, field, value, seq) IN (
-                        SELECT o.account, o.kind, json_extract(k.value, '$[0]'),
-                               json_extract(k.value, '$[1]'), o.seq
+                    "DELETE FROM object_keys WHERE (key, seq) IN (
+                        SELECT o.account || char(31) || o.kind || char(31)
+                               || json_extract(k.value, '$[0]') || char(31)
+                               || json_extract(k.value, '$[1]'), o.seq
                         FROM objects o, json_each(o.index_keys) k
                         WHERE o.account = ?1 AND o.id IN (SELECT id FROM temp.purged_events))",
                     params![account],
@@ -1783,6 +1835,80 @@ mod tests {
             .commit(again(11))
             .await
             .expect("an expired record is replaced");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database whose index rows were five columns: migration 6 keys them by one
+    /// text, and they still answer filtered lists, still route events to the
+    /// endpoint that takes them, and are still replaced when their object changes.
+    #[tokio::test]
+    async fn migration_6_keeps_index_rows() {
+        let (dir, path) = database_at_schema(
+            5,
+            r#"INSERT INTO objects (seq, account, id, kind, created, version, data, index_keys)
+             VALUES (7, 'acct_a', 'cus_old', 'customer', 1, 1, '{}', '[["email","a@x"]]'),
+                    (8, 'acct_a', 'we_old', 'webhook_endpoint', 1, 1, '{}',
+                     '[["target_event","customer.updated"]]'),
+                    (9, 'acct_b', 'cus_other', 'customer', 1, 1, '{}', '[["email","a@x"]]');
+             INSERT INTO object_index VALUES
+                ('acct_a', 'customer', 'email', 'a@x', 7, 'cus_old'),
+                ('acct_a', 'webhook_endpoint', 'target_event', 'customer.updated', 8, 'we_old'),
+                ('acct_b', 'customer', 'email', 'a@x', 9, 'cus_other');"#,
+        );
+        let store = SqliteStore::open(&path).expect("migrated open");
+        let by_email = |value: &str| ListQuery {
+            kind: "customer".into(),
+            limit: 10,
+            filter: Some(("email".into(), value.into())),
+            ..Default::default()
+        };
+        let listed = store.list("acct_a", &by_email("a@x")).await.expect("list");
+        let ids: Vec<_> = listed.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["cus_old"],
+            "the old rows answer, each in its own account"
+        );
+        let event = |id: &str, event_type: &str| WriteBatch {
+            account: "acct_a".into(),
+            objects: vec![object(id, "event", None)],
+            events: vec![EmittedEvent {
+                id: id.into(),
+                event_type: event_type.into(),
+            }],
+            idempotency: None,
+            idempotency_cutoff: 0,
+        };
+        let taken = store
+            .commit(event("evt_taken", "customer.updated"))
+            .await
+            .expect("event");
+        assert!(taken.deliveries, "the old endpoint still takes its type");
+        let other = store
+            .commit(event("evt_other", "customer.created"))
+            .await
+            .expect("event");
+        assert!(!other.deliveries, "and only its type");
+        let update = ObjectWrite {
+            expected_version: Some(1),
+            index: vec![("email".into(), "b@x".into())],
+            ..object("cus_old", "customer", None)
+        };
+        store
+            .commit(WriteBatch {
+                account: "acct_a".into(),
+                objects: vec![update],
+                events: vec![],
+                idempotency: None,
+                idempotency_cutoff: 0,
+            })
+            .await
+            .expect("update");
+        for (value, expected) in [("a@x", 0), ("b@x", 1)] {
+            let listed = store.list("acct_a", &by_email(value)).await.expect("list");
+            assert_eq!(listed.len(), expected, "email={value}");
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
