@@ -3525,7 +3525,7 @@ async fn postgres_concurrent_migrations() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, (1..=6).collect::<Vec<i64>>());
     drop(stores);
 }
 
@@ -3772,7 +3772,7 @@ async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, (1..=6).collect::<Vec<i64>>());
     let outbox: Option<String> = old
         .query_one("SELECT to_regclass('outbox')::TEXT", &[])
         .await
@@ -3885,6 +3885,67 @@ async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
         .filter(|(e, _, _)| e == "evt_n4")
         .collect();
     assert_eq!(n4, triples(&[("evt_n4", "wl_late", false)]));
+    drop(store);
+    drop(location);
+}
+
+/// A database written at schema 5, with the server's default collation on every
+/// text: migration 6 makes the key and index texts compare as bytes, and what was
+/// stored is still found by id, by index row and by idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_6_compares_keys_as_bytes() {
+    let Some(location) = Location::postgres().await else {
+        return;
+    };
+    let Location::Postgres { url, .. } = &location else {
+        unreachable!("a PostgreSQL location");
+    };
+    let old = postgres_at_schema(url, 5).await;
+    old.batch_execute(
+        "INSERT INTO objects (account, id, kind, created, version, data, index_keys)
+         VALUES ('acct_a', 'cus_old', 'customer', 1, 1, '{}', '[[\"email\",\"a@x\"]]');
+         INSERT INTO object_index (account, kind, field, value, seq, id)
+         SELECT 'acct_a', 'customer', 'email', 'a@x', seq, 'cus_old' FROM objects;
+         INSERT INTO idempotency (account, key, fingerprint, status, body, created)
+         VALUES ('acct_a', 'key_old', 'fp', 200, '{}', 1);",
+    )
+    .await
+    .expect("old rows");
+    let store: DynStore = Arc::new(PostgresStore::open(url).await.expect("migrated open"));
+    let not_bytes: Vec<String> = old
+        .query(
+            "SELECT table_name::TEXT || '.' || column_name::TEXT
+             FROM information_schema.columns
+             WHERE table_schema = current_schema() AND data_type = 'text'
+               AND (table_name, column_name) IN (
+                 ('objects', 'id'), ('objects', 'account'), ('objects', 'kind'),
+                 ('object_index', 'account'), ('object_index', 'kind'),
+                 ('object_index', 'field'), ('object_index', 'value'),
+                 ('idempotency', 'key'), ('webhook_deliveries', 'event_id'),
+                 ('webhook_deliveries', 'endpoint_id'), ('accounts', 'secret_key'))
+               AND collation_name IS DISTINCT FROM 'C'",
+            &[],
+        )
+        .await
+        .expect("information_schema")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(not_bytes.is_empty(), "still collated: {not_bytes:?}");
+    assert_eq!(must_get(&store, "acct_a", "cus_old").await.id, "cus_old");
+    let by_email = ListQuery {
+        filter: Some(("email".into(), "a@x".into())),
+        ..query("customer", 10)
+    };
+    assert_eq!(
+        list_ids(&store, "acct_a", by_email).await,
+        ids(&["cus_old"])
+    );
+    let found = store
+        .idempotency_get("acct_a", "key_old")
+        .await
+        .expect("idempotency lookup");
+    assert_eq!(found.map(|r| r.fingerprint), Some("fp".to_string()));
     drop(store);
     drop(location);
 }
