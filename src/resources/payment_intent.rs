@@ -1271,7 +1271,7 @@ async fn attempt_payment(
         Decision::Approve(approval) => {
             let manual = effective_capture_method(&pi) == "manual";
             let available_now = test_card.behaviour == network::Behaviour::BypassPending;
-            let mut charge = new_charge(ctx, &pi, &pm, attempt.authenticated);
+            let mut charge = new_charge(ctx, &pi, &pm, attempt.authenticated)?;
             charge.outcome = Some(charge::approved_outcome(
                 approval.risk_level,
                 approval.risk_score,
@@ -1346,10 +1346,15 @@ async fn save_for_future_use(
     payment_method::mark_set_up(ctx, &pm.id, &usage).await
 }
 
-fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: bool) -> Charge {
+fn new_charge(
+    ctx: &Ctx,
+    pi: &PaymentIntent,
+    pm: &PaymentMethod,
+    authenticated: bool,
+) -> Result<Charge, ApiError> {
     let prefix = if pm.kind == "card" { "ch" } else { "py" };
     let id = ids::new_id(prefix);
-    Charge {
+    Ok(Charge {
         receipt_url: Some(format!("{}/payground/receipts/{}", ctx.public_url, id)),
         id,
         object: "charge".into(),
@@ -1388,7 +1393,7 @@ fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: 
         paid: false,
         payment_intent: Some(pi.id.clone()),
         payment_method: Some(pm.id.clone()),
-        payment_method_details: Some(payment_method_details(ctx, pi, pm, authenticated)),
+        payment_method_details: Some(payment_method_details(ctx, pi, pm, authenticated)?),
         radar_options: json!({}),
         receipt_email: pi.receipt_email.clone(),
         receipt_number: None,
@@ -1402,15 +1407,64 @@ fn new_charge(ctx: &Ctx, pi: &PaymentIntent, pm: &PaymentMethod, authenticated: 
         status: "pending".into(),
         transfer_data: pi.transfer_data.clone(),
         transfer_group: pi.transfer_group.clone(),
-    }
+    })
 }
 
+/// A card charge's `payment_method_details`, in Stripe's field order.
+#[derive(Serialize)]
+struct CardPaymentDetails<'a> {
+    card: CardPaymentDetailsCard<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct CardPaymentDetailsCard<'a> {
+    amount_authorized: i64,
+    brand: &'a str,
+    checks: Option<payment_method::CardChecks>,
+    country: Option<&'a str>,
+    exp_month: i64,
+    exp_year: i64,
+    extended_authorization: Status,
+    fingerprint: Option<&'a str>,
+    funding: &'a str,
+    incremental_authorization: Status,
+    installments: Option<Value>,
+    last4: &'a str,
+    mandate: Option<Value>,
+    multicapture: Status,
+    network: &'a str,
+    network_token: NetworkToken,
+    overcapture: Overcapture,
+    three_d_secure: Option<Value>,
+    wallet: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct NetworkToken {
+    used: bool,
+}
+
+#[derive(Serialize)]
+struct Overcapture {
+    maximum_amount_capturable: i64,
+    status: &'static str,
+}
+
+/// A charge's `payment_method_details`, written straight to text.
 fn payment_method_details(
     ctx: &Ctx,
     pi: &PaymentIntent,
     pm: &PaymentMethod,
     authenticated: bool,
-) -> Value {
+) -> Result<Box<serde_json::value::RawValue>, ApiError> {
+    let encode_failed = |e| ApiError::internal("payment method details do not encode", e);
     if let Some(card) = &pm.card {
         let three_d_secure = authenticated.then(|| {
             json!({
@@ -1423,31 +1477,41 @@ fn payment_method_details(
                 "version": "2.2.0",
             })
         });
-        return json!({
-            "card": {
-                "amount_authorized": pi.amount,
-                "brand": card.brand,
+        let details = CardPaymentDetails {
+            card: CardPaymentDetailsCard {
+                amount_authorized: pi.amount,
+                brand: &card.brand,
                 // The charge reports what the network checked, not the card's pending state.
-                "checks": pm.verified_checks(ctx.account_id()).or_else(|| card.checks.clone()),
-                "country": card.country,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "extended_authorization": {"status": "disabled"},
-                "fingerprint": card.fingerprint,
-                "funding": card.funding,
-                "incremental_authorization": {"status": "unavailable"},
-                "installments": null,
-                "last4": card.last4,
-                "mandate": null,
-                "multicapture": {"status": "unavailable"},
-                "network": card.brand,
-                "network_token": {"used": false},
-                "overcapture": {"maximum_amount_capturable": pi.amount, "status": "unavailable"},
-                "three_d_secure": three_d_secure,
-                "wallet": null,
+                checks: pm
+                    .verified_checks(ctx.account_id())
+                    .or_else(|| card.checks.clone()),
+                country: card.country.as_deref(),
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                extended_authorization: Status { status: "disabled" },
+                fingerprint: card.fingerprint.as_deref(),
+                funding: &card.funding,
+                incremental_authorization: Status {
+                    status: "unavailable",
+                },
+                installments: None,
+                last4: &card.last4,
+                mandate: None,
+                multicapture: Status {
+                    status: "unavailable",
+                },
+                network: &card.brand,
+                network_token: NetworkToken { used: false },
+                overcapture: Overcapture {
+                    maximum_amount_capturable: pi.amount,
+                    status: "unavailable",
+                },
+                three_d_secure,
+                wallet: None,
             },
-            "type": "card",
-        });
+            kind: "card",
+        };
+        return serde_json::value::to_raw_value(&details).map_err(encode_failed);
     }
     let mut details = Map::new();
     if let Some(bank) = &pm.us_bank_account {
@@ -1478,7 +1542,7 @@ fn payment_method_details(
         );
     }
     details.insert("type".into(), json!(pm.kind));
-    Value::Object(details)
+    serde_json::value::to_raw_value(&details).map_err(encode_failed)
 }
 
 /// A declined attempt: a failed charge, the intent back to `requires_payment_method`
@@ -1491,7 +1555,7 @@ async fn decline(
     blocked: bool,
     authenticated: bool,
 ) -> Result<Answer, ApiError> {
-    let mut charge = new_charge(ctx, &pi, pm, authenticated);
+    let mut charge = new_charge(ctx, &pi, pm, authenticated)?;
     charge.status = "failed".into();
     charge.failure_code = Some(d.code.to_string());
     charge.failure_message = Some(d.message.to_string());
@@ -1522,7 +1586,7 @@ async fn start_delayed(
     mut pi: PaymentIntent,
     pm: PaymentMethod,
 ) -> Result<Answer, ApiError> {
-    let mut charge = new_charge(ctx, &pi, &pm, false);
+    let mut charge = new_charge(ctx, &pi, &pm, false)?;
     charge.status = "pending".into();
     charge.outcome = Some(charge::Outcome {
         network_status: Some("approved_by_network".into()),
