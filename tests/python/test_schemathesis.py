@@ -134,9 +134,13 @@ def test_schemathesis_finds_no_5xx_and_every_answer_matches_the_document(server,
           f"{requests_sent} requests in {elapsed:.0f} s, responses {dict(sorted(statuses.items()))}, "
           f"5xx found: {statuses.get('5xx', 0)}")
     tail = "\n".join(proc.stdout.splitlines()[-80:])
+    # A failing phase with "No issues found" was seen once (1 run in 10 that day,
+    # every recorded answer passing its checks): the whole output, so that the
+    # next one says what failed.
+    whole = proc.stdout[-30000:]
     summary = proc.stdout.split("SUMMARY", 1)[-1].strip("= \n")
     print(summary)
-    assert proc.returncode == 0, f"schemathesis failed (exit {proc.returncode}):\n{tail}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"schemathesis failed (exit {proc.returncode}):\n{whole}\n{proc.stderr[-3000:]}"
     assert statuses.get("5xx", 0) == 0, tail
     assert statuses.get("none", 0) == 0, f"requests without a response:\n{tail}"
     assert len(operations) == documented, f"untested operations:\n{tail}"
