@@ -3529,10 +3529,16 @@ async fn postgres_concurrent_migrations() {
     drop(stores);
 }
 
-/// A client of the database at `url`, brought to schema `version` by the
-/// migrations of that time and recorded as such, as an older payground left it.
-async fn postgres_at_schema(url: &str, version: usize) -> tokio_postgres::Client {
-    let old = admin_client(url).await;
+/// A fresh PostgreSQL database (none when PostgreSQL is not configured), brought to
+/// schema `version` by the migrations of that time and recorded as such, as an
+/// older payground left it: its location, its URL and a client of it.
+async fn postgres_at_schema(version: usize) -> Option<(Location, String, tokio_postgres::Client)> {
+    let location = Location::postgres().await?;
+    let Location::Postgres { url, .. } = &location else {
+        unreachable!("a PostgreSQL location");
+    };
+    let url = url.clone();
+    let old = admin_client(&url).await;
     old.batch_execute(
         "CREATE TABLE schema_migrations (
             version BIGINT PRIMARY KEY,
@@ -3550,20 +3556,17 @@ async fn postgres_at_schema(url: &str, version: usize) -> tokio_postgres::Client
         .await
         .expect("old version");
     }
-    old
+    Some((location, url, old))
 }
 
 /// A database written before objects kept their index keys: migration 4 fills them
 /// from the index, so the next version of an old object drops its old index rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migration_4_carries_index_keys_over() {
-    let Some(location) = Location::postgres().await else {
+    let Some((location, url, old)) = postgres_at_schema(3).await else {
         return;
     };
-    let Location::Postgres { url, .. } = &location else {
-        unreachable!("a PostgreSQL location");
-    };
-    let old = postgres_at_schema(url, 3).await;
+    let url = url.as_str();
     let seq: i64 = old
         .query_one(
             "INSERT INTO objects (account, id, kind, created, version, data)
@@ -3623,13 +3626,10 @@ async fn postgres_migration_4_carries_index_keys_over() {
 /// deliveries from the migrated rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
-    let Some(location) = Location::postgres().await else {
+    let Some((location, url, old)) = postgres_at_schema(4).await else {
         return;
     };
-    let Location::Postgres { url, .. } = &location else {
-        unreachable!("a PostgreSQL location");
-    };
-    let old = postgres_at_schema(url, 4).await;
+    let url = url.as_str();
     // In the order they were written (seq): objects as the old code stored them.
     let endpoint_data = |id: &str, status: &str, events: &str| {
         format!(
@@ -3894,13 +3894,10 @@ async fn postgres_migration_5_turns_the_outbox_into_deliveries() {
 /// stored is still found by id, by index row and by idempotency key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migration_6_compares_keys_as_bytes() {
-    let Some(location) = Location::postgres().await else {
+    let Some((location, url, old)) = postgres_at_schema(5).await else {
         return;
     };
-    let Location::Postgres { url, .. } = &location else {
-        unreachable!("a PostgreSQL location");
-    };
-    let old = postgres_at_schema(url, 5).await;
+    let url = url.as_str();
     old.batch_execute(
         "INSERT INTO objects (account, id, kind, created, version, data, index_keys)
          VALUES ('acct_a', 'cus_old', 'customer', 1, 1, '{}', '[[\"email\",\"a@x\"]]');

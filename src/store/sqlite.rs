@@ -216,6 +216,7 @@ const MIGRATIONS: &[&str] = &[
 const KEY_SEPARATOR: char = '\u{1f}';
 
 /// The key of the index rows naming `value` under `field` for `kind` objects.
+/// Migration 6 and the event purge build the same text in SQL (`char(31)`).
 fn index_key(account: &str, kind: &str, field: &str, value: &str) -> String {
     let mut key = String::with_capacity(account.len() + kind.len() + field.len() + value.len() + 3);
     for (i, part) in [account, kind, field, value].into_iter().enumerate() {
@@ -1783,9 +1784,7 @@ mod tests {
             .commit(WriteBatch {
                 account: "acct_a".into(),
                 objects: vec![update],
-                events: vec![],
-                idempotency: None,
-                idempotency_cutoff: 0,
+                ..Default::default()
             })
             .await
             .expect("update");
@@ -1877,8 +1876,7 @@ mod tests {
                 id: id.into(),
                 event_type: event_type.into(),
             }],
-            idempotency: None,
-            idempotency_cutoff: 0,
+            ..Default::default()
         };
         let taken = store
             .commit(event("evt_taken", "customer.updated"))
@@ -1899,9 +1897,7 @@ mod tests {
             .commit(WriteBatch {
                 account: "acct_a".into(),
                 objects: vec![update],
-                events: vec![],
-                idempotency: None,
-                idempotency_cutoff: 0,
+                ..Default::default()
             })
             .await
             .expect("update");
