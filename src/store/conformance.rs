@@ -370,6 +370,7 @@ conformance!(
     committed_says_whether_deliveries_were_created,
     concurrent_batches_of_several_accounts_keep_their_deliveries,
     a_group_delivers_to_the_targets_of_its_earlier_batches,
+    groups_of_new_objects,
     pending_webhooks_counts_push_deliveries_not_yet_succeeded,
     delivery_success_filters_events,
     claims_lease_due_deliveries,
@@ -2385,6 +2386,97 @@ async fn a_group_delivers_to_the_targets_of_its_earlier_batches(f: &Fixture) {
             ),
         }
     );
+}
+
+/// Groups whose batches only create objects (PostgreSQL writes such a group in one
+/// statement with no ON CONFLICT): every batch keeps its index rows (a key named
+/// twice by one object included) and its deliveries, and a taken id refuses its
+/// own batch only.
+async fn groups_of_new_objects(f: &Fixture) {
+    const WRITERS: usize = 12;
+    let s = &f.store;
+    add_event_target(s, "acct_a").await;
+    insert(s, "acct_a", new_object("cus_taken", "customer", 1)).await;
+    for (round, taken) in [("a", None), ("b", Some(5))] {
+        let hold = Hold::start(f, &format!("new_objects_{round}")).await;
+        let mut tasks = Vec::with_capacity(WRITERS);
+        for i in 0..WRITERS {
+            let store = s.clone();
+            let id = if taken == Some(i) {
+                "cus_taken".to_string()
+            } else {
+                format!("cus_{round}{i}")
+            };
+            let email = format!("{round}{i}@x");
+            let customer = indexed(
+                new_object(&id, "customer", 2),
+                &[("email", &email), ("email", &email), ("name", round)],
+            );
+            let event_id = format!("evt_{round}{i}");
+            let batch = WriteBatch {
+                account: "acct_a".into(),
+                objects: vec![customer, event(&event_id, 2, "customer.created")],
+                events: vec![emitted(&event_id, "customer.created")],
+                ..Default::default()
+            };
+            tasks.push(tokio::spawn(async move { (i, store.commit(batch).await) }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        hold.release().await;
+        for task in tasks {
+            let (i, outcome) = task.await.expect("writer task");
+            if taken == Some(i) {
+                assert_conflict(outcome, "cus_taken");
+            } else {
+                assert!(
+                    matches!(outcome, Ok(Committed { deliveries: true })),
+                    "writer {round}{i}: {outcome:?}"
+                );
+            }
+        }
+        let deliveries = f.location.deliveries("acct_a").await;
+        let delivered: Vec<&str> = deliveries.iter().map(|(e, _, _)| e.as_str()).collect();
+        let by = |field: &str, value: String| {
+            let store = s.clone();
+            let field = field.to_string();
+            async move {
+                let page = store
+                    .list(
+                        "acct_a",
+                        &ListQuery {
+                            kind: "customer".into(),
+                            filter: Some((field, value)),
+                            limit: 100,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("list by an index key");
+                page.into_iter().map(|o| o.id).collect::<Vec<String>>()
+            }
+        };
+        for i in (0..WRITERS).filter(|&i| taken != Some(i)) {
+            assert_eq!(
+                by("email", format!("{round}{i}@x")).await,
+                [format!("cus_{round}{i}")],
+                "writer {round}{i}'s index row"
+            );
+            assert!(
+                delivered.contains(&format!("evt_{round}{i}").as_str()),
+                "writer {round}{i}'s delivery"
+            );
+        }
+        let committed = WRITERS - usize::from(taken.is_some());
+        assert_eq!(by("name", round.to_string()).await.len(), committed);
+        if let Some(i) = taken {
+            let event_id = format!("evt_{round}{i}");
+            assert!(s.get("acct_a", &event_id).await.expect("get").is_none());
+            assert!(!delivered.contains(&event_id.as_str()));
+        }
+    }
+    assert_eq!(f.location.deliveries("acct_a").await.len(), 2 * WRITERS - 1);
+    let taken = must_get(s, "acct_a", "cus_taken").await;
+    assert_eq!(taken.created, 1, "the first cus_taken stays");
 }
 
 /// `pending_webhooks` counts, per event in the order asked, its push deliveries
