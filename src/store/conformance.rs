@@ -2390,13 +2390,28 @@ async fn a_group_delivers_to_the_targets_of_its_earlier_batches(f: &Fixture) {
 
 /// Groups whose batches only create objects (PostgreSQL writes such a group in one
 /// statement with no ON CONFLICT): every batch keeps its index rows (a key named
-/// twice by one object included) and its deliveries, and a taken id refuses its
-/// own batch only.
+/// twice by one object included), its deliveries and its idempotency record (an
+/// expired one replaced), and a taken id or a fresh key refuses its own batch only.
 async fn groups_of_new_objects(f: &Fixture) {
     const WRITERS: usize = 12;
     let s = &f.store;
     add_event_target(s, "acct_a").await;
     insert(s, "acct_a", new_object("cus_taken", "customer", 1)).await;
+    // Requests at 1000 whose keys last 100: a record of 950 holds its key, one
+    // of 800 has expired.
+    let (now, cutoff) = (1000, 900);
+    let keep = |key: &str, created: i64| WriteBatch {
+        account: "acct_a".into(),
+        idempotency: Some(record(key, "fp_before", 200, "{}", created)),
+        ..Default::default()
+    };
+    commit_ok(s, keep("key_fresh", 950)).await;
+    commit_ok(s, keep("key_old", 800)).await;
+    let key_of = |round: &str, i: usize| match (round, i) {
+        ("a", 3) => "key_old".to_string(),
+        ("b", 8) => "key_fresh".to_string(),
+        _ => format!("key_{round}{i}"),
+    };
     for (round, taken) in [("a", None), ("b", Some(5))] {
         let hold = Hold::start(f, &format!("new_objects_{round}")).await;
         let mut tasks = Vec::with_capacity(WRITERS);
@@ -2413,11 +2428,13 @@ async fn groups_of_new_objects(f: &Fixture) {
                 &[("email", &email), ("email", &email), ("name", round)],
             );
             let event_id = format!("evt_{round}{i}");
+            let fingerprint = format!("fp_{round}{i}");
             let batch = WriteBatch {
                 account: "acct_a".into(),
                 objects: vec![customer, event(&event_id, 2, "customer.created")],
                 events: vec![emitted(&event_id, "customer.created")],
-                ..Default::default()
+                idempotency: Some(record(&key_of(round, i), &fingerprint, 200, "{}", now)),
+                idempotency_cutoff: cutoff,
             };
             tasks.push(tokio::spawn(async move { (i, store.commit(batch).await) }));
         }
@@ -2427,6 +2444,11 @@ async fn groups_of_new_objects(f: &Fixture) {
             let (i, outcome) = task.await.expect("writer task");
             if taken == Some(i) {
                 assert_conflict(outcome, "cus_taken");
+            } else if key_of(round, i) == "key_fresh" {
+                assert!(
+                    matches!(outcome, Err(CommitError::IdempotencyTaken)),
+                    "writer {round}{i}: {outcome:?}"
+                );
             } else {
                 assert!(
                     matches!(outcome, Ok(Committed { deliveries: true })),
@@ -2455,7 +2477,18 @@ async fn groups_of_new_objects(f: &Fixture) {
                 page.into_iter().map(|o| o.id).collect::<Vec<String>>()
             }
         };
-        for i in (0..WRITERS).filter(|&i| taken != Some(i)) {
+        let refused = |i: usize| taken == Some(i) || key_of(round, i) == "key_fresh";
+        for i in (0..WRITERS).filter(|&i| !refused(i)) {
+            let stored = s
+                .idempotency_get("acct_a", &key_of(round, i))
+                .await
+                .expect("idempotency_get")
+                .map(|r| (r.fingerprint, r.created));
+            assert_eq!(
+                stored,
+                Some((format!("fp_{round}{i}"), now)),
+                "writer {round}{i}'s idempotency record"
+            );
             assert_eq!(
                 by("email", format!("{round}{i}@x")).await,
                 [format!("cus_{round}{i}")],
@@ -2466,15 +2499,21 @@ async fn groups_of_new_objects(f: &Fixture) {
                 "writer {round}{i}'s delivery"
             );
         }
-        let committed = WRITERS - usize::from(taken.is_some());
+        let committed = (0..WRITERS).filter(|&i| !refused(i)).count();
         assert_eq!(by("name", round.to_string()).await.len(), committed);
-        if let Some(i) = taken {
+        for i in (0..WRITERS).filter(|&i| refused(i)) {
             let event_id = format!("evt_{round}{i}");
             assert!(s.get("acct_a", &event_id).await.expect("get").is_none());
             assert!(!delivered.contains(&event_id.as_str()));
         }
     }
-    assert_eq!(f.location.deliveries("acct_a").await.len(), 2 * WRITERS - 1);
+    assert_eq!(f.location.deliveries("acct_a").await.len(), 2 * WRITERS - 2);
+    let fresh = s.idempotency_get("acct_a", "key_fresh").await.expect("get");
+    assert_eq!(
+        fresh.map(|r| (r.fingerprint, r.created)),
+        Some(("fp_before".to_string(), 950)),
+        "a fresh record keeps its key"
+    );
     let taken = must_get(s, "acct_a", "cus_taken").await;
     assert_eq!(taken.created, 1, "the first cus_taken stays");
 }

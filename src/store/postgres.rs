@@ -843,7 +843,7 @@ async fn commit_group(pool: &Pool, group: Vec<PendingCommit>) {
 
 async fn commit_disjoint(pool: &Pool, group: Vec<PendingCommit>) {
     let batches: Vec<&WriteBatch> = group.iter().map(|p| &p.batch).collect();
-    let outcome = if batches.iter().all(|b| only_inserts(b)) {
+    let outcome = if only_inserts(&batches) {
         Some(insert_group(pool, &batches).await)
     } else if batches.len() > 1 {
         Some(try_group(pool, &batches).await)
@@ -961,12 +961,17 @@ const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field
      ON CONFLICT DO NOTHING";
 /// The whole of a group that only creates objects, as one statement: the objects,
 /// their index rows (joined to the objects' new seqs in memory, not looked up by
-/// id) and the deliveries of their events. Outside a transaction block a statement
-/// is its own transaction, so the group costs one round trip and one WAL flush,
-/// where BEGIN, three statements and COMMIT cost three round trips and five
-/// responses. The inserts carry no ON CONFLICT: a taken id fails the statement
-/// (nothing is written) instead of costing every row a second probe of the id
-/// index, and the batches are then committed one by one.
+/// id), the deliveries of their events and the requests' idempotency records.
+/// Outside a transaction block a statement is its own transaction, so the group
+/// costs one round trip and one WAL flush, where BEGIN, four statements and COMMIT
+/// cost three round trips and six responses.
+///
+/// Every refusal fails the statement, so nothing is written and the batches are
+/// then committed one by one, each to its own outcome: the inserts carry no ON
+/// CONFLICT (a taken id raises a unique violation instead of costing every row a
+/// second probe of the id index), and an idempotency key held by a record younger
+/// than the window (the upsert leaves it alone) makes the final SELECT cast a
+/// sentence to a number, which PostgreSQL refuses at run time.
 const INSERT_GROUP: &str = "WITH o AS (
         INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
         SELECT t.a, t.i, t.k, t.c, 1, t.d, t.x, t.ik
@@ -989,18 +994,41 @@ const INSERT_GROUP: &str = "WITH o AS (
         JOIN object_index i ON i.account = t.a AND i.kind IN ($16::TEXT, $17::TEXT)
            AND i.field = 'target_event' AND i.value IN (t.ty, '*')
         RETURNING 1
+     ), k AS (
+        INSERT INTO idempotency (account, key, fingerprint, status, body, created)
+        SELECT * FROM unnest($19::TEXT[], $20::TEXT[], $21::TEXT[], $22::INTEGER[], $23::TEXT[],
+                             $24::BIGINT[])
+        ON CONFLICT (account, key) DO UPDATE SET
+           fingerprint = excluded.fingerprint, status = excluded.status,
+           body = excluded.body, created = excluded.created
+        WHERE idempotency.created < excluded.created - $25::BIGINT
+        RETURNING 1
      )
-     SELECT count(*) FROM d";
+     SELECT CASE WHEN (SELECT count(*) FROM k) = cardinality($20::TEXT[])
+                 THEN (SELECT count(*) FROM d)
+                 ELSE ('payground: ' || cardinality($20::TEXT[]) - (SELECT count(*) FROM k)
+                       || ' idempotency keys are taken')::BIGINT
+            END";
 
-/// Whether [`INSERT_GROUP`] can commit this batch: it only creates objects, and
-/// none of them is a webhook endpoint or listener (whose index rows say where
-/// events go: the statement's deliveries would not see them, where a transaction's
-/// later statement would).
-fn only_inserts(batch: &WriteBatch) -> bool {
-    batch.idempotency.is_none()
-        && batch
-            .objects
+/// How long a group's idempotency records keep their keys ([`INSERT_GROUP`] takes
+/// one window for all): a request's `created - idempotency_cutoff`.
+fn idempotency_window(batch: &WriteBatch) -> Option<i64> {
+    let record = batch.idempotency.as_ref()?;
+    Some(record.created - batch.idempotency_cutoff)
+}
+
+/// Whether [`INSERT_GROUP`] can commit these batches: they only create objects,
+/// none of them a webhook endpoint or listener (whose index rows say where events
+/// go: the statement's deliveries would not see them, where a transaction's later
+/// statement would), and their idempotency records share one window.
+fn only_inserts(batches: &[&WriteBatch]) -> bool {
+    let window = batches.iter().find_map(|b| idempotency_window(b));
+    batches
+        .iter()
+        .all(|batch| batch.idempotency.is_none() || idempotency_window(batch) == window)
+        && batches
             .iter()
+            .flat_map(|b| &b.objects)
             .all(|o| o.expected_version.is_none() && !EVENT_TARGET_KINDS.contains(&o.kind.as_str()))
 }
 
@@ -1012,6 +1040,22 @@ async fn insert_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutco
     let events = EventColumns::of(batches.iter().copied());
     let [endpoint, listener] = EVENT_TARGET_KINDS;
     let now_ms = crate::clock::system_now_millis();
+    let mut keys: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+    let mut records: (Vec<i32>, Vec<&str>, Vec<i64>) = Default::default();
+    for batch in batches {
+        if let Some(record) = &batch.idempotency {
+            keys.0.push(&batch.account);
+            keys.1.push(&record.key);
+            keys.2.push(&record.fingerprint);
+            records.0.push(i32::from(record.status));
+            records.1.push(&record.body);
+            records.2.push(record.created);
+        }
+    }
+    let window = batches
+        .iter()
+        .find_map(|b| idempotency_window(b))
+        .unwrap_or_default();
 
     let Ok(client) = pool.get().await else {
         // Committed one by one, each caller learns why.
@@ -1040,6 +1084,13 @@ async fn insert_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutco
                 &endpoint,
                 &listener,
                 &now_ms,
+                &keys.0,
+                &keys.1,
+                &keys.2,
+                &records.0,
+                &records.1,
+                &records.2,
+                &window,
             ],
         )
         .await
