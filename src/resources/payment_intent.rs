@@ -959,14 +959,11 @@ pub async fn retrieve(
     id: &str,
     client_secret: Option<&str>,
 ) -> Result<Answer, ApiError> {
-    let pi = load(ctx, id, client_secret).await?;
     if ctx.request.key_kind == KeyKind::Publishable {
+        let pi = load(ctx, id, client_secret).await?;
         return Ok(Answer::Tree(publishable_view(&encode(&pi)?)));
     }
-    // Written from the struct straight to text, without a tree in between.
-    serde_json::to_string(&pi)
-        .map(Answer::Text)
-        .map_err(|e| ApiError::internal("payment intent does not encode", e))
+    ctx.fetch_text::<PaymentIntent>(id).await.map(Answer::Text)
 }
 
 pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Value, ApiError> {
