@@ -107,9 +107,9 @@ pub struct ChargeListFilters {
     pub transfer_group: Option<String>,
 }
 
-pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
-    let charge: Charge = ctx.fetch(id).await?;
-    serde_json::to_value(charge).map_err(|e| ApiError::internal("encode", e))
+/// The charge as it was saved (see [`Ctx::fetch_text`]).
+pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
+    ctx.fetch_text::<Charge>(id).await.map(Answer::Text)
 }
 
 pub async fn list(
@@ -197,7 +197,7 @@ pub struct ChargeCapture {
 
 /// `POST /v1/charges/{id}/capture`: the older way to capture; it captures the
 /// charge's PaymentIntent and answers with the charge.
-pub async fn capture(ctx: &mut Ctx, id: &str, p: &ChargeCapture) -> Result<Value, ApiError> {
+pub async fn capture(ctx: &mut Ctx, id: &str, p: &ChargeCapture) -> Result<Answer, ApiError> {
     let charge: Charge = ctx.fetch(id).await?;
     let Some(pi) = charge.payment_intent.clone() else {
         return Err(ApiError::invalid_request(format!(

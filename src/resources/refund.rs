@@ -205,9 +205,9 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
     Ok(value.into())
 }
 
-pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
-    let refund: Refund = ctx.fetch(id).await?;
-    encode(&refund)
+/// The refund as it was saved (see [`Ctx::fetch_text`]).
+pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
+    ctx.fetch_text::<Refund>(id).await.map(Answer::Text)
 }
 
 pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Value, ApiError> {
