@@ -235,6 +235,14 @@ const DELETE_INDEX: &str = "DELETE FROM object_index i
      USING objects o, json_array_elements(o.index_keys::JSON) k
      WHERE o.id = ANY($1) AND i.account = o.account AND i.kind = o.kind
        AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq";
+/// [`DELETE_INDEX`] for one object, as a transaction of one batch removes them. With
+/// an array of ids the server plans the statement anew at every execution (its
+/// generic plan, costed for ten ids, never beats a plan for one), 0.2 ms each time;
+/// with one id the generic plan is as cheap, and is kept.
+const DELETE_INDEX_ONE: &str = "DELETE FROM object_index i
+     USING objects o, json_array_elements(o.index_keys::JSON) k
+     WHERE o.id = $1 AND i.account = o.account AND i.kind = o.kind
+       AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq";
 const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
      SELECT $1, $2, t.field, t.value, $5, $6 FROM unnest($3::TEXT[], $4::TEXT[]) AS t(field, value)
      ON CONFLICT DO NOTHING";
@@ -597,10 +605,10 @@ async fn apply_batch(
             }
             Some(version) => {
                 let stmt = tx
-                    .prepare_cached(DELETE_INDEX)
+                    .prepare_cached(DELETE_INDEX_ONE)
                     .await
                     .map_err(|e| commit_err("preparing the index delete", id, e))?;
-                tx.execute(&stmt, &[&vec![id]])
+                tx.execute(&stmt, &[&id])
                     .await
                     .map_err(|e| commit_err("deleting index rows", id, e))?;
                 let stmt = tx
