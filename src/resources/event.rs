@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::ctx::Ctx;
+use crate::ctx::{Answer, Ctx};
 use crate::error::ApiError;
 use crate::http::list::ListParams;
 use crate::resources::webhook_endpoint::WebhookEndpoint;
@@ -312,11 +312,16 @@ async fn find(ctx: &mut Ctx, id: &str) -> Result<Option<StoredObject>, ApiError>
     Ok(found.filter(|o| o.kind == OBJECT && !o.deleted && o.created >= limit))
 }
 
-pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
-    match find(ctx, id).await? {
-        Some(o) => decode(&with_pending_webhooks(ctx, vec![o]).await?[0]),
-        None => Err(ApiError::no_such(OBJECT, id)),
-    }
+/// The event's saved text with its `pending_webhooks` of now, as a list page gives it.
+pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
+    let Some(event) = find(ctx, id).await? else {
+        return Err(ApiError::no_such(OBJECT, id));
+    };
+    let mut texts = with_pending_webhooks(ctx, vec![event]).await?;
+    texts
+        .pop()
+        .map(Answer::Text)
+        .ok_or_else(|| ApiError::internal("counting pending webhooks failed", id))
 }
 
 /// The events' texts with their `pending_webhooks` as of now: the push deliveries
