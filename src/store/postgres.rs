@@ -229,20 +229,28 @@ const INSERT_OBJECT: &str =
 const UPDATE_OBJECT: &str =
     "UPDATE objects SET version = version + 1, deleted = $4, data = $5, index_keys = $6
      WHERE id = $1 AND account = $2 AND version = $3 RETURNING seq";
-/// Removes the index rows of the stored versions of these objects, by primary key
-/// from the keys each row keeps; runs before the rows are updated.
-const DELETE_INDEX: &str = "DELETE FROM object_index i
+/// The statement that removes the index rows of the stored versions of the objects
+/// `$ids` picks, by primary key from the keys each row keeps; it runs before the
+/// rows are updated.
+macro_rules! delete_index {
+    ($ids:literal) => {
+        concat!(
+            "DELETE FROM object_index i
      USING objects o, json_array_elements(o.index_keys::JSON) k
-     WHERE o.id = ANY($1) AND i.account = o.account AND i.kind = o.kind
-       AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq";
+     WHERE ",
+            $ids,
+            " AND i.account = o.account AND i.kind = o.kind
+       AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq"
+        )
+    };
+}
+/// Removes the index rows of the objects whose ids are in the array `$1`.
+const DELETE_INDEX: &str = delete_index!("o.id = ANY($1)");
 /// [`DELETE_INDEX`] for one object, as a transaction of one batch removes them. With
 /// an array of ids the server plans the statement anew at every execution (its
 /// generic plan, costed for ten ids, never beats a plan for one), 0.2 ms each time;
 /// with one id the generic plan is as cheap, and is kept.
-const DELETE_INDEX_ONE: &str = "DELETE FROM object_index i
-     USING objects o, json_array_elements(o.index_keys::JSON) k
-     WHERE o.id = $1 AND i.account = o.account AND i.kind = o.kind
-       AND i.field = k->>0 AND i.value = k->>1 AND i.seq = o.seq";
+const DELETE_INDEX_ONE: &str = delete_index!("o.id = $1");
 const INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field, value, seq, id)
      SELECT $1, $2, t.field, t.value, $5, $6 FROM unnest($3::TEXT[], $4::TEXT[]) AS t(field, value)
      ON CONFLICT DO NOTHING";
@@ -851,8 +859,8 @@ async fn commit_group(pool: &Pool, group: Vec<PendingCommit>) {
 
 async fn commit_disjoint(pool: &Pool, group: Vec<PendingCommit>) {
     let batches: Vec<&WriteBatch> = group.iter().map(|p| &p.batch).collect();
-    let outcome = if only_inserts(&batches) {
-        Some(insert_group(pool, &batches).await)
+    let outcome = if let Some(window) = only_inserts(&batches) {
+        Some(insert_group(pool, &batches, window).await)
     } else if batches.len() > 1 {
         Some(try_group(pool, &batches).await)
     } else {
@@ -969,7 +977,8 @@ const GROUP_INSERT_INDEX: &str = "INSERT INTO object_index (account, kind, field
      ON CONFLICT DO NOTHING";
 /// The whole of a group that only creates objects, as one statement: the objects,
 /// their index rows (joined to the objects' new seqs in memory, not looked up by
-/// id), the deliveries of their events and the requests' idempotency records.
+/// id), the deliveries of their events ([`INSERT_DELIVERIES`], its parameters
+/// renumbered) and the requests' idempotency records.
 /// Outside a transaction block a statement is its own transaction, so the group
 /// costs one round trip and one WAL flush, where BEGIN, four statements and COMMIT
 /// cost three round trips and six responses.
@@ -1018,31 +1027,36 @@ const INSERT_GROUP: &str = "WITH o AS (
                        || ' idempotency keys are taken')::BIGINT
             END";
 
-/// How long a group's idempotency records keep their keys ([`INSERT_GROUP`] takes
-/// one window for all): a request's `created - idempotency_cutoff`.
+/// How long a request's idempotency record keeps its key: `created - idempotency_cutoff`.
 fn idempotency_window(batch: &WriteBatch) -> Option<i64> {
     let record = batch.idempotency.as_ref()?;
     Some(record.created - batch.idempotency_cutoff)
 }
 
-/// Whether [`INSERT_GROUP`] can commit these batches: they only create objects,
-/// none of them a webhook endpoint or listener (whose index rows say where events
-/// go: the statement's deliveries would not see them, where a transaction's later
-/// statement would), and their idempotency records share one window.
-fn only_inserts(batches: &[&WriteBatch]) -> bool {
+/// Whether [`INSERT_GROUP`] can commit these batches, and if so with which
+/// idempotency window (it takes one for all; 0 when no batch has a record): they
+/// only create objects, none of them a webhook endpoint or listener (whose index
+/// rows say where events go: the statement's deliveries would not see them, where a
+/// transaction's later statement would), and their records share one window.
+fn only_inserts(batches: &[&WriteBatch]) -> Option<i64> {
     let window = batches.iter().find_map(|b| idempotency_window(b));
-    batches
+    let one_window = batches
         .iter()
-        .all(|batch| batch.idempotency.is_none() || idempotency_window(batch) == window)
-        && batches
-            .iter()
-            .flat_map(|b| &b.objects)
-            .all(|o| o.expected_version.is_none() && !EVENT_TARGET_KINDS.contains(&o.kind.as_str()))
+        .all(|batch| batch.idempotency.is_none() || idempotency_window(batch) == window);
+    let only_new = batches
+        .iter()
+        .flat_map(|b| &b.objects)
+        .all(|o| o.expected_version.is_none() && !EVENT_TARGET_KINDS.contains(&o.kind.as_str()));
+    (one_window && only_new).then(|| window.unwrap_or_default())
 }
 
 /// Commits a group of batches that pass [`only_inserts`] with [`INSERT_GROUP`]
 /// (a group of one too: one round trip instead of a transaction's dozen).
-async fn insert_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome, GroupError> {
+async fn insert_group(
+    pool: &Pool,
+    batches: &[&WriteBatch],
+    window: i64,
+) -> Result<GroupOutcome, GroupError> {
     let rows = GroupRows::of(batches);
     let index = &rows.index;
     let events = EventColumns::of(batches.iter().copied());
@@ -1060,13 +1074,8 @@ async fn insert_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutco
             records.2.push(record.created);
         }
     }
-    let window = batches
-        .iter()
-        .find_map(|b| idempotency_window(b))
-        .unwrap_or_default();
 
     let Ok(client) = pool.get().await else {
-        // Committed one by one, each caller learns why.
         return Ok(GroupOutcome::RolledBack);
     };
     let statement = client.prepare_cached(INSERT_GROUP).await?;
@@ -1119,7 +1128,8 @@ async fn insert_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutco
 enum GroupOutcome {
     Committed(Committed),
     /// Some batch would not have committed as it stands (a stale version, a taken
-    /// id or idempotency key): nothing was written.
+    /// id or idempotency key), or no connection could be had: nothing was written,
+    /// and each batch alone then learns why.
     RolledBack,
 }
 
