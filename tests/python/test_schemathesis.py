@@ -123,6 +123,28 @@ def figures(report):
     return operations, requests_sent, statuses
 
 
+def real_failures(report):
+    """What in the report makes a run fail: each check that did not pass, each errored
+    scenario and each error event. schemathesis 4.10.2 can also mark the fuzzing
+    phase failed with none of these (every check of the "failed" scenario passed,
+    "No issues found"; upstream issue #4209, fixed in a later release that does not
+    install beside this pytest), which is no finding about payground."""
+    found = []
+    for line in report.read_text().splitlines():
+        event = json.loads(line)
+        name, body = next(iter(event.items()))
+        if "Error" in name:
+            found.append(f"{name}: {json.dumps(body)[:500]}")
+        if name != "ScenarioFinished":
+            continue
+        label = body.get("recorder", {}).get("label")
+        if body.get("status") == "error":
+            found.append(f"{label}: errored")
+        for checks in body.get("recorder", {}).get("checks", {}).values():
+            found += [f"{label}: {c['name']} {c['status']}" for c in checks if c["status"] != "success"]
+    return found
+
+
 def test_schemathesis_finds_no_5xx_and_every_answer_matches_the_document(server, api, account, tmp_path):
     if not SCHEMATHESIS.exists():
         pytest.fail(f"{SCHEMATHESIS} is missing: install tests/requirements.txt")
@@ -134,13 +156,16 @@ def test_schemathesis_finds_no_5xx_and_every_answer_matches_the_document(server,
           f"{requests_sent} requests in {elapsed:.0f} s, responses {dict(sorted(statuses.items()))}, "
           f"5xx found: {statuses.get('5xx', 0)}")
     tail = "\n".join(proc.stdout.splitlines()[-80:])
-    # A failing phase with "No issues found" was seen once (1 run in 10 that day,
-    # every recorded answer passing its checks): the whole output, so that the
-    # next one says what failed.
     whole = proc.stdout[-30000:]
     summary = proc.stdout.split("SUMMARY", 1)[-1].strip("= \n")
     print(summary)
-    assert proc.returncode == 0, f"schemathesis failed (exit {proc.returncode}):\n{whole}\n{proc.stderr[-3000:]}"
+    found = real_failures(report) if report.exists() else ["no report"]
+    unexplained = proc.returncode == 1 and not found and "No issues found" in proc.stdout
+    if unexplained:
+        print("schemathesis exited 1 with no failing check, error or issue (upstream #4209)")
+    else:
+        assert proc.returncode == 0, (
+            f"schemathesis failed (exit {proc.returncode}): {found}\n{whole}\n{proc.stderr[-3000:]}")
     assert statuses.get("5xx", 0) == 0, tail
     assert statuses.get("none", 0) == 0, f"requests without a response:\n{tail}"
     assert len(operations) == documented, f"untested operations:\n{tail}"
