@@ -131,9 +131,9 @@ enum HoldLock {
     Postgres(tokio_postgres::Client),
 }
 
-/// How many of the groups of a PostgreSQL store commit at once (its
-/// `GROUPS_IN_FLIGHT`): all must be waiting before batches queue.
-const PG_GROUPS_IN_FLIGHT: usize = 4;
+/// How many of the groups of a PostgreSQL store commit at once: all must be
+/// waiting before batches queue.
+const PG_GROUPS_IN_FLIGHT: usize = super::postgres::GROUPS_IN_FLIGHT;
 
 impl Hold {
     /// `tag` keeps the ids of the objects it writes unique within a test.
