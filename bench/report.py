@@ -239,10 +239,47 @@ def main_section(out, rows):
         )
     if pg_conf:
         t.append(f"| PostgreSQL confirm ≥ 5,000/s, one node | {num(pg_conf['rps'])}/s | {yes(pg_conf['rps'] >= 5000)} |")
+    checkpoints = growth_checkpoints(rows)
+    if len(checkpoints) > 1:
+        largest = checkpoints[-1]
+        versus = []
+        for stored in checkpoints:
+            sized_rps, fresh_rps, _ = growth_confirm(rows, stored)
+            if sized_rps and fresh_rps:
+                versus.append((stored, sized_rps / fresh_rps - 1))
+        # At 0 both servers hold an empty store: that row measures the method's own
+        # noise, not growth, so it is shown but not judged.
+        judged = [(n, d) for n, d in versus if n > 0]
+        if judged:
+            worst = max(judged, key=lambda v: abs(v[1]))
+            noise = next((f"; at 0, two empty stores: {d * 100:+.0f}%" for n, d in versus if n == 0), "")
+            t.append(
+                f"| confirm flat within 10% from empty to {num(largest)} stored PaymentIntents (growth run: median at "
+                f"each size against a fresh store alternating with it) | "
+                + ", ".join(f"{num(n)}: {d * 100:+.0f}%" for n, d in judged)
+                + f"{noise} | {yes(abs(worst[1]) <= 0.10)} |"
+            )
+        at_largest = [r for r in rows if r.get("phase") == "growth" and r.get("stored") == largest]
+        peak = max((r.get("server_hwm_kb") or 0 for r in at_largest), default=0)
+        if peak:
+            t.append(
+                f"| memory < 150 MB at {num(largest)} stored PaymentIntents | peak {mb(peak)} MB resident | "
+                f"{yes(peak < 150 * 1024)} |"
+            )
+        lists = [
+            r for r in rows if r.get("phase") == "growth" and r.get("workload") == "list" and r.get("mode") == "open"
+        ]
+        if lists:
+            worst_list = max(r.get("p99_ms") or 1e9 for r in lists)
+            t.append(
+                f"| list page p99 < 5 ms at any depth, up to {num(largest)} stored (open loop at "
+                f"{num(lists[0].get('target_rate'))}/s) | worst p99 {lat(worst_list)} ms | {yes(worst_list < 5)} |"
+            )
     lines += t + [""]
-    lines.append(
-        "Memory at 10 million objects and flatness to 10 million are in the growth section (run with `--growth`)."
-    )
+    if len(checkpoints) <= 1:
+        lines.append(
+            "Memory at 10 million objects and flatness to 10 million are in the growth section (run with `--growth`)."
+        )
     lines.append("")
 
     sections = [
@@ -320,6 +357,41 @@ def main_section(out, rows):
     return "\n".join(lines)
 
 
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def growth_confirm(rows, stored):
+    """The closed-loop confirm at one growth checkpoint: the median rate and CPU of
+    its runs, and the median rate of the fresh store run between them."""
+    sized = [
+        r
+        for r in rows
+        if r.get("phase") == "growth" and r.get("stored") == stored
+        and r.get("workload") == "confirm" and r.get("mode") == "closed"
+    ]
+    fresh = [
+        r
+        for r in rows
+        if r.get("phase") == "growth-ref" and r.get("workload") == "confirm" and str(r.get("at")) == str(stored)
+    ]
+    return (
+        median(r.get("rps") for r in sized),
+        median(r.get("rps") for r in fresh),
+        median(r.get("server_cpu_us_per_req") for r in sized),
+    )
+
+
+def growth_checkpoints(rows):
+    return sorted(
+        {r["stored"] for r in rows if r.get("phase") == "growth" and r.get("workload") != "startup"}
+    )
+
+
 def growth_section(out, rows):
     before = read(out, "machine-before.json", {})
     after = read(out, "machine-after.json", {})
@@ -341,52 +413,32 @@ def growth_section(out, rows):
         "a list page starting after a random stored id (random depth) closed loop and open loop, GET of a random "
         "stored id, RSS, the database size, then a restart's start-up time (the restart also starts the event "
         "purge 5 s later, which the next bulk load runs into: see its max latency in the raw figures). "
-        "Right after the first closed-loop confirm, a second server on a fresh, empty store runs the same "
-        "confirm, then the first runs it again: this host's speed drifts by more than the 10% target over "
-        "the minutes between checkpoints, so flatness is the mean of the two runs at this size against the "
-        "empty store measured between them."
+        "The closed-loop confirm runs three times, alternating with the same run against a second server on a "
+        "fresh store: this host's speed drifts by 10-20% between two ten-second runs, more than the 10% "
+        "target, so flatness is the median at this size against the median of the fresh store measured "
+        "between them (every run's figure is in the raw file)."
     )
     lines.append("")
     lines += [
-        "| stored PIs | bulk-load /s (to here) | bulk-load max ms | confirm /s (again) | empty store, same minute /s | vs empty | confirm CPU µs | confirm p99 ms | confirm open p99 ms (achieved /s) | list /s | list p99 ms | list open p99 ms (rate) | get /s | get p99 ms | RSS / peak MB | DB GB | restart ms (PIs then) |",
+        "| stored PIs | bulk-load /s (to here) | bulk-load max ms | confirm /s (median of 3) | fresh store, alternating /s (median of 3) | vs fresh | confirm CPU µs (median) | confirm p99 ms | confirm open p99 ms (achieved /s) | list /s | list p99 ms | list open p99 ms (rate) | get /s | get p99 ms | RSS / peak MB | DB GB | restart ms (PIs then) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     loads = {r.get("stored"): r for r in g if r.get("phase") == "bulk-load"}
     restarts = [r for r in rows if r.get("workload") == "startup" and r.get("phase") == "growth" and r.get("restart")]
-    checkpoints = sorted({r["stored"] for r in g if r.get("phase") == "growth" and r.get("workload") != "startup"})
+    checkpoints = growth_checkpoints(rows)
     for stored in checkpoints:
         at = [r for r in g if r.get("phase") == "growth" and r.get("stored") == stored]
 
-        def w(workload, mode="closed", repeat=False):
-            return next(
-                (
-                    r
-                    for r in at
-                    if r["workload"] == workload and r.get("mode") == mode and bool(r.get("repeat")) == repeat
-                ),
-                {},
-            )
+        def w(workload, mode="closed"):
+            return next((r for r in at if r["workload"] == workload and r.get("mode") == mode), {})
 
         c, o, l, lo, gg = w("confirm"), w("confirm", "open"), w("list"), w("list", "open"), w("get")
-        again = w("confirm", repeat=True)
-        ref = next(
-            (
-                r
-                for r in rows
-                if r.get("phase") == "growth-ref" and r.get("workload") == "confirm" and str(r.get("at")) == str(stored)
-            ),
-            {},
-        )
-        sized = [r["rps"] for r in (c, again) if r.get("rps")]
-        if sized and ref.get("rps"):
-            versus = f"{(sum(sized) / len(sized) / ref['rps'] - 1) * 100:+.0f}%"
-        else:
-            versus = "–"
-        confirm_rate = num(c.get("rps")) + (f" ({num(again['rps'])})" if again.get("rps") else "")
+        sized_rps, fresh_rps, confirm_cpu = growth_confirm(rows, stored)
+        versus = f"{(sized_rps / fresh_rps - 1) * 100:+.0f}%" if sized_rps and fresh_rps else "–"
         bl = loads.get(stored)
         rs = next((r for r in sorted(restarts, key=lambda r: r.get("stored", 0)) if r.get("stored", 0) >= stored), None)
         lines.append(
-            f"| {num(stored)} | {num(bl.get('rps')) if bl else '–'} | {num(bl.get('max_ms')) if bl else '–'} | {confirm_rate} | {num(ref.get('rps'))} | {versus} | {num(c.get('server_cpu_us_per_req'))} | {lat(c.get('p99_ms'))} | "
+            f"| {num(stored)} | {num(bl.get('rps')) if bl else '–'} | {num(bl.get('max_ms')) if bl else '–'} | {num(sized_rps)} | {num(fresh_rps)} | {versus} | {num(confirm_cpu)} | {lat(c.get('p99_ms'))} | "
             f"{lat(o.get('p99_ms'))} ({num(o.get('rps'))}/s) | {num(l.get('rps'))} | {lat(l.get('p99_ms'))} | {lat(lo.get('p99_ms'))} ({num(lo.get('target_rate'))}/s) | "
             f"{num(gg.get('rps'))} | {lat(gg.get('p99_ms'))} | {mb(gg.get('server_rss_kb'))} / {mb(gg.get('server_hwm_kb'))} | "
             f"{(c.get('db_bytes') or 0) / 1e9:.2f} | {(lat(rs['ready_ms']) + ' (' + num(rs.get('stored')) + ')') if rs else '–'} |"
