@@ -252,6 +252,21 @@ def main_section(out, rows):
         )
     if pg_conf:
         t.append(f"| PostgreSQL confirm ≥ 5,000/s, one node | {num(pg_conf['rps'])}/s | {yes(pg_conf['rps'] >= 5000)} |")
+    multinode = multinode_rows(out)
+    one_node = multinode.get("one-node")
+    if one_node and one_node.get("rps"):
+        ratios = [
+            (setup, multinode[setup]["rps"] / one_node["rps"])
+            for setup in MULTINODE_SETUPS[1:]
+            if multinode.get(setup, {}).get("rps")
+        ]
+        if ratios:
+            best = max(r for _, r in ratios)
+            t.append(
+                "| PostgreSQL two nodes on one database ≥ 1.7× one node (`bench/multinode --bench`, same run) | "
+                + ", ".join(f"{setup}: {ratio:.2f}×" for setup, ratio in ratios)
+                + f" of {num(one_node['rps'])}/s | {yes(best >= 1.7)} |"
+            )
     checkpoints = growth_checkpoints(rows)
     if len(checkpoints) > 1:
         largest = checkpoints[-1]
@@ -364,6 +379,35 @@ def main_section(out, rows):
                             for r in errs) + "."
             )
         lines.append("")
+    if multinode:
+        lines += [
+            "### Two nodes on one PostgreSQL (`bench/multinode --bench`: confirm, closed loop)",
+            "",
+            "One node alone, then two nodes on one scratch database behind the balancer (`payground-bench "
+            "balance`), then two nodes with the driver's connections spread over them, in alternating rounds; "
+            "each row is the median run of its setup by req/s. `postgres %` is the scratch database's own "
+            "processes; `transactions/payment` counts its commits per confirmed payment.",
+            "",
+            "| setup | req/s (every run) | p50 ms | p99 ms | node A % | node B % | balancer % | postgres % | "
+            "machine busy % | payground µs/payment | postgres µs/payment | transactions/payment | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for setup in MULTINODE_SETUPS:
+            r = multinode.get(setup)
+            if not r:
+                continue
+            cpu = r.get("cpu_pct") or {}
+            rps = r.get("rps") or 0
+            nodes = (cpu.get("node_a") or 0) + (cpu.get("node_b") or 0)
+            pg_own = r.get("pg_own_cpu_pct")
+            lines.append(
+                f"| {setup} | {num(rps)} ({' / '.join(num(v) for v in r['_runs'])}) | {lat(r.get('p50_ms'))} | "
+                f"{lat(r.get('p99_ms'))} | {num(cpu.get('node_a'))} | {num(cpu.get('node_b'))} | "
+                f"{num(cpu.get('balancer'))} | {num(pg_own)} | {num(r.get('machine_busy_pct'))} | "
+                f"{num(nodes * 1e4 / rps) if rps else '–'} | {num(pg_own * 1e4 / rps) if rps and pg_own else '–'} | "
+                f"{num(r.get('pg_xacts_per_req'), 2)} | {num(r.get('errors'))} |"
+            )
+        lines.append("")
     st = [r for r in rows if r.get("workload") == "startup" and not r.get("phase")]
     if st:
         lines += ["### Start-up (process start → first 200 from an authenticated GET)", "",
@@ -376,6 +420,31 @@ def main_section(out, rows):
             lines.append(f"SQLite file after the run (with WAL): {int(size) / 1e6:,.1f} MB.")
         lines.append("")
     return "\n".join(lines)
+
+
+MULTINODE_SETUPS = ["one-node", "two-nodes-balancer", "two-nodes-direct"]
+
+
+def multinode_rows(out):
+    """bench/multinode's rows when this run includes them: the median run by req/s
+    of each setup (one node alone, two nodes behind the balancer, two nodes with the
+    driver's connections spread over them), with every run's rate in `_runs`."""
+    path = os.path.join(out, "multinode", "runs.jsonl")
+    try:
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return {}
+    picked = {}
+    for setup in MULTINODE_SETUPS:
+        runs = [r for r in rows if r.get("system") == setup and r.get("workload") == "confirm"]
+        if not runs:
+            continue
+        ordered = sorted(runs, key=lambda r: r.get("rps") or 0)
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
+        chosen["_runs"] = [r.get("rps") for r in runs]
+        picked[setup] = chosen
+    return picked
 
 
 def median(values):
