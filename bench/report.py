@@ -86,6 +86,14 @@ HEADER = (
 )
 
 
+def median_run(runs):
+    """The median of `runs` by req/s (the lower one of an even count), whole, with
+    every run's rate in `_runs`, in the order given."""
+    chosen = dict(sorted(runs, key=lambda r: r.get("rps") or 0)[(len(runs) - 1) // 2])
+    chosen["_runs"] = [r.get("rps") for r in runs]
+    return chosen
+
+
 def pick(rows, workload, mode=None, idem=None, growth=False):
     out = []
     for r in rows:
@@ -105,12 +113,7 @@ def pick(rows, workload, mode=None, idem=None, growth=False):
     by_system = {}
     for r in out:
         by_system.setdefault(r["system"], []).append(r)
-    out = []
-    for runs in by_system.values():
-        runs.sort(key=lambda r: r.get("rps") or 0)
-        chosen = dict(runs[(len(runs) - 1) // 2])
-        chosen["_runs"] = [r.get("rps") for r in sorted(runs, key=lambda r: r.get("round") or 0)]
-        out.append(chosen)
+    out = [median_run(sorted(runs, key=lambda r: r.get("round") or 0)) for runs in by_system.values()]
     out.sort(key=lambda r: SYSTEMS.index(r["system"]) if r["system"] in SYSTEMS else 99)
     return out
 
@@ -333,7 +336,7 @@ def main_section(out, rows):
         if repeated:
             lines.append("")
             lines.append(
-                "Each row marked here is the median of its runs by req/s (runs in order: "
+                "Rows measured more than once show their median run by req/s (runs in order: "
                 + "; ".join(f"{r['system']} " + " / ".join(num(v) for v in r["_runs"]) for r in repeated)
                 + "), run in rounds that alternate the workloads, since this host's speed drifts between runs."
             )
@@ -438,12 +441,8 @@ def multinode_rows(out):
     picked = {}
     for setup in MULTINODE_SETUPS:
         runs = [r for r in rows if r.get("system") == setup and r.get("workload") == "confirm"]
-        if not runs:
-            continue
-        ordered = sorted(runs, key=lambda r: r.get("rps") or 0)
-        chosen = dict(ordered[(len(ordered) - 1) // 2])
-        chosen["_runs"] = [r.get("rps") for r in runs]
-        picked[setup] = chosen
+        if runs:
+            picked[setup] = median_run(runs)
     return picked
 
 

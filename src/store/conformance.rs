@@ -131,10 +131,6 @@ enum HoldLock {
     Postgres(tokio_postgres::Client),
 }
 
-/// How many of the groups of a PostgreSQL store commit at once: all must be
-/// waiting before batches queue.
-const PG_GROUPS_IN_FLIGHT: usize = super::postgres::GROUPS_IN_FLIGHT;
-
 impl Hold {
     /// `tag` keeps the ids of the objects it writes unique within a test.
     async fn start(f: &Fixture, tag: &str) -> Hold {
@@ -166,7 +162,8 @@ impl Hold {
             }
             Location::Postgres { url, .. } => {
                 let mut held = Vec::new();
-                for i in 0..PG_GROUPS_IN_FLIGHT {
+                // Every group slot must be waiting before batches queue.
+                for i in 0..super::postgres::GROUPS_IN_FLIGHT {
                     let id = format!("cus_hold_{tag}_{i}");
                     held.push(insert(s, "acct_hold", new_object(&id, "customer", 1)).await);
                 }
