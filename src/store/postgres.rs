@@ -218,6 +218,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         ALTER COLUMN event_id TYPE TEXT COLLATE "C",
         ALTER COLUMN endpoint_id TYPE TEXT COLLATE "C";
     "#,
+    // 7: objects are found by id (`objects_by_id`) or by account, kind and seq
+    // (`objects_by_list`, which also serves the joins from index rows, which carry
+    // all three), never by seq alone, so the primary key on seq was a third B-tree
+    // written for every object and read by nothing. Dropping it: 201-207 against
+    // 208-216 µs of PostgreSQL CPU per confirmed payment, 4,693-4,845 against
+    // 4,479-4,668 confirms/s. seq still comes from its sequence, so it stays unique
+    // and ordered without the index.
+    r#"
+    ALTER TABLE objects DROP CONSTRAINT objects_pkey;
+    "#,
 ];
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
@@ -390,7 +400,8 @@ fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<Arg>) {
     ];
     let column = if let Some((field, value)) = &query.filter {
         sql.push_str(
-            "object_index i JOIN objects o ON o.seq = i.seq
+            "object_index i JOIN objects o
+               ON o.account = i.account AND o.kind = i.kind AND o.seq = i.seq
              WHERE i.account = $1 AND i.kind = $2 AND i.field = $3 AND i.value = $4",
         );
         args.push(Arg::Text(field.clone()));
