@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod object_data;
 pub mod postgres;
 pub mod sqlite;
 mod wal_vfs;

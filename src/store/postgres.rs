@@ -229,13 +229,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE objects DROP CONSTRAINT objects_pkey;
     "#,
     // 8: an object's JSON is stored as bytes, LZ4-compressed against a dictionary
-    // of typical objects (see [`pack_object_data`]). A confirmed payment is ~9.5 KB
-    // of JSON in seven rows, mostly under the 2 KB at which PostgreSQL would
-    // compress a value itself; every byte of it was written to the WAL, to a new
-    // heap page (whose extension copies a page into the kernel's cache) and later to
-    // the data file.
-    // Rows written before keep their JSON as it was: bytes that start with
-    // anything but the compressed mark are read as JSON text.
+    // of typical objects ([`object_data`]). A confirmed payment is ~9.5 KB of JSON
+    // in seven rows, mostly under the 2 KB at which PostgreSQL would compress a
+    // value itself; every byte of it was written to the WAL, to a new heap page
+    // (whose extension copies a page into the kernel's cache) and later to the data
+    // file. Rows written before keep their JSON as it was, which reads as it is.
     r#"
     ALTER TABLE objects ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8');
     "#,
@@ -243,49 +241,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
 
-/// First byte of an object's `data` that is LZ4-compressed JSON, against
-/// [`OBJECT_DICTIONARY`] (the block follows, its length before it). JSON text never
-/// starts with a control character, so every other first byte means the JSON
-/// itself. Rows name their dictionary by this byte: a different dictionary would
-/// take another mark and leave this one readable.
-const PACKED_LZ4: u8 = 0x01;
-
-/// The objects of one confirmed payment as payground writes them (its
-/// PaymentMethod, PaymentIntent, charge, balance transaction and events). Objects
-/// of a kind share their keys, their order and most values, so against these a
-/// payment's ~9.5 KB of JSON compresses to ~2 KB, where LZ4 alone finds only the
-/// repeats inside each object and leaves ~6.5 KB. Fixed for good: the rows written
-/// with it need exactly these bytes to be read.
-const OBJECT_DICTIONARY: &[u8] = include_bytes!("object_dictionary.jsonl");
-
-/// An object's JSON as the `data` column keeps it: compressed when that saves
-/// bytes, which it does for every object a payment writes.
-fn pack_object_data(json: &str) -> Vec<u8> {
-    let compressed =
-        lz4_flex::block::compress_prepend_size_with_dict(json.as_bytes(), OBJECT_DICTIONARY);
-    if compressed.len() + 1 < json.len() {
-        let mut packed = Vec::with_capacity(compressed.len() + 1);
-        packed.push(PACKED_LZ4);
-        packed.extend_from_slice(&compressed);
-        packed
-    } else {
-        json.as_bytes().to_vec()
-    }
-}
-
-/// An object's JSON read back from the `data` column ([`pack_object_data`]).
+/// An object's JSON read back from the `data` column ([`object_data::pack`]).
 struct ObjectData(String);
 
 impl<'a> FromSql<'a> for ObjectData {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let bytes = match raw.split_first() {
-            Some((&PACKED_LZ4, block)) => {
-                lz4_flex::block::decompress_size_prepended_with_dict(block, OBJECT_DICTIONARY)
-                    .map_err(|e| format!("object data does not decompress: {e}"))?
-            }
-            _ => raw.to_vec(),
-        };
-        Ok(ObjectData(String::from_utf8(bytes)?))
+        Ok(ObjectData(object_data::unpack(raw)?))
     }
 
     fn accepts(ty: &Type) -> bool {
@@ -659,7 +620,7 @@ async fn apply_batch(
     for object in &batch.objects {
         let id = object.id.as_str();
         let index_keys = object.index_keys();
-        let data = pack_object_data(&object.data);
+        let data = object_data::pack(&object.data);
         let seq: i64 = match object.expected_version {
             None => {
                 let stmt = tx
@@ -1006,7 +967,7 @@ impl<'a> GroupRows<'a> {
                         rows.new_kinds.push(&object.kind);
                         rows.new_created.push(object.created);
                         rows.new_deleted.push(object.deleted);
-                        rows.new_data.push(pack_object_data(&object.data));
+                        rows.new_data.push(object_data::pack(&object.data));
                         rows.new_index_keys.push(object.index_keys());
                     }
                     Some(_) => rows.updates.push((&batch.account, object)),
@@ -1253,7 +1214,7 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
     let update_data: Vec<Vec<u8>> = rows
         .updates
         .iter()
-        .map(|(_, o)| pack_object_data(&o.data))
+        .map(|(_, o)| object_data::pack(&o.data))
         .collect();
     let update_index_keys: Vec<String> = rows.updates.iter().map(|(_, o)| o.index_keys()).collect();
     // Index rows name their object by id; the statement finds its seq.
@@ -1976,41 +1937,6 @@ fn list_where_sql(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read_object_data(raw: &[u8]) -> Result<String, String> {
-        ObjectData::from_sql(&Type::BYTEA, raw)
-            .map(|d| d.0)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Every object a payment writes comes back byte for byte, smaller on disk;
-    /// JSON stored before compression (migration 8 kept it as it was) reads as it is.
-    #[test]
-    fn object_data_round_trips_and_old_rows_read_as_json() {
-        let mut raw = 0;
-        let mut packed = 0;
-        for line in std::str::from_utf8(OBJECT_DICTIONARY)
-            .expect("utf-8")
-            .lines()
-        {
-            // Another payment's objects: new ids, amounts and times.
-            let json = line.replace("00Y", "01Z").replace("1000", "4242");
-            let data = pack_object_data(&json);
-            assert_eq!(data.first(), Some(&PACKED_LZ4));
-            assert_eq!(read_object_data(&data).as_deref(), Ok(json.as_str()));
-            raw += json.len();
-            packed += data.len();
-        }
-        assert!(packed * 4 < raw, "{packed} bytes packed from {raw}");
-
-        let tiny = r#"{"id":"x"}"#;
-        assert_eq!(pack_object_data(tiny), tiny.as_bytes());
-        assert_eq!(read_object_data(tiny.as_bytes()).as_deref(), Ok(tiny));
-
-        let mut corrupt = pack_object_data(&"{\"a\":1}".repeat(50));
-        corrupt.truncate(corrupt.len() / 2);
-        assert!(read_object_data(&corrupt).is_err());
-    }
 
     #[test]
     fn list_sql_binds_every_value() {

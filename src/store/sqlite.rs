@@ -251,8 +251,8 @@ type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
 enum Job {
-    /// A batch and its objects' `index_keys` texts.
-    Batch(WriteBatch, Vec<String>, Reply),
+    /// A batch and what its objects store ([`prepare`]).
+    Batch(WriteBatch, Vec<PreparedObject>, Reply),
     Admin(AdminWork, Reply),
     /// Work that may report a conflict (webhook delivery bookkeeping).
     Custom(CustomWork, Reply),
@@ -651,7 +651,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     tracing::info!("sqlite writer stopped");
 }
 
-type GroupBatch = (WriteBatch, Vec<String>, Reply);
+type GroupBatch = (WriteBatch, Vec<PreparedObject>, Reply);
 
 /// Commits one group: every job's writes in one transaction, each job's outcome
 /// its own.
@@ -789,18 +789,32 @@ fn apply_in_savepoint<T>(
     result
 }
 
-/// Each object's `index_keys` text, serialised before the batch reaches the single
-/// writer thread, which is the node's bottleneck.
-fn index_keys_of(batch: &WriteBatch) -> Vec<String> {
-    batch.objects.iter().map(ObjectWrite::index_keys).collect()
+/// What the writer stores for an object besides its columns, made before the
+/// batch reaches the single writer thread, which is the node's bottleneck.
+struct PreparedObject {
+    /// The object's `index_keys` text.
+    index_keys: String,
+    /// Its JSON as the `data` column keeps it ([`object_data::pack`]).
+    data: Vec<u8>,
 }
 
-/// Applies a batch; `index_keys` holds [`index_keys_of`] the batch. Returns how
-/// many deliveries its events called for.
+fn prepare(batch: &WriteBatch) -> Vec<PreparedObject> {
+    batch
+        .objects
+        .iter()
+        .map(|object| PreparedObject {
+            index_keys: object.index_keys(),
+            data: object_data::pack(&object.data),
+        })
+        .collect()
+}
+
+/// Applies a batch; `prepared` holds [`prepare`] the batch. Returns how many
+/// deliveries its events called for.
 fn apply_batch(
     conn: &Connection,
     batch: &WriteBatch,
-    index_keys: &[String],
+    prepared: &[PreparedObject],
     targets: &mut EventTargets,
 ) -> Result<usize, CommitError> {
     let account = batch.account.as_str();
@@ -812,7 +826,8 @@ fn apply_batch(
     let mut update_object = None;
     let mut delete_index = None;
     let mut insert_index = None;
-    for (object, index_keys) in batch.objects.iter().zip(index_keys) {
+    for (object, prepared) in batch.objects.iter().zip(prepared) {
+        let (index_keys, data) = (&prepared.index_keys, &prepared.data);
         let new_keys = object.live_index();
         let (seq, old_keys) = match object.expected_version {
             None => {
@@ -829,7 +844,7 @@ fn apply_batch(
                         object.kind,
                         object.created,
                         object.deleted,
-                        object.data,
+                        data,
                         index_keys
                     ])
                     .map_err(store_err)?;
@@ -858,7 +873,7 @@ fn apply_batch(
                     "UPDATE objects SET version = version + 1, deleted = ?2, data = ?3,
                      index_keys = ?4 WHERE seq = ?1",
                 )?
-                .execute(params![seq, object.deleted, object.data, index_keys])
+                .execute(params![seq, object.deleted, data, index_keys])
                 .map_err(store_err)?;
                 (seq, parse_index_keys(&old_keys))
             }
@@ -1012,8 +1027,24 @@ fn row_to_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
         version: row.get(3)?,
         created: row.get(4)?,
         deleted: row.get(5)?,
-        data: row.get(6)?,
+        data: row.get::<_, ObjectData>(6)?.0,
     })
+}
+
+/// An object's JSON read back from the `data` column: packed
+/// ([`object_data::pack`]) since objects were compressed, JSON text before.
+struct ObjectData(String);
+
+impl rusqlite::types::FromSql for ObjectData {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match value {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => object_data::unpack(bytes)
+                .map(ObjectData)
+                .map_err(|e| FromSqlError::Other(Box::new(e))),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
 }
 
 fn row_to_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
@@ -1212,8 +1243,9 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(Committed::default());
         }
-        let keys = index_keys_of(&batch);
-        self.submit(|reply| Job::Batch(batch, keys, reply)).await
+        let prepared = prepare(&batch);
+        self.submit(|reply| Job::Batch(batch, prepared, reply))
+            .await
     }
 
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
@@ -1951,7 +1983,7 @@ mod tests {
             .map(|b| {
                 let (reply, done) = oneshot::channel();
                 replies.push(done);
-                let keys = index_keys_of(&b);
+                let keys = prepare(&b);
                 (b, keys, reply)
             })
             .collect();
