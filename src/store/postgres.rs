@@ -240,19 +240,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
-
-/// An object's JSON read back from the `data` column ([`object_data::pack`]).
-struct ObjectData(String);
-
-impl<'a> FromSql<'a> for ObjectData {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(ObjectData(object_data::unpack(raw)?))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::BYTEA
-    }
-}
 const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
 
 const INSERT_OBJECT: &str =
@@ -371,6 +358,19 @@ fn commit_err(context: &'static str, conflict_on: &str, e: tokio_postgres::Error
         }
     }
     CommitError::Store(pg_err(context, e))
+}
+
+/// An object's JSON read back from the `data` column ([`object_data::pack`]).
+struct ObjectData(String);
+
+impl<'a> FromSql<'a> for ObjectData {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(ObjectData(object_data::unpack(raw)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::BYTEA
+    }
 }
 
 fn row_to_object(row: &Row) -> Result<StoredObject, tokio_postgres::Error> {

@@ -1983,8 +1983,8 @@ mod tests {
             .map(|b| {
                 let (reply, done) = oneshot::channel();
                 replies.push(done);
-                let keys = prepare(&b);
-                (b, keys, reply)
+                let prepared = prepare(&b);
+                (b, prepared, reply)
             })
             .collect();
         run_group(conn, group, Vec::new());
