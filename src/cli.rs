@@ -22,7 +22,7 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use crate::clock;
-use crate::jobs::delivery;
+use crate::jobs::webhooks;
 
 /// How long one forward to the local URL may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -171,7 +171,7 @@ pub async fn listen(options: ListenOptions) -> anyhow::Result<()> {
     )?;
     out.flush()?;
 
-    let forwarder = delivery::http_client(FORWARD_TIMEOUT)?;
+    let forwarder = webhooks::http_client(FORWARD_TIMEOUT)?;
     let poll_path = format!("/v1/payground/listeners/{id}/poll");
     let ack_path = format!("/v1/payground/listeners/{id}/ack");
     let poll_params = form(&[("wait", POLL_WAIT_SECS), ("limit", POLL_LIMIT)]);
@@ -251,7 +251,7 @@ async fn forward(
     println!("{}   --> {event_type} [{event_id}]", now());
     let started = Instant::now();
     let (status, body, error, latency_ms) =
-        delivery::post_signed(forwarder, url, secret, payload, FORWARD_TIMEOUT).await;
+        webhooks::post_signed(forwarder, url, secret, payload, FORWARD_TIMEOUT).await;
     match (status, &error) {
         (Some(status), _) => println!("{}  <--  [{status}] POST {url} [{event_id}]", now()),
         (None, Some(error)) => {

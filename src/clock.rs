@@ -3,8 +3,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::store::Account;
-
 /// Real unix seconds. Only this module reads the system clock.
 pub fn system_now() -> i64 {
     SystemTime::now()
@@ -22,7 +20,8 @@ pub fn system_now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// The account's current time: real time plus the account's offset.
-pub fn account_now(account: &Account) -> i64 {
-    system_now() + account.clock_offset
+/// An account's current time: real time plus the offset its test helper moved
+/// it by.
+pub fn account_now(clock_offset: i64) -> i64 {
+    system_now() + clock_offset
 }

@@ -149,6 +149,8 @@ pub struct Ctx {
     writes: Vec<ObjectWrite>,
     write_index: HashMap<String, usize>,
     events: Vec<EmittedEvent>,
+    /// The operation fails, and yet its writes stand: see [`Ctx::commit_with_error`].
+    commit_with_error: bool,
 }
 
 fn internal(err: impl std::fmt::Display) -> ApiError {
@@ -173,6 +175,7 @@ impl Ctx {
             writes: Vec::new(),
             write_index: HashMap::new(),
             events: Vec::new(),
+            commit_with_error: false,
         }
     }
 
@@ -381,12 +384,27 @@ impl Ctx {
             .map_err(internal)
     }
 
-    /// Hands the recorded writes over for commit.
-    pub fn into_batch(self) -> WriteBatch {
+    /// Marks the failure this operation is about to answer with as one that
+    /// Stripe records: what it wrote commits with the error. A card decline is
+    /// the case: its failed charge, the PaymentIntent's `last_payment_error` and
+    /// their events stay, and the 402 says so. Any other failure leaves no trace.
+    pub fn commit_with_error(&mut self) {
+        self.commit_with_error = true;
+    }
+
+    /// Whether [`Ctx::commit_with_error`] was chosen.
+    pub fn commits_with_error(&self) -> bool {
+        self.commit_with_error
+    }
+
+    /// Hands the recorded writes over for commit. When the operation `failed`,
+    /// they are dropped unless it chose [`Ctx::commit_with_error`].
+    pub fn into_batch(self, failed: bool) -> WriteBatch {
+        let keep = !failed || self.commit_with_error;
         WriteBatch {
             account: self.account.id.clone(),
-            objects: self.writes,
-            events: self.events,
+            objects: if keep { self.writes } else { Vec::new() },
+            events: if keep { self.events } else { Vec::new() },
             idempotency: None,
             idempotency_cutoff: 0,
         }

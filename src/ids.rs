@@ -5,10 +5,8 @@
 //! into appends (see the storage figures in the docs); the remaining 12 characters
 //! are random so ids cannot be guessed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -25,10 +23,7 @@ fn push_base62(out: &mut String, mut value: u64, width: usize) {
 
 /// A monotonic (millisecond << 18 | counter) stamp: strictly increasing in this process.
 fn next_stamp() -> u64 {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis = u64::try_from(crate::clock::system_now_millis()).unwrap_or(0);
     let candidate = millis << 18;
     let mut prev = LAST.load(Ordering::Relaxed);
     loop {

@@ -6,7 +6,9 @@
 pub mod accounts;
 pub mod cli;
 pub mod clock;
+pub mod crypto;
 pub mod ctx;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use payground::jobs::delivery::{RetrySchedule, WebhookSettings, DEFAULT_RETRY_SCHEDULE};
+use payground::jobs::webhooks::{RetrySchedule, WebhookSettings, DEFAULT_RETRY_SCHEDULE};
 use payground::server::{serve, ServeConfig};
 use payground::{accounts, store};
 

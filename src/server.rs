@@ -3,8 +3,10 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::accounts;
+use crate::engine::Engine;
 use crate::http::app::App;
 use crate::http::router::router;
 use crate::store;
@@ -22,7 +24,7 @@ pub struct ServeConfig {
     /// API requests per second per account; more get 429 (`None`: unlimited).
     pub rate_limit: Option<f64>,
     /// Webhook retry schedule and attempt timeout.
-    pub webhooks: crate::jobs::delivery::WebhookSettings,
+    pub webhooks: crate::jobs::webhooks::WebhookSettings,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -44,19 +46,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    let app = App::new(
-        store.clone(),
-        public_url.clone(),
-        config.admin_token.clone(),
-    )
-    .with_rate_limit(config.rate_limit);
+    let engine = Arc::new(Engine::new(store.clone(), public_url.clone()));
+    let app =
+        App::new(engine.clone(), config.admin_token.clone()).with_rate_limit(config.rate_limit);
     tokio::spawn(crate::jobs::settlement::run(
-        app.clone(),
+        engine,
         config.settlement_delay,
     ));
     // Webhook delivery runs on tasks of its own; commits wake it through the hub.
     let webhooks =
-        crate::jobs::delivery::start(store.clone(), app.webhooks.clone(), config.webhooks.clone())?;
+        crate::jobs::webhooks::start(store.clone(), app.webhooks.clone(), config.webhooks.clone())?;
     let hub = app.webhooks.clone();
     let router = router(app);
 

@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use payground::http::{form, params};
+use payground::http::form;
+use payground::resources::common::params;
 use payground::resources::{customer, payment_intent, payment_method, refund};
 
 fn key() -> impl Strategy<Value = String> {

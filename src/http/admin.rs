@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts;
-use crate::clock;
 use crate::error::ApiError;
 use crate::http::app::{Admin, App, SecretRequest};
 use crate::http::openapi;
@@ -29,14 +28,14 @@ async fn healthz() -> Response {
 }
 
 async fn create_account(State(app): State<App>, _admin: Admin) -> Response {
-    match accounts::create(&app.store, None, None).await {
+    match accounts::create(&app.engine.store, None, None).await {
         Ok(account) => Json(accounts::describe(&account)).into_response(),
         Err(e) => ApiError::internal("account creation failed", e).into_response(),
     }
 }
 
 async fn list_accounts(State(app): State<App>, _admin: Admin) -> Response {
-    match app.store.list_accounts().await {
+    match app.engine.store.list_accounts().await {
         Ok(all) => Json(json!({
             "object": "list",
             "data": all.iter().map(accounts::describe).collect::<Vec<_>>(),
@@ -53,11 +52,7 @@ fn clock_view(offset: i64, now: i64) -> serde_json::Value {
 }
 
 async fn clock_show(req: SecretRequest) -> Response {
-    Json(clock_view(
-        req.account.clock_offset,
-        clock::account_now(&req.account),
-    ))
-    .into_response()
+    Json(clock_view(req.account.clock_offset, req.account.now())).into_response()
 }
 
 #[derive(Deserialize)]
@@ -79,11 +74,16 @@ async fn clock_advance(State(app): State<App>, req: SecretRequest) -> Response {
         .into_response();
     }
     let offset = req.account.clock_offset + params.seconds;
-    if let Err(e) = app.store.set_clock_offset(&req.account.id, offset).await {
+    if let Err(e) = app
+        .engine
+        .store
+        .set_clock_offset(&req.account.id, offset)
+        .await
+    {
         return ApiError::internal("clock update failed", e).into_response();
     }
     app.forget_account(&req.account.id);
     let mut account = (*req.account).clone();
     account.clock_offset = offset;
-    Json(clock_view(offset, clock::account_now(&account))).into_response()
+    Json(clock_view(offset, account.now())).into_response()
 }

@@ -18,11 +18,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::clock;
 use crate::ctx::{Answer, Ctx, KeyKind, RequestInfo};
 use crate::error::{ApiError, ErrorType};
-use crate::http::{expand, form, params};
-use crate::store::{Account, CommitError, DynStore, IdempotencyRecord};
+use crate::http::{expand, form};
+use crate::resources::common::params;
+use crate::store::{Account, CommitError, IdempotencyRecord};
 
 /// Bodies larger than this are refused with 413 before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -34,26 +34,9 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// How long a cached key → account lookup is trusted; bounds how stale another
 /// node's view of an account (its clock) can be.
 const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Attempts of one operation that keeps losing optimistic-concurrency races.
-pub const MAX_ATTEMPTS: u32 = 50;
-/// What an operation that lost [`MAX_ATTEMPTS`] races answers: Stripe's
-/// `lock_timeout`, a 429 the SDKs retry, not an `api_error`.
-pub fn conflict_exhausted(attempts: u32) -> ApiError {
-    tracing::warn!(
-        attempts,
-        "operation kept conflicting; answering lock_timeout"
-    );
-    ApiError::new(
-        429,
-        ErrorType::InvalidRequestError,
-        "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request. If you see this error frequently and are making multiple concurrent requests to a single object, make your requests serially or at a lower rate.",
-    )
-    .with_code("lock_timeout")
-}
-
 pub struct AppState {
-    pub store: DynStore,
-    pub public_url: String,
+    /// Runs operations and commits them; shared with the background jobs.
+    pub engine: Arc<crate::engine::Engine>,
     pub admin_token: Option<String>,
     accounts: RwLock<HashMap<String, (Arc<Account>, Instant)>>,
     inflight: Mutex<HashSet<(String, String)>>,
@@ -62,7 +45,7 @@ pub struct AppState {
     conflict_queues: Mutex<HashMap<(String, String), ConflictQueue>>,
     rate_limit: Option<crate::http::rate_limit::RateLimiter>,
     /// Wakes the webhook jobs after commits that wrote events; holds their settings.
-    pub webhooks: Arc<crate::jobs::delivery::Hub>,
+    pub webhooks: Arc<crate::jobs::webhooks::Hub>,
 }
 
 #[derive(Clone)]
@@ -158,16 +141,16 @@ fn presented_key(parts: &Parts) -> Result<String, ApiError> {
 }
 
 impl App {
-    pub fn new(store: DynStore, public_url: String, admin_token: Option<String>) -> Self {
+    pub fn new(engine: Arc<crate::engine::Engine>, admin_token: Option<String>) -> Self {
+        let webhooks = Arc::new(crate::jobs::webhooks::Hub::new(engine.wakers.clone()));
         App(Arc::new(AppState {
-            store,
-            public_url,
+            engine,
             admin_token,
             accounts: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashSet::new()),
             conflict_queues: Mutex::new(HashMap::new()),
             rate_limit: None,
-            webhooks: Arc::default(),
+            webhooks,
         }))
     }
 
@@ -192,6 +175,7 @@ impl App {
             Some(account) => account,
             None => {
                 let found = self
+                    .engine
                     .store
                     .account_by_key(key)
                     .await
@@ -218,42 +202,8 @@ impl App {
         self.accounts.write().retain(|_, (a, _)| a.id != account_id);
     }
 
-    /// A unit of work not tied to an API request (hosted pages, background jobs):
-    /// no idempotency key, and events carry `request.id = null`.
-    pub fn internal_context(&self, account: Arc<Account>) -> Ctx {
-        Ctx::new(
-            self.store.clone(),
-            account.clone(),
-            clock::account_now(&account),
-            RequestInfo {
-                request_id: String::new(),
-                idempotency_key: None,
-                key_kind: KeyKind::Secret,
-            },
-            self.public_url.clone(),
-        )
-    }
-
-    /// Commits an internal unit of work. `Ok(false)` means it lost a race and must run again.
-    pub async fn commit_internal(&self, ctx: Ctx) -> Result<bool, ApiError> {
-        match self.store.commit(ctx.into_batch()).await {
-            Ok(committed) => {
-                self.webhooks.committed(committed);
-                Ok(true)
-            }
-            Err(CommitError::Conflict(_)) => Ok(false),
-            Err(e) => Err(ApiError::internal("commit failed", e)),
-        }
-    }
-
     pub fn context<const P: bool>(&self, req: &ApiRequest<P>) -> Ctx {
-        Ctx::new(
-            self.store.clone(),
-            req.account.clone(),
-            clock::account_now(&req.account),
-            req.info.clone(),
-            self.public_url.clone(),
-        )
+        self.engine.context(req.account.clone(), req.info.clone())
     }
 
     /// Replays a stored response, refuses a reused key, or lets the request run.
@@ -288,13 +238,18 @@ impl App {
     }
 
     async fn replay<const P: bool>(&self, req: &ApiRequest<P>, key: &str) -> Option<Response> {
-        let record = match self.store.idempotency_get(&req.account.id, key).await {
+        let record = match self
+            .engine
+            .store
+            .idempotency_get(&req.account.id, key)
+            .await
+        {
             Ok(record) => record?,
             Err(e) => {
                 return Some(ApiError::internal("idempotency lookup failed", e).into_response())
             }
         };
-        let now = clock::account_now(&req.account);
+        let now = req.account.now();
         if record.created < now - IDEMPOTENCY_WINDOW_SECS {
             return None;
         }
@@ -314,13 +269,21 @@ impl App {
         Some(json_response(status, record.body, true))
     }
 
-    /// Expands, commits and answers. `None` means the operation lost a race and must run again.
+    /// Expands, commits and answers. `Conflict` means the operation lost a race
+    /// and must run again.
+    ///
+    /// A failed operation commits nothing (unless it chose to commit with its
+    /// error, as a decline does), and its idempotency key stays free: a request
+    /// that was refused leaves no trace. A 5xx is the exception Stripe makes: its
+    /// answer is kept for the key, so a retry does not run into a half-known
+    /// state, while its writes are still dropped.
     pub async fn finish<const P: bool>(
         &self,
         mut ctx: Ctx,
         req: &ApiRequest<P>,
         outcome: Result<impl Into<Answer>, ApiError>,
     ) -> Finished {
+        let failed = outcome.is_err();
         let (status, body) = match outcome {
             Ok(answer) => match answer_text(&mut ctx, req, answer.into()).await {
                 Ok(text) => (200u16, text),
@@ -329,9 +292,9 @@ impl App {
             Err(e) => (e.status, e.body().to_string()),
         };
         let now = ctx.now;
-        let mut batch = ctx.into_batch();
-        let store_record =
-            status < 400 || status == 402 || status >= 500 || !batch.objects.is_empty();
+        let kept_failure = failed && ctx.commits_with_error();
+        let mut batch = ctx.into_batch(failed);
+        let store_record = !failed || kept_failure || status >= 500;
         if let (Some(key), true) = (&req.info.idempotency_key, store_record) {
             batch.idempotency = Some(IdempotencyRecord {
                 key: key.clone(),
@@ -342,9 +305,12 @@ impl App {
             });
             batch.idempotency_cutoff = now - IDEMPOTENCY_WINDOW_SECS;
         }
-        match self.store.commit(batch).await {
-            Ok(committed) => {
-                self.webhooks.committed(committed);
+        if batch.is_empty() {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Finished::Done(json_response(status, body, false));
+        }
+        match self.engine.commit(batch).await {
+            Ok(_) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Finished::Done(json_response(status, body, false))
@@ -504,9 +470,9 @@ macro_rules! execute {
                         $crate::http::app::Finished::Conflict(object) => object,
                     };
                     attempt += 1;
-                    if attempt >= $crate::http::app::MAX_ATTEMPTS {
+                    if attempt >= $crate::engine::MAX_ATTEMPTS {
                         break axum::response::IntoResponse::into_response(
-                            $crate::http::app::conflict_exhausted(attempt),
+                            $crate::engine::conflict_exhausted(attempt),
                         );
                     }
                     turn = Some(
@@ -514,29 +480,6 @@ macro_rules! execute {
                             .await,
                     );
                 }
-            }
-        }
-    }};
-}
-
-/// Runs an operation outside an API request (hosted pages, jobs) for one account,
-/// committing whatever it wrote, success or not; retries on conflicts.
-#[macro_export]
-macro_rules! execute_as {
-    ($app:expr, $account:expr, |$ctx:ident| $op:expr) => {{
-        let mut attempt = 0u32;
-        loop {
-            #[allow(unused_mut)]
-            let mut $ctx = $app.internal_context($account.clone());
-            let outcome = $op;
-            match $app.commit_internal($ctx).await {
-                Ok(true) => break outcome,
-                Ok(false) if attempt < $crate::http::app::MAX_ATTEMPTS => {
-                    attempt += 1;
-                    tokio::task::yield_now().await;
-                }
-                Ok(false) => break Err($crate::http::app::conflict_exhausted(attempt)),
-                Err(e) => break Err(e),
             }
         }
     }};
@@ -777,13 +720,9 @@ impl FromRequestParts<App> for Admin {
             ));
         };
         let key = presented_key(parts)?;
-        if !constant_time_eq(key.as_bytes(), expected.as_bytes()) {
+        if !crate::crypto::constant_time_eq(key.as_bytes(), expected.as_bytes()) {
             return Err(ApiError::unauthorized("Invalid admin token provided."));
         }
         Ok(Admin)
     }
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -14,10 +14,9 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::execute_as;
 use crate::http::app::App;
 use crate::resources::currency;
-use crate::resources::payment_intent::{self, PaymentIntent};
+use crate::resources::payment_intent::{self, PaymentIntent, Status};
 use crate::resources::payment_method::PaymentMethod;
 use crate::store::Account;
 
@@ -76,7 +75,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 async fn account(app: &App, id: &str) -> Result<Arc<Account>, Response> {
-    match app.store.account(id).await {
+    match app.engine.store.account(id).await {
         Ok(Some(a)) => Ok(Arc::new(a)),
         Ok(None) => Err(error_page(
             StatusCode::NOT_FOUND,
@@ -107,7 +106,7 @@ async fn page(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let mut ctx = app.internal_context(account);
+    let mut ctx = app.engine.internal_context(account);
     let pi: PaymentIntent = match ctx.fetch(&id).await {
         Ok(pi) => pi,
         Err(_) => return error_page(StatusCode::NOT_FOUND, "This payment does not exist."),
@@ -116,18 +115,18 @@ async fn page(
     let secret_ok = pi
         .client_secret
         .as_deref()
-        .is_some_and(|real| crate::http::app::constant_time_eq(real.as_bytes(), secret.as_bytes()));
+        .is_some_and(|real| crate::crypto::constant_time_eq(real.as_bytes(), secret.as_bytes()));
     if !secret_ok {
         return error_page(StatusCode::NOT_FOUND, "This payment does not exist.");
     }
-    if pi.status != "requires_action" {
+    if pi.status != Status::RequiresAction {
         return (
             StatusCode::OK,
             Html(html_page(
                 "Authentication",
                 &format!(
                     "<h1>Nothing to authenticate</h1><p>This payment is {}.</p>",
-                    escape(&pi.status)
+                    escape(pi.status.as_str())
                 ),
             )),
         )
@@ -183,7 +182,7 @@ async fn submit(
         }
     };
     let result: Result<PaymentIntent, ApiError> =
-        execute_as!(app, account, |ctx| payment_intent::authenticate(
+        crate::run_as!(app.engine, account, |ctx| payment_intent::authenticate(
             &mut ctx, &id, &secret, completed
         )
         .await);
@@ -195,9 +194,9 @@ async fn submit(
         Err(e) if e.status == 400 => return error_page(StatusCode::CONFLICT, &e.message),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
-    let redirect_status = match pi.status.as_str() {
-        "succeeded" | "requires_capture" => "succeeded",
-        "processing" => "pending",
+    let redirect_status = match pi.status {
+        Status::Succeeded | Status::RequiresCapture => "succeeded",
+        Status::Processing => "pending",
         _ => "failed",
     };
     let return_url = form.get("return_url").cloned().unwrap_or_default();

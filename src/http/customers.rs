@@ -1,4 +1,5 @@
-//! `/v1/customers`: thin handlers over [`crate::resources::customer`].
+//! `/v1/customers`, with a customer's PaymentMethods: thin handlers over
+//! [`crate::resources::customer`] and [`crate::resources::payment_method`].
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -6,9 +7,11 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
-use crate::http::list::ListParams;
+use crate::http::payment_methods;
 use crate::params;
+use crate::resources::common::list::ListParams;
 use crate::resources::customer::{self, CustomerListFilters, CustomerParams};
+use crate::resources::payment_method;
 use crate::resources::search::SearchParams;
 use crate::{execute, read};
 
@@ -19,6 +22,14 @@ pub fn routes() -> Router<App> {
         .route(
             "/v1/customers/{id}",
             get(retrieve).post(update).delete(delete),
+        )
+        .route(
+            "/v1/customers/{id}/payment_methods",
+            get(list_payment_methods),
+        )
+        .route(
+            "/v1/customers/{id}/payment_methods/{payment_method}",
+            get(retrieve_payment_method),
         )
 }
 
@@ -45,7 +56,7 @@ async fn delete(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
-    let page = match ListParams::take(&mut req) {
+    let page = match ListParams::take(&mut req.tree) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -57,6 +68,37 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
 async fn search(State(app): State<App>, req: SecretRequest) -> Response {
     let params: SearchParams = params!(req);
     read!(app, req, |ctx| customer::search(&mut ctx, &params).await)
+}
+
+/// A customer's PaymentMethods (`GET /v1/customers/{id}/payment_methods`).
+async fn list_payment_methods(
+    State(app): State<App>,
+    Path(customer): Path<String>,
+    mut req: SecretRequest,
+) -> Response {
+    let page = match payment_methods::list_params(&mut req) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: payment_method::CustomerListFilters = params!(req);
+    read!(app, req, |ctx| payment_method::list_for_customer(
+        &mut ctx, &customer, &filters, &page
+    )
+    .await)
+}
+
+async fn retrieve_payment_method(
+    State(app): State<App>,
+    Path((customer, id)): Path<(String, String)>,
+    req: SecretRequest,
+) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
+    read!(app, req, |ctx| payment_method::retrieve_for_customer(
+        &mut ctx, &customer, &id
+    )
+    .await)
 }
 
 /// Retrieve calls take no parameters but `expand`.

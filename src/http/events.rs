@@ -8,9 +8,9 @@ use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
-use crate::http::list::ListParams;
 use crate::params;
 use crate::read;
+use crate::resources::common::list::ListParams;
 use crate::resources::event::{self, AttemptListParams, EventListFilters, ResendParams};
 
 pub fn routes() -> Router<App> {
@@ -29,7 +29,7 @@ async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretReq
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
-    let page = match ListParams::take(&mut req) {
+    let page = match ListParams::take(&mut req.tree) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -42,7 +42,7 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
 async fn resend(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
     let params: ResendParams = params!(req);
     let response = read!(app, req, |ctx| event::resend(&mut ctx, &id, &params).await);
-    app.webhooks.deliveries.notify_one();
+    app.webhooks.wakers.deliveries.notify_one();
     response
 }
 

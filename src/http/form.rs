@@ -143,3 +143,110 @@ mod tests {
         assert!(decode(b"a[x=1").is_err());
     }
 }
+
+#[cfg(test)]
+/// Typed params decoded from bodies as clients send them.
+mod params_from_forms {
+    use super::decode;
+    use crate::error::ApiError;
+    use crate::resources::common::params::*;
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be decoded, not read
+    struct Card {
+        number: String,
+        exp_month: u32,
+        #[serde(default)]
+        cvc: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Capture {
+        Automatic,
+        Manual,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        amount: i64,
+        #[serde(default)]
+        confirm: Option<bool>,
+        #[serde(default)]
+        card: Option<Card>,
+        #[serde(default)]
+        types: Vec<String>,
+        #[serde(default)]
+        capture_method: Option<Capture>,
+        #[serde(default)]
+        description: Field<String>,
+        #[serde(default)]
+        metadata: MetadataParam,
+    }
+
+    fn parse(body: &str) -> Result<Params, ApiError> {
+        from_value(&decode(body.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn typed_values_from_strings() {
+        let p = parse("amount=2000&confirm=true&card[number]=4242&card[exp_month]=12&types[]=card&types[]=sepa&capture_method=manual&description=&metadata[a]=1&metadata[b]=").unwrap();
+        assert_eq!(p.amount, 2000);
+        assert_eq!(p.confirm, Some(true));
+        assert_eq!(p.card.unwrap().exp_month, 12);
+        assert_eq!(p.types, vec!["card", "sepa"]);
+        assert_eq!(p.capture_method, Some(Capture::Manual));
+        assert_eq!(p.description, Field::Clear);
+        match p.metadata {
+            Field::Set(m) => {
+                assert_eq!(m["a"], Field::Set("1".into()));
+                assert_eq!(m["b"], Field::Clear);
+            }
+            other => panic!("metadata: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_param() {
+        let e = parse("amount=abc").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("parameter_invalid_integer"));
+        assert_eq!(e.param.as_deref(), Some("amount"));
+        assert_eq!(e.message, "Invalid integer: abc");
+
+        let e = parse("amount=1&card[number]=1&card[exp_month]=1&card[bogus]=1").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("parameter_unknown"));
+        assert_eq!(e.param.as_deref(), Some("card[bogus]"));
+
+        let e = parse("amount=1&card[number]=1").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("parameter_missing"));
+        assert_eq!(e.param.as_deref(), Some("card[exp_month]"));
+
+        let e = parse("confirm=true").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("amount"));
+        assert_eq!(e.message, "Missing required param: amount.");
+
+        let e = parse("amount=1&confirm=yes").unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("parameter_invalid_boolean"));
+
+        let e = parse("amount=1&capture_method=later").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("capture_method"));
+
+        let e = parse("amount=1&card=x").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("card"));
+
+        let e = parse("amount[x]=1").unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("amount"));
+    }
+
+    #[test]
+    fn json_bodies_decode_too() {
+        let v: Value = serde_json::json!({"amount": 5, "confirm": true, "metadata": {"k": "v"}});
+        let p: Params = from_value(&v).unwrap();
+        assert_eq!(p.amount, 5);
+        assert_eq!(p.confirm, Some(true));
+    }
+}

@@ -1,15 +1,15 @@
 //! The http layer: Stripe's wire conventions, once, for every resource.
+
 pub mod admin;
 pub mod app;
 pub mod authenticate;
+pub mod balance_transactions;
 pub mod charges;
 pub mod customers;
 pub mod events;
 pub mod expand;
 pub mod form;
-pub mod list;
 pub mod openapi;
-pub mod params;
 pub mod payment_intents;
 pub mod payment_methods;
 pub mod rate_limit;

@@ -1235,6 +1235,7 @@ mod tests {
     const ROUTE_SOURCES: &[&str] = &[
         include_str!("admin.rs"),
         include_str!("authenticate.rs"),
+        include_str!("balance_transactions.rs"),
         include_str!("charges.rs"),
         include_str!("customers.rs"),
         include_str!("events.rs"),
@@ -1327,6 +1328,7 @@ mod tests {
         for module in [
             "admin",
             "authenticate",
+            "balance_transactions",
             "charges",
             "customers",
             "events",

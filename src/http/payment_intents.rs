@@ -9,8 +9,8 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
-use crate::http::list::ListParams;
 use crate::params;
+use crate::resources::common::list::ListParams;
 use crate::resources::payment_intent::{
     self, CancelParams, CaptureParams, ConfirmParams, CreateParams, IncrementParams, ListFilters,
     UpdateParams,
@@ -106,7 +106,7 @@ async fn settle(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
-    let page = match ListParams::take(&mut req) {
+    let page = match ListParams::take(&mut req.tree) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

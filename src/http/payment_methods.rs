@@ -1,5 +1,4 @@
-//! `/v1/payment_methods` and `/v1/customers/{id}/payment_methods`: thin handlers
-//! over [`crate::resources::payment_method`].
+//! `/v1/payment_methods`: thin handlers over [`crate::resources::payment_method`].
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -11,12 +10,11 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::http::app::{ApiRequest, App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
-use crate::http::list::ListParams;
-use crate::http::params;
 use crate::params;
+use crate::resources::common::list::ListParams;
+use crate::resources::common::params;
 use crate::resources::payment_method::{
-    self, AttachParams, CloneParams, CustomerListFilters, ListFilters, PaymentMethodData,
-    UpdateParams,
+    self, AttachParams, CloneParams, ListFilters, PaymentMethodData, UpdateParams,
 };
 use crate::{execute, read};
 
@@ -26,12 +24,6 @@ pub fn routes() -> Router<App> {
         .route("/v1/payment_methods/{id}", get(retrieve).post(update))
         .route("/v1/payment_methods/{id}/attach", post(attach))
         .route("/v1/payment_methods/{id}/detach", post(detach))
-        // `{id}` is the customer, named as in the customer routes so the paths merge.
-        .route("/v1/customers/{id}/payment_methods", get(list_for_customer))
-        .route(
-            "/v1/customers/{id}/payment_methods/{payment_method}",
-            get(retrieve_for_customer),
-        )
 }
 
 /// Takes `keys` out of the request and decodes them apart from the rest, for
@@ -51,11 +43,11 @@ fn take_params<T: serde::de::DeserializeOwned, const P: bool>(
 
 /// The list parameters of PaymentMethod lists, which (unlike most lists) take no
 /// `created` filter in Stripe's spec.
-fn list_params(req: &mut SecretRequest) -> Result<ListParams, ApiError> {
+pub fn list_params(req: &mut SecretRequest) -> Result<ListParams, ApiError> {
     if req.tree.get("created").is_some() {
         return Err(ApiError::unknown_param("created"));
     }
-    ListParams::take(req)
+    ListParams::take(&mut req.tree)
 }
 
 /// Publishable keys may create PaymentMethods: it is what stripe.js does.
@@ -122,36 +114,6 @@ async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
     let filters: ListFilters = params!(req);
     read!(app, req, |ctx| payment_method::list(
         &mut ctx, &filters, &page
-    )
-    .await)
-}
-
-async fn list_for_customer(
-    State(app): State<App>,
-    Path(customer): Path<String>,
-    mut req: SecretRequest,
-) -> Response {
-    let page = match list_params(&mut req) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let filters: CustomerListFilters = params!(req);
-    read!(app, req, |ctx| payment_method::list_for_customer(
-        &mut ctx, &customer, &filters, &page
-    )
-    .await)
-}
-
-async fn retrieve_for_customer(
-    State(app): State<App>,
-    Path((customer, id)): Path<(String, String)>,
-    req: SecretRequest,
-) -> Response {
-    if let Err(e) = req.params::<NoParams>() {
-        return e.into_response();
-    }
-    read!(app, req, |ctx| payment_method::retrieve_for_customer(
-        &mut ctx, &customer, &id
     )
     .await)
 }

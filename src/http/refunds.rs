@@ -7,8 +7,8 @@ use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
-use crate::http::list::ListParams;
 use crate::params;
+use crate::resources::common::list::ListParams;
 use crate::resources::refund::{self, CreateParams, ListFilters, UpdateParams};
 use crate::{execute, read};
 
@@ -41,7 +41,7 @@ async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
-    let page = match ListParams::take(&mut req) {
+    let page = match ListParams::take(&mut req.tree) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };

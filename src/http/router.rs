@@ -27,6 +27,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::http::payment_methods::routes())
         .merge(payment_intents::routes())
         .merge(charges::routes())
+        .merge(crate::http::balance_transactions::routes())
         .merge(refunds::routes())
         .merge(authenticate::routes())
         .fallback(unknown_route)

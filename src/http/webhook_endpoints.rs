@@ -14,10 +14,10 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
-use crate::http::list::ListParams;
 use crate::ids;
-use crate::jobs::delivery::{self, PulledAttempt};
+use crate::jobs::webhooks::{self, PulledAttempt};
 use crate::params;
+use crate::resources::common::list::ListParams;
 use crate::resources::event::{self, AttemptListParams};
 use crate::resources::webhook_endpoint::{self, CreateParams, ListenerParams, UpdateParams};
 use crate::{execute, read};
@@ -67,7 +67,7 @@ async fn remove(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
-    let page = match ListParams::take(&mut req) {
+    let page = match ListParams::take(&mut req.tree) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -155,8 +155,8 @@ async fn poll_listener(
         return e.into_response();
     }
     let lease = format!("poll_{}", ids::random_string(24));
-    let pulled = delivery::poll_listener(
-        &app.store,
+    let pulled = webhooks::poll_listener(
+        &app.engine.store,
         &app.webhooks,
         &req.account.id,
         &id,
@@ -220,6 +220,7 @@ async fn ack_listener(
         return e.into_response();
     }
     let found = match app
+        .engine
         .store
         .delivery(&req.account.id, &params.event, &id)
         .await
@@ -239,7 +240,8 @@ async fn ack_listener(
         error: params.error,
     };
     let settings = app.webhooks.settings().clone();
-    match delivery::settle_pulled(&app.store, &settings, &found, &params.lease, report).await {
+    match webhooks::settle_pulled(&app.engine.store, &settings, &found, &params.lease, report).await
+    {
         Ok(settled) => Json(json!({
             "object": "payground.delivery_report",
             "event": params.event,

@@ -1,3 +1,3 @@
 //! Background work: nothing here holds state in memory that a restart would lose.
-pub mod delivery;
 pub mod settlement;
+pub mod webhooks;

@@ -7,11 +7,9 @@
 
 use std::time::Duration;
 
-use crate::clock;
 use crate::ctx::StripeObject;
+use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::execute_as;
-use crate::http::app::App;
 use crate::resources::charge::Charge;
 use crate::resources::payment_intent::{self, PaymentIntent};
 use crate::store::ListQuery;
@@ -20,9 +18,9 @@ const PASS_INTERVAL: Duration = Duration::from_millis(500);
 const BATCH: usize = 100;
 
 /// Runs until the process stops.
-pub async fn run(app: App, delay: Duration) {
+pub async fn run(engine: std::sync::Arc<Engine>, delay: Duration) {
     loop {
-        if let Err(e) = pass(&app, delay).await {
+        if let Err(e) = pass(&engine, delay).await {
             tracing::warn!(error = %e, "settlement pass failed; retrying");
         }
         tokio::time::sleep(PASS_INTERVAL).await;
@@ -30,8 +28,8 @@ pub async fn run(app: App, delay: Duration) {
 }
 
 /// One pass over every account; returns how many payments settled.
-pub async fn pass(app: &App, delay: Duration) -> Result<usize, ApiError> {
-    let accounts = app
+pub async fn pass(engine: &Engine, delay: Duration) -> Result<usize, ApiError> {
+    let accounts = engine
         .store
         .list_accounts()
         .await
@@ -39,14 +37,14 @@ pub async fn pass(app: &App, delay: Duration) -> Result<usize, ApiError> {
     let mut settled = 0;
     for account in accounts {
         let account = std::sync::Arc::new(account);
-        let now = clock::account_now(&account);
+        let now = account.now();
         let query = ListQuery {
             kind: PaymentIntent::OBJECT.to_string(),
             filter: Some(("status".to_string(), "processing".to_string())),
             limit: BATCH,
             ..Default::default()
         };
-        let rows = app
+        let rows = engine
             .store
             .list(&account.id, &query)
             .await
@@ -58,7 +56,7 @@ pub async fn pass(app: &App, delay: Duration) -> Result<usize, ApiError> {
             let Some(charge_id) = pi.latest_charge.clone() else {
                 continue;
             };
-            let mut ctx = app.internal_context(account.clone());
+            let mut ctx = engine.internal_context(account.clone());
             let started = match ctx.find::<Charge>(&charge_id).await? {
                 Some(c) => c.created,
                 None => continue,
@@ -66,8 +64,10 @@ pub async fn pass(app: &App, delay: Duration) -> Result<usize, ApiError> {
             if now < started + delay.as_secs() as i64 {
                 continue;
             }
-            let result = execute_as!(app, account, |ctx| payment_intent::settle(&mut ctx, &pi.id)
-                .await);
+            let result = crate::run_as!(engine, account, |ctx| payment_intent::settle(
+                &mut ctx, &pi.id
+            )
+            .await);
             match result {
                 Ok(_) => settled += 1,
                 // Another node (or the test helper) settled it first.

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ctx::{Ctx, StripeObject};
+use crate::ctx::{Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::ids;
+use crate::resources::common::list::{self, ListParams};
 
 /// Funds of a card charge become available two days later, as in test mode.
 const AVAILABLE_AFTER_SECS: i64 = 2 * 24 * 3600;
@@ -143,4 +144,47 @@ mod tests {
         assert_eq!(super::card_fee(1099), 62);
         assert_eq!(super::card_fee(100), 33);
     }
+}
+
+pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
+    ctx.fetch_text::<BalanceTransaction>(id)
+        .await
+        .map(Answer::Text)
+}
+
+/// `GET /v1/balance_transactions` filters. `currency` and `payout` are accepted
+/// as Stripe's spec has them; payground has one currency per transaction's
+/// source and no payouts, so the first filter given of `source` and `type`
+/// decides the page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilters {
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub payout: Option<String>,
+}
+
+pub async fn list(
+    ctx: &mut Ctx,
+    filters: &ListFilters,
+    page: &ListParams,
+) -> Result<Answer, ApiError> {
+    let filter = match (&filters.source, &filters.kind) {
+        (Some(s), _) => Some(("source".to_string(), s.clone())),
+        (None, Some(t)) => Some(("type".to_string(), t.clone())),
+        _ => None,
+    };
+    list::page(
+        ctx,
+        BalanceTransaction::OBJECT,
+        filter,
+        page,
+        "/v1/balance_transactions",
+    )
+    .await
 }

@@ -1,13 +1,14 @@
 //! Charges: one per attempt of a PaymentIntent, failed ones included.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
-use crate::http::list::{self, ListParams};
-use crate::http::params::{Field, MetadataParam};
-use crate::resources::payment_method::BillingDetails;
+use crate::ids;
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::{Field, MetadataParam};
+use crate::resources::payment_method::{self, BillingDetails, PaymentMethod};
 use crate::resources::{apply_metadata, Metadata, Shipping, ShippingParam};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,49 +179,6 @@ pub async fn update(ctx: &mut Ctx, id: &str, p: &ChargeUpdate) -> Result<Value, 
     Ok(after.into())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChargeCapture {
-    #[serde(default)]
-    pub amount: Option<i64>,
-    #[serde(default)]
-    pub application_fee_amount: Option<i64>,
-    #[serde(default)]
-    pub receipt_email: Option<String>,
-    #[serde(default)]
-    pub statement_descriptor: Option<String>,
-    #[serde(default)]
-    pub statement_descriptor_suffix: Option<String>,
-    #[serde(default)]
-    pub transfer_group: Option<String>,
-}
-
-/// `POST /v1/charges/{id}/capture`: the older way to capture; it captures the
-/// charge's PaymentIntent and answers with the charge.
-pub async fn capture(ctx: &mut Ctx, id: &str, p: &ChargeCapture) -> Result<Answer, ApiError> {
-    let charge: Charge = ctx.fetch(id).await?;
-    let Some(pi) = charge.payment_intent.clone() else {
-        return Err(ApiError::invalid_request(format!(
-            "Charge {id} has no PaymentIntent to capture."
-        )));
-    };
-    if charge.captured {
-        return Err(
-            ApiError::invalid_request(format!("Charge {id} has already been captured."))
-                .with_code("charge_already_captured"),
-        );
-    }
-    let params = crate::resources::payment_intent::CaptureParams {
-        amount_to_capture: p.amount,
-        application_fee_amount: p.application_fee_amount,
-        statement_descriptor: p.statement_descriptor.clone(),
-        statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
-        ..Default::default()
-    };
-    crate::resources::payment_intent::capture(ctx, &pi, &params).await?;
-    retrieve(ctx, id).await
-}
-
 /// The `outcome` of an approved charge.
 pub fn approved_outcome(risk_level: &str, risk_score: i64) -> Outcome {
     let elevated = risk_level == "elevated";
@@ -271,4 +229,139 @@ pub fn declined_outcome(decline_code: Option<&str>, blocked: bool) -> Outcome {
 
 pub fn refunds_list(id: &str) -> Value {
     json!({ "object": "list", "data": [], "has_more": false, "url": format!("/v1/charges/{id}/refunds") })
+}
+
+/// A card charge's `payment_method_details`, in Stripe's field order.
+#[derive(Serialize)]
+struct CardPaymentDetails<'a> {
+    card: CardPaymentDetailsCard<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct CardPaymentDetailsCard<'a> {
+    amount_authorized: i64,
+    brand: &'a str,
+    checks: Option<payment_method::CardChecks>,
+    country: Option<&'a str>,
+    exp_month: i64,
+    exp_year: i64,
+    extended_authorization: Status,
+    fingerprint: Option<&'a str>,
+    funding: &'a str,
+    incremental_authorization: Status,
+    installments: Option<Value>,
+    last4: &'a str,
+    mandate: Option<Value>,
+    multicapture: Status,
+    network: &'a str,
+    network_token: NetworkToken,
+    overcapture: Overcapture,
+    three_d_secure: Option<Value>,
+    wallet: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct NetworkToken {
+    used: bool,
+}
+
+#[derive(Serialize)]
+struct Overcapture {
+    maximum_amount_capturable: i64,
+    status: &'static str,
+}
+
+/// A charge's `payment_method_details`, written straight to text.
+pub fn payment_method_details(
+    ctx: &Ctx,
+    amount: i64,
+    pm: &PaymentMethod,
+    authenticated: bool,
+) -> Result<Box<serde_json::value::RawValue>, ApiError> {
+    let encode_failed = |e| ApiError::internal("payment method details do not encode", e);
+    if let Some(card) = &pm.card {
+        let three_d_secure = authenticated.then(|| {
+            json!({
+                "authentication_flow": "challenge",
+                "electronic_commerce_indicator": "05",
+                "exemption_indicator": null,
+                "result": "authenticated",
+                "result_reason": null,
+                "transaction_id": ids::random_string(32),
+                "version": "2.2.0",
+            })
+        });
+        let details = CardPaymentDetails {
+            card: CardPaymentDetailsCard {
+                amount_authorized: amount,
+                brand: &card.brand,
+                // The charge reports what the network checked, not the card's pending state.
+                checks: pm
+                    .verified_checks(ctx.account_id())
+                    .or_else(|| card.checks.clone()),
+                country: card.country.as_deref(),
+                exp_month: card.exp_month,
+                exp_year: card.exp_year,
+                extended_authorization: Status { status: "disabled" },
+                fingerprint: card.fingerprint.as_deref(),
+                funding: &card.funding,
+                incremental_authorization: Status {
+                    status: "unavailable",
+                },
+                installments: None,
+                last4: &card.last4,
+                mandate: None,
+                multicapture: Status {
+                    status: "unavailable",
+                },
+                network: &card.brand,
+                network_token: NetworkToken { used: false },
+                overcapture: Overcapture {
+                    maximum_amount_capturable: amount,
+                    status: "unavailable",
+                },
+                three_d_secure,
+                wallet: None,
+            },
+            kind: "card",
+        };
+        return serde_json::value::to_raw_value(&details).map_err(encode_failed);
+    }
+    let mut details = Map::new();
+    if let Some(bank) = &pm.us_bank_account {
+        details.insert(
+            "us_bank_account".into(),
+            json!({
+                "account_holder_type": bank.account_holder_type,
+                "account_type": bank.account_type,
+                "bank_name": bank.bank_name,
+                "fingerprint": bank.fingerprint,
+                "last4": bank.last4,
+                "payment_reference": null,
+                "routing_number": bank.routing_number,
+            }),
+        );
+    }
+    if let Some(sepa) = &pm.sepa_debit {
+        details.insert(
+            "sepa_debit".into(),
+            json!({
+                "bank_code": sepa.bank_code,
+                "branch_code": sepa.branch_code,
+                "country": sepa.country,
+                "fingerprint": sepa.fingerprint,
+                "last4": sepa.last4,
+                "mandate": null,
+            }),
+        );
+    }
+    details.insert("type".into(), json!(pm.kind));
+    serde_json::value::to_raw_value(&details).map_err(encode_failed)
 }

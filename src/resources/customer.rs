@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
-use crate::http::list::{self, ListParams};
-use crate::http::params::{Field, MetadataParam};
 use crate::ids;
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::payment_method;
 use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
 use crate::resources::{

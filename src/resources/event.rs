@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::clock;
 use crate::ctx::{Answer, Ctx};
 use crate::error::ApiError;
-use crate::http::list::ListParams;
+use crate::resources::common::list::ListParams;
 use crate::resources::webhook_endpoint::WebhookEndpoint;
 use crate::store::{
     AttemptQuery, AttemptRecord, CreatedRange, Cursor, IndexCondition, IndexValue, ListQuery,

@@ -3,6 +3,7 @@
 
 pub mod balance_transaction;
 pub mod charge;
+pub mod common;
 pub mod currency;
 pub mod customer;
 pub mod event;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::http::params::{Field, MetadataParam};
+use common::params::{Field, MetadataParam};
 
 pub type Metadata = BTreeMap<String, String>;
 

@@ -1,18 +1,21 @@
-//! PaymentIntents: the state machine in one place ([`check`]), and the operations
-//! that move through it: create, update, confirm, capture, cancel, the outcome of
-//! 3-D Secure, and settlement of delayed methods.
+//! PaymentIntents: the state machine as a table ([`TRANSITIONS`]), and the
+//! operations that move through it: create, update, confirm, capture, cancel, the
+//! outcome of 3-D Secure, and settlement of delayed methods.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::ctx::{previous_attributes, Answer, Ctx, KeyKind, Saved, StripeObject};
 use crate::error::{ApiError, ErrorType};
-use crate::http::list::{self, ListParams};
-use crate::http::params::{Field, MetadataParam};
 use crate::ids;
 use crate::network::{self, Decision, ThreeDsRequest};
 use crate::resources::balance_transaction;
 use crate::resources::charge::{self, Charge};
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::{Field, MetadataParam};
+use crate::resources::common::state_machine::{
+    self as machine, check, transition, Machine, Transition,
+};
 use crate::resources::currency;
 use crate::resources::customer::Customer;
 use crate::resources::payment_method::{self, PaymentMethod, PaymentMethodData};
@@ -66,7 +69,7 @@ pub struct PaymentIntent {
     pub source: Option<Value>,
     pub statement_descriptor: Option<String>,
     pub statement_descriptor_suffix: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub transfer_data: Option<Value>,
     pub transfer_group: Option<String>,
 }
@@ -85,8 +88,11 @@ impl StripeObject for PaymentIntent {
         // written by the single SQLite writer (a payment that ends `succeeded` saves
         // one B-tree insert, ~2% of a confirm's instructions).
         let mut index = Vec::with_capacity(2);
-        if self.status == "processing" {
-            index.push(("status".to_string(), self.status.clone()));
+        if self.status == Status::Processing {
+            index.push((
+                "status".to_string(),
+                Status::Processing.as_str().to_string(),
+            ));
         }
         if let Some(c) = &self.customer {
             index.push(("customer".to_string(), c.clone()));
@@ -95,9 +101,43 @@ impl StripeObject for PaymentIntent {
     }
 }
 
-/// What a request asks of a PaymentIntent; [`check`] says which statuses allow it.
+/// A PaymentIntent's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    RequiresPaymentMethod,
+    RequiresConfirmation,
+    RequiresAction,
+    Processing,
+    RequiresCapture,
+    Canceled,
+    Succeeded,
+}
+
+impl machine::Status for Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::RequiresPaymentMethod => "requires_payment_method",
+            Status::RequiresConfirmation => "requires_confirmation",
+            Status::RequiresAction => "requires_action",
+            Status::Processing => "processing",
+            Status::RequiresCapture => "requires_capture",
+            Status::Canceled => "canceled",
+            Status::Succeeded => "succeeded",
+        }
+    }
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        machine::Status::as_str(self)
+    }
+}
+
+/// What a request (or the hosted page, or a job) asks of a PaymentIntent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    Create,
     Update,
     Confirm,
     Capture,
@@ -109,46 +149,174 @@ pub enum Action {
     Settle,
 }
 
-/// The PaymentIntent state machine: which actions each status admits.
-pub fn check(pi: &PaymentIntent, action: Action) -> Result<(), ApiError> {
-    use Action::*;
-    let allowed = matches!(
-        (pi.status.as_str(), action),
-        (
-            "requires_payment_method" | "requires_confirmation" | "requires_action",
-            Update | Confirm | Cancel
-        ) | ("requires_action", Authenticate)
-            | (
-                "requires_capture",
-                Capture | Cancel | IncrementAuthorization
-            )
-            | ("processing", Settle)
-    );
-    if allowed {
-        return Ok(());
-    }
-    let verb = match action {
-        Update => "update",
-        Confirm => "confirm",
-        Capture => "capture",
-        Cancel => "cancel",
-        IncrementAuthorization => "increment the authorization of",
-        Authenticate => "authenticate",
-        Settle => "settle",
-    };
-    let mut err = ApiError::invalid_request(format!(
-        "You cannot {verb} this PaymentIntent because it has a status of {}.{}",
-        pi.status,
-        match (action, pi.status.as_str()) {
-            (Capture, _) => " Only a PaymentIntent with one of the following statuses may be captured: requires_capture.",
-            (Confirm, _) => " Only a PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, requires_payment_method, requires_action.",
-            (Cancel, _) => " Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action.",
-            _ => "",
+impl machine::Action for Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Confirm => "confirm",
+            Action::Capture => "capture",
+            Action::Cancel => "cancel",
+            Action::IncrementAuthorization => "increment the authorization of",
+            Action::Authenticate => "authenticate",
+            Action::Settle => "settle",
         }
-    ))
-    .with_code("payment_intent_unexpected_state");
-    err.payment_intent = serde_json::to_value(pi).ok();
-    Err(err)
+    }
+
+    fn past(self) -> Option<&'static str> {
+        match self {
+            Action::Confirm => Some("confirmed"),
+            Action::Capture => Some("captured"),
+            Action::Cancel => Some("canceled"),
+            _ => None,
+        }
+    }
+}
+
+use Status::{
+    Canceled, Processing, RequiresAction, RequiresCapture, RequiresConfirmation,
+    RequiresPaymentMethod, Succeeded,
+};
+
+/// Statuses a payment can still be changed in before it is attempted.
+const UNCONFIRMED: &[Status] = &[RequiresPaymentMethod, RequiresConfirmation, RequiresAction];
+/// Confirm's statuses, in the order Stripe's refusal lists them.
+const CONFIRMABLE: &[Status] = &[RequiresConfirmation, RequiresPaymentMethod, RequiresAction];
+
+const fn row(
+    from: &'static [Status],
+    action: Action,
+    to: Status,
+    event: Option<&'static str>,
+) -> Transition<Status, Action> {
+    Transition {
+        from,
+        action,
+        to,
+        event,
+    }
+}
+
+/// The PaymentIntent state machine, as Stripe moves it. A confirm (or the
+/// outcome of 3-D Secure) ends in whichever status the network's answer
+/// leads to; each such end has its event.
+pub const TRANSITIONS: &[Transition<Status, Action>] = &[
+    row(
+        &[],
+        Action::Create,
+        RequiresPaymentMethod,
+        Some("payment_intent.created"),
+    ),
+    row(
+        &[],
+        Action::Create,
+        RequiresConfirmation,
+        Some("payment_intent.created"),
+    ),
+    row(UNCONFIRMED, Action::Update, RequiresConfirmation, None),
+    row(
+        CONFIRMABLE,
+        Action::Confirm,
+        RequiresAction,
+        Some("payment_intent.requires_action"),
+    ),
+    row(
+        CONFIRMABLE,
+        Action::Confirm,
+        Succeeded,
+        Some("payment_intent.succeeded"),
+    ),
+    row(
+        CONFIRMABLE,
+        Action::Confirm,
+        RequiresCapture,
+        Some("payment_intent.amount_capturable_updated"),
+    ),
+    row(
+        CONFIRMABLE,
+        Action::Confirm,
+        Processing,
+        Some("payment_intent.processing"),
+    ),
+    row(
+        CONFIRMABLE,
+        Action::Confirm,
+        RequiresPaymentMethod,
+        Some("payment_intent.payment_failed"),
+    ),
+    row(
+        &[RequiresAction],
+        Action::Authenticate,
+        Succeeded,
+        Some("payment_intent.succeeded"),
+    ),
+    row(
+        &[RequiresAction],
+        Action::Authenticate,
+        RequiresCapture,
+        Some("payment_intent.amount_capturable_updated"),
+    ),
+    row(
+        &[RequiresAction],
+        Action::Authenticate,
+        RequiresPaymentMethod,
+        Some("payment_intent.payment_failed"),
+    ),
+    row(
+        &[RequiresCapture],
+        Action::Capture,
+        Succeeded,
+        Some("payment_intent.succeeded"),
+    ),
+    row(
+        &[RequiresCapture],
+        Action::IncrementAuthorization,
+        RequiresCapture,
+        Some("payment_intent.amount_capturable_updated"),
+    ),
+    row(
+        &[
+            RequiresPaymentMethod,
+            RequiresCapture,
+            RequiresConfirmation,
+            RequiresAction,
+        ],
+        Action::Cancel,
+        Canceled,
+        Some("payment_intent.canceled"),
+    ),
+    row(
+        &[Processing],
+        Action::Settle,
+        Succeeded,
+        Some("payment_intent.succeeded"),
+    ),
+    row(
+        &[Processing],
+        Action::Settle,
+        RequiresPaymentMethod,
+        Some("payment_intent.payment_failed"),
+    ),
+];
+
+impl Machine for PaymentIntent {
+    type Status = Status;
+    type Action = Action;
+    const NOUN: &'static str = "PaymentIntent";
+    const UNEXPECTED_STATE: &'static str = "payment_intent_unexpected_state";
+    const TRANSITIONS: &'static [Transition<Status, Action>] = TRANSITIONS;
+
+    fn status(&self) -> Status {
+        self.status
+    }
+
+    fn set_status(&mut self, status: Status) {
+        self.status = status;
+    }
+
+    fn attach_to(&self, error: &mut ApiError) {
+        error.payment_intent = serde_json::to_value(self).ok();
+    }
 }
 
 // ---- parameters -------------------------------------------------------------
@@ -877,7 +1045,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
         source: None,
         statement_descriptor: p.statement_descriptor.clone(),
         statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
-        status: "requires_payment_method".into(),
+        status: RequiresPaymentMethod,
         transfer_data: p.transfer_data.clone(),
         transfer_group: p.transfer_group.clone(),
     };
@@ -892,17 +1060,16 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
     if let Some(pm) = &p.payment_method {
         let pm = payment_method::resolve(ctx, pm, "payment_method").await?;
         pi.payment_method = Some(pm.id.clone());
-        pi.status = "requires_confirmation".into();
+        pi.status = RequiresConfirmation;
         resolved = Some(pm);
     } else if let Some(data) = p.payment_method_data.clone() {
         let pm = payment_method::build(ctx, data, "payment_method_data")?;
         ctx.save(&pm)?;
         pi.payment_method = Some(pm.id.clone());
-        pi.status = "requires_confirmation".into();
+        pi.status = RequiresConfirmation;
         resolved = Some(pm);
     }
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.created", &value, None);
+    let value = machine::created(ctx, &pi)?;
     if p.confirm == Some(true) {
         let confirm = ConfirmParams {
             error_on_requires_action: p.error_on_requires_action,
@@ -942,7 +1109,7 @@ pub async fn load(
     if ctx.request.key_kind == KeyKind::Publishable {
         let ok = match (client_secret, pi.client_secret.as_deref()) {
             (Some(given), Some(real)) => {
-                crate::http::app::constant_time_eq(given.as_bytes(), real.as_bytes())
+                crate::crypto::constant_time_eq(given.as_bytes(), real.as_bytes())
             }
             _ => false,
         };
@@ -978,9 +1145,11 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
         || p.capture_method.is_some()
         || !p.setup_future_usage.is_absent()
         || p.customer.is_some();
-    if changes_payment || pi.status == "canceled" {
+    if changes_payment || pi.status == Canceled {
         check(&pi, Action::Update)?;
     }
+    // A new payment method makes the intent wait for a confirm again.
+    let mut needs_confirmation = false;
     if let Some(c) = &p.currency {
         pi.currency = check_currency(c)?;
     }
@@ -1019,13 +1188,13 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
     if let Some(pm) = &p.payment_method {
         let pm = payment_method::resolve(ctx, pm, "payment_method").await?;
         pi.payment_method = Some(pm.id);
-        pi.status = "requires_confirmation".into();
+        needs_confirmation = true;
         pi.next_action = None;
     } else if let Some(data) = p.payment_method_data {
         let pm = payment_method::build(ctx, data, "payment_method_data")?;
         ctx.save(&pm)?;
         pi.payment_method = Some(pm.id);
-        pi.status = "requires_confirmation".into();
+        needs_confirmation = true;
         pi.next_action = None;
     }
     if let Field::Set(email) = &p.receipt_email {
@@ -1043,7 +1212,11 @@ pub async fn update(ctx: &mut Ctx, id: &str, params: &UpdateParams) -> Result<Va
         pi.transfer_data = Some(t);
     }
     p.transfer_group.apply(&mut pi.transfer_group);
-    let after = ctx.save(&pi)?;
+    let after = if needs_confirmation {
+        transition(ctx, &mut pi, Action::Update, RequiresConfirmation)?
+    } else {
+        ctx.save(&pi)?
+    };
     Ok(view_for(ctx, after.into()))
 }
 
@@ -1160,6 +1333,7 @@ async fn run_confirm(
     }
     let off_session = p.off_session.is_some_and(|o| o.0);
     let attempt = AttemptContext {
+        action: Action::Confirm,
         off_session,
         return_url: p.return_url.clone(),
         error_on_requires_action: p.error_on_requires_action.unwrap_or(false),
@@ -1169,6 +1343,8 @@ async fn run_confirm(
 }
 
 struct AttemptContext {
+    /// Confirm, or the second half of a confirm after 3-D Secure.
+    action: Action,
     off_session: bool,
     return_url: Option<String>,
     error_on_requires_action: bool,
@@ -1196,7 +1372,9 @@ async fn attempt_payment(
     pi.next_action = None;
     pi.last_payment_error = None;
     match pm.kind.as_str() {
-        "us_bank_account" | "sepa_debit" => return start_delayed(ctx, pi, pm).await,
+        "us_bank_account" | "sepa_debit" => {
+            return start_delayed(ctx, pi, pm, attempt.action).await
+        }
         "card" => {}
         other => {
             return Err(ApiError::invalid_request(format!(
@@ -1240,12 +1418,11 @@ async fn attempt_payment(
                 &pm,
                 &network::AUTHENTICATION_REQUIRED,
                 false,
-                false,
+                &attempt,
             )
             .await
         }
         Decision::RequireAuthentication => {
-            pi.status = "requires_action".into();
             let url = authentication_url(ctx, &pi);
             pi.next_action = Some(match &attempt.return_url {
                 Some(return_url) => json!({
@@ -1257,14 +1434,13 @@ async fn attempt_payment(
                     "use_stripe_sdk": { "type": "three_d_secure_redirect", "stripe_js": url, "source": pm.id },
                 }),
             });
-            let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.requires_action", &value, None);
+            let value = transition(ctx, &mut pi, attempt.action, RequiresAction)?;
             Ok(answer_for(ctx, value))
         }
         Decision::Decline {
             decline: d,
             blocked,
-        } => decline(ctx, pi, &pm, &d, blocked, attempt.authenticated).await,
+        } => decline(ctx, pi, &pm, &d, blocked, &attempt).await,
         Decision::Approve(approval) => {
             let manual = effective_capture_method(&pi) == "manual";
             let available_now = test_card.behaviour == network::Behaviour::BypassPending;
@@ -1290,24 +1466,14 @@ async fn attempt_payment(
             let charge_value = ctx.save(&charge)?;
             pi.latest_charge = Some(charge.id.clone());
             if manual {
-                pi.status = "requires_capture".into();
                 pi.amount_capturable = pi.amount;
             } else {
-                pi.status = "succeeded".into();
                 pi.amount_received = pi.amount;
             }
             save_for_future_use(ctx, &pi, &pm).await?;
             ctx.emit("charge.succeeded", &charge_value, None);
-            let value = ctx.save(&pi)?;
-            ctx.emit(
-                if manual {
-                    "payment_intent.amount_capturable_updated"
-                } else {
-                    "payment_intent.succeeded"
-                },
-                &value,
-                None,
-            );
+            let to = if manual { RequiresCapture } else { Succeeded };
+            let value = transition(ctx, &mut pi, attempt.action, to)?;
             Ok(answer_for(ctx, value))
         }
     }
@@ -1390,7 +1556,12 @@ fn new_charge(
         paid: false,
         payment_intent: Some(pi.id.clone()),
         payment_method: Some(pm.id.clone()),
-        payment_method_details: Some(payment_method_details(ctx, pi, pm, authenticated)?),
+        payment_method_details: Some(charge::payment_method_details(
+            ctx,
+            pi.amount,
+            pm,
+            authenticated,
+        )?),
         radar_options: json!({}),
         receipt_email: pi.receipt_email.clone(),
         receipt_number: None,
@@ -1407,141 +1578,6 @@ fn new_charge(
     })
 }
 
-/// A card charge's `payment_method_details`, in Stripe's field order.
-#[derive(Serialize)]
-struct CardPaymentDetails<'a> {
-    card: CardPaymentDetailsCard<'a>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct CardPaymentDetailsCard<'a> {
-    amount_authorized: i64,
-    brand: &'a str,
-    checks: Option<payment_method::CardChecks>,
-    country: Option<&'a str>,
-    exp_month: i64,
-    exp_year: i64,
-    extended_authorization: Status,
-    fingerprint: Option<&'a str>,
-    funding: &'a str,
-    incremental_authorization: Status,
-    installments: Option<Value>,
-    last4: &'a str,
-    mandate: Option<Value>,
-    multicapture: Status,
-    network: &'a str,
-    network_token: NetworkToken,
-    overcapture: Overcapture,
-    three_d_secure: Option<Value>,
-    wallet: Option<Value>,
-}
-
-#[derive(Serialize)]
-struct Status {
-    status: &'static str,
-}
-
-#[derive(Serialize)]
-struct NetworkToken {
-    used: bool,
-}
-
-#[derive(Serialize)]
-struct Overcapture {
-    maximum_amount_capturable: i64,
-    status: &'static str,
-}
-
-/// A charge's `payment_method_details`, written straight to text.
-fn payment_method_details(
-    ctx: &Ctx,
-    pi: &PaymentIntent,
-    pm: &PaymentMethod,
-    authenticated: bool,
-) -> Result<Box<serde_json::value::RawValue>, ApiError> {
-    let encode_failed = |e| ApiError::internal("payment method details do not encode", e);
-    if let Some(card) = &pm.card {
-        let three_d_secure = authenticated.then(|| {
-            json!({
-                "authentication_flow": "challenge",
-                "electronic_commerce_indicator": "05",
-                "exemption_indicator": null,
-                "result": "authenticated",
-                "result_reason": null,
-                "transaction_id": ids::random_string(32),
-                "version": "2.2.0",
-            })
-        });
-        let details = CardPaymentDetails {
-            card: CardPaymentDetailsCard {
-                amount_authorized: pi.amount,
-                brand: &card.brand,
-                // The charge reports what the network checked, not the card's pending state.
-                checks: pm
-                    .verified_checks(ctx.account_id())
-                    .or_else(|| card.checks.clone()),
-                country: card.country.as_deref(),
-                exp_month: card.exp_month,
-                exp_year: card.exp_year,
-                extended_authorization: Status { status: "disabled" },
-                fingerprint: card.fingerprint.as_deref(),
-                funding: &card.funding,
-                incremental_authorization: Status {
-                    status: "unavailable",
-                },
-                installments: None,
-                last4: &card.last4,
-                mandate: None,
-                multicapture: Status {
-                    status: "unavailable",
-                },
-                network: &card.brand,
-                network_token: NetworkToken { used: false },
-                overcapture: Overcapture {
-                    maximum_amount_capturable: pi.amount,
-                    status: "unavailable",
-                },
-                three_d_secure,
-                wallet: None,
-            },
-            kind: "card",
-        };
-        return serde_json::value::to_raw_value(&details).map_err(encode_failed);
-    }
-    let mut details = Map::new();
-    if let Some(bank) = &pm.us_bank_account {
-        details.insert(
-            "us_bank_account".into(),
-            json!({
-                "account_holder_type": bank.account_holder_type,
-                "account_type": bank.account_type,
-                "bank_name": bank.bank_name,
-                "fingerprint": bank.fingerprint,
-                "last4": bank.last4,
-                "payment_reference": null,
-                "routing_number": bank.routing_number,
-            }),
-        );
-    }
-    if let Some(sepa) = &pm.sepa_debit {
-        details.insert(
-            "sepa_debit".into(),
-            json!({
-                "bank_code": sepa.bank_code,
-                "branch_code": sepa.branch_code,
-                "country": sepa.country,
-                "fingerprint": sepa.fingerprint,
-                "last4": sepa.last4,
-                "mandate": null,
-            }),
-        );
-    }
-    details.insert("type".into(), json!(pm.kind));
-    serde_json::value::to_raw_value(&details).map_err(encode_failed)
-}
-
 /// A declined attempt: a failed charge, the intent back to `requires_payment_method`
 /// with `last_payment_error`, and a 402 carrying the whole intent.
 async fn decline(
@@ -1550,9 +1586,9 @@ async fn decline(
     pm: &PaymentMethod,
     d: &network::Decline,
     blocked: bool,
-    authenticated: bool,
+    attempt: &AttemptContext,
 ) -> Result<Answer, ApiError> {
-    let mut charge = new_charge(ctx, &pi, pm, authenticated)?;
+    let mut charge = new_charge(ctx, &pi, pm, attempt.authenticated)?;
     charge.status = "failed".into();
     charge.failure_code = Some(d.code.to_string());
     charge.failure_message = Some(d.message.to_string());
@@ -1568,12 +1604,12 @@ async fn decline(
         Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
     pi.latest_charge = Some(charge.id.clone());
     pi.payment_method = None;
-    pi.status = "requires_payment_method".into();
     pi.next_action = None;
     ctx.emit("charge.failed", &charge_value, None);
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.payment_failed", &value, None);
+    let value = transition(ctx, &mut pi, attempt.action, RequiresPaymentMethod)?;
     error.payment_intent = Some(view_for(ctx, value.into()));
+    // Stripe keeps a declined attempt: its charge, the intent's error, their events.
+    ctx.commit_with_error();
     Err(error)
 }
 
@@ -1582,6 +1618,7 @@ async fn start_delayed(
     ctx: &mut Ctx,
     mut pi: PaymentIntent,
     pm: PaymentMethod,
+    action: Action,
 ) -> Result<Answer, ApiError> {
     let mut charge = new_charge(ctx, &pi, &pm, false)?;
     charge.status = "pending".into();
@@ -1596,12 +1633,10 @@ async fn start_delayed(
     });
     let charge_value = ctx.save(&charge)?;
     pi.latest_charge = Some(charge.id.clone());
-    pi.status = "processing".into();
     pi.processing = None;
     save_for_future_use(ctx, &pi, &pm).await?;
     ctx.emit("charge.pending", &charge_value, None);
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.processing", &value, None);
+    let value = transition(ctx, &mut pi, action, Processing)?;
     Ok(answer_for(ctx, value))
 }
 
@@ -1616,7 +1651,7 @@ pub async fn authenticate(
     if !pi
         .client_secret
         .as_deref()
-        .is_some_and(|s| crate::http::app::constant_time_eq(s.as_bytes(), client_secret.as_bytes()))
+        .is_some_and(|s| crate::crypto::constant_time_eq(s.as_bytes(), client_secret.as_bytes()))
     {
         return Err(ApiError::no_such("payment_intent", id));
     }
@@ -1635,12 +1670,11 @@ pub async fn authenticate(
             Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
         pi.payment_method = None;
         pi.next_action = None;
-        pi.status = "requires_payment_method".into();
-        let value = ctx.save(&pi)?;
-        ctx.emit("payment_intent.payment_failed", &value, None);
+        transition(ctx, &mut pi, Action::Authenticate, RequiresPaymentMethod)?;
         return Ok(pi);
     }
     let attempt = AttemptContext {
+        action: Action::Authenticate,
         off_session: false,
         return_url: None,
         error_on_requires_action: false,
@@ -1700,16 +1734,61 @@ pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<
     );
     pi.amount_received = amount;
     pi.amount_capturable = 0;
-    pi.status = "succeeded".into();
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.succeeded", &value, None);
+    let value = transition(ctx, &mut pi, Action::Capture, Succeeded)?;
     Ok(value.into())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeCapture {
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub application_fee_amount: Option<i64>,
+    #[serde(default)]
+    pub receipt_email: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor: Option<String>,
+    #[serde(default)]
+    pub statement_descriptor_suffix: Option<String>,
+    #[serde(default)]
+    pub transfer_group: Option<String>,
+}
+
+/// `POST /v1/charges/{id}/capture`: the older way to capture a PaymentIntent,
+/// through its charge; answers with the charge.
+pub async fn capture_charge(
+    ctx: &mut Ctx,
+    id: &str,
+    p: &ChargeCapture,
+) -> Result<Answer, ApiError> {
+    let charge: Charge = ctx.fetch(id).await?;
+    let Some(pi) = charge.payment_intent.clone() else {
+        return Err(ApiError::invalid_request(format!(
+            "Charge {id} has no PaymentIntent to capture."
+        )));
+    };
+    if charge.captured {
+        return Err(
+            ApiError::invalid_request(format!("Charge {id} has already been captured."))
+                .with_code("charge_already_captured"),
+        );
+    }
+    let params = CaptureParams {
+        amount_to_capture: p.amount,
+        application_fee_amount: p.application_fee_amount,
+        statement_descriptor: p.statement_descriptor.clone(),
+        statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
+        ..Default::default()
+    };
+    capture(ctx, &pi, &params).await?;
+    charge::retrieve(ctx, id).await
 }
 
 pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Value, ApiError> {
     let mut pi: PaymentIntent = ctx.fetch(id).await?;
     check(&pi, Action::Cancel)?;
-    if pi.status == "requires_capture" {
+    if pi.status == RequiresCapture {
         if let Some(charge_id) = pi.latest_charge.clone() {
             let mut charge: Charge = ctx.fetch(&charge_id).await?;
             charge.amount_refunded = charge.amount;
@@ -1722,13 +1801,11 @@ pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Va
             );
         }
     }
-    pi.status = "canceled".into();
     pi.canceled_at = Some(ctx.now);
     pi.cancellation_reason = params.cancellation_reason.map(|r| r.as_str().to_string());
     pi.amount_capturable = 0;
     pi.next_action = None;
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.canceled", &value, None);
+    let value = transition(ctx, &mut pi, Action::Cancel, Canceled)?;
     Ok(value.into())
 }
 
@@ -1768,8 +1845,12 @@ pub async fn increment_authorization(
         pi.description = Some(d);
     }
     apply_metadata(&mut pi.metadata, p.metadata)?;
-    let value = ctx.save(&pi)?;
-    ctx.emit("payment_intent.amount_capturable_updated", &value, None);
+    let value = transition(
+        ctx,
+        &mut pi,
+        Action::IncrementAuthorization,
+        RequiresCapture,
+    )?;
     Ok(value.into())
 }
 
@@ -1781,7 +1862,7 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     let mut charge: Charge = ctx.fetch(&charge_id).await?;
     let pm_id = charge.payment_method.clone().unwrap_or_default();
     let pm: PaymentMethod = ctx.fetch(&pm_id).await?;
-    let failure = bank_failure(&pm);
+    let failure = payment_method::debit_failure(&pm);
     match failure {
         None => {
             charge.status = "succeeded".into();
@@ -1798,10 +1879,8 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
             )?);
             let cv = ctx.save(&charge)?;
             ctx.emit("charge.succeeded", &cv, None);
-            pi.status = "succeeded".into();
             pi.amount_received = pi.amount;
-            let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.succeeded", &value, None);
+            let value = transition(ctx, &mut pi, Action::Settle, Succeeded)?;
             Ok(value.into())
         }
         Some((code, message)) => {
@@ -1819,38 +1898,10 @@ pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
             pi.last_payment_error =
                 Some(serde_json::to_value(&error).map_err(|e| ApiError::internal("encode", e))?);
             pi.payment_method = None;
-            pi.status = "requires_payment_method".into();
-            let value = ctx.save(&pi)?;
-            ctx.emit("payment_intent.payment_failed", &value, None);
+            let value = transition(ctx, &mut pi, Action::Settle, RequiresPaymentMethod)?;
             Ok(value.into())
         }
     }
-}
-
-/// Stripe's failing test bank accounts.
-fn bank_failure(pm: &PaymentMethod) -> Option<(&'static str, &'static str)> {
-    if let Some(bank) = &pm.us_bank_account {
-        return match bank.last4.as_deref() {
-            Some("1116") => Some((
-                "insufficient_funds",
-                "The customer's account has insufficient funds to cover this payment.",
-            )),
-            Some("1113") => Some((
-                "account_closed",
-                "The customer's bank account has been closed.",
-            )),
-            _ => None,
-        };
-    }
-    if let Some(sepa) = &pm.sepa_debit {
-        if sepa.last4.as_deref() == Some("3001") {
-            return Some((
-                "insufficient_funds",
-                "The customer's account has insufficient funds to cover this payment.",
-            ));
-        }
-    }
-    None
 }
 
 pub async fn list(
@@ -1881,4 +1932,140 @@ pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiEr
         "/v1/payment_intents/search",
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[Status] = &[
+        RequiresPaymentMethod,
+        RequiresConfirmation,
+        RequiresAction,
+        Processing,
+        RequiresCapture,
+        Canceled,
+        Succeeded,
+    ];
+
+    fn intent(status: Status) -> PaymentIntent {
+        let text = serde_json::json!({
+            "id": "pi_1", "object": "payment_intent", "amount": 1000, "amount_capturable": 0,
+            "amount_details": {}, "amount_received": 0, "application": null,
+            "application_fee_amount": null, "automatic_payment_methods": null,
+            "canceled_at": null, "cancellation_reason": null, "capture_method": "automatic",
+            "client_secret": null, "confirmation_method": "automatic", "created": 1,
+            "currency": "usd", "customer": null, "description": null, "invoice": null,
+            "last_payment_error": null, "latest_charge": null, "livemode": false,
+            "metadata": {}, "next_action": null, "on_behalf_of": null, "payment_method": null,
+            "payment_method_configuration_details": null, "payment_method_options": null,
+            "payment_method_types": ["card"], "processing": null, "receipt_email": null,
+            "review": null, "setup_future_usage": null, "shipping": null, "source": null,
+            "statement_descriptor": null, "statement_descriptor_suffix": null,
+            "status": status.as_str(), "transfer_data": null, "transfer_group": null,
+        });
+        serde_json::from_value(text).expect("a PaymentIntent")
+    }
+
+    #[test]
+    fn the_table_is_whole() {
+        machine::check_table::<PaymentIntent>(ALL, &[Canceled, Succeeded]);
+    }
+
+    /// Which statuses admit which actions, as Stripe documents the lifecycle.
+    #[test]
+    fn actions_are_allowed_from_exactly_these_statuses() {
+        use Action::*;
+        let expect: &[(Action, &[Status])] = &[
+            (
+                Update,
+                &[RequiresPaymentMethod, RequiresConfirmation, RequiresAction],
+            ),
+            (
+                Confirm,
+                &[RequiresConfirmation, RequiresPaymentMethod, RequiresAction],
+            ),
+            (Authenticate, &[RequiresAction]),
+            (Capture, &[RequiresCapture]),
+            (IncrementAuthorization, &[RequiresCapture]),
+            (
+                Cancel,
+                &[
+                    RequiresPaymentMethod,
+                    RequiresCapture,
+                    RequiresConfirmation,
+                    RequiresAction,
+                ],
+            ),
+            (Settle, &[Processing]),
+        ];
+        for (action, allowed) in expect {
+            assert_eq!(
+                machine::statuses_allowing::<PaymentIntent>(*action),
+                allowed.to_vec(),
+                "{action:?}"
+            );
+            for status in ALL {
+                let outcome = check(&intent(*status), *action);
+                assert_eq!(
+                    outcome.is_ok(),
+                    allowed.contains(status),
+                    "{action:?} from {status:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_stripe_says() {
+        let err = check(&intent(Succeeded), Action::Confirm).expect_err("refused");
+        assert_eq!(
+            err.message,
+            "You cannot confirm this PaymentIntent because it has a status of succeeded. Only a PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, requires_payment_method, requires_action."
+        );
+        assert_eq!(err.code.as_deref(), Some("payment_intent_unexpected_state"));
+        assert_eq!(
+            err.payment_intent.as_ref().map(|p| p["id"].clone()),
+            Some(serde_json::json!("pi_1"))
+        );
+        let err = check(&intent(Canceled), Action::Cancel).expect_err("refused");
+        assert!(err.message.ends_with("may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action."), "{}", err.message);
+        let err = check(&intent(Succeeded), Action::Capture).expect_err("refused");
+        assert!(
+            err.message.ends_with("may be captured: requires_capture."),
+            "{}",
+            err.message
+        );
+        let err = check(&intent(Succeeded), Action::Settle).expect_err("refused");
+        assert_eq!(
+            err.message,
+            "You cannot settle this PaymentIntent because it has a status of succeeded."
+        );
+    }
+
+    /// Each end of a confirm announces itself with Stripe's event.
+    #[test]
+    fn confirm_outcomes_have_their_events() {
+        let event = |to: Status| {
+            TRANSITIONS
+                .iter()
+                .find(|t| t.action == Action::Confirm && t.to == to)
+                .and_then(|t| t.event)
+        };
+        assert_eq!(event(Succeeded), Some("payment_intent.succeeded"));
+        assert_eq!(
+            event(RequiresAction),
+            Some("payment_intent.requires_action")
+        );
+        assert_eq!(
+            event(RequiresCapture),
+            Some("payment_intent.amount_capturable_updated")
+        );
+        assert_eq!(event(Processing), Some("payment_intent.processing"));
+        assert_eq!(
+            event(RequiresPaymentMethod),
+            Some("payment_intent.payment_failed")
+        );
+        assert_eq!(event(Canceled), None);
+    }
 }

@@ -5,11 +5,11 @@ use serde_json::{json, Value};
 
 use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::ApiError;
-use crate::http::list::{self, ListParams};
-use crate::http::params::MetadataParam;
 use crate::ids;
 use crate::resources::balance_transaction;
 use crate::resources::charge::Charge;
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::MetadataParam;
 use crate::resources::payment_intent::PaymentIntent;
 use crate::resources::{apply_metadata, new_metadata, Metadata};
 
@@ -116,7 +116,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Value, ApiEr
         (Some(c), None) => c.clone(),
         (None, Some(pi_id)) => {
             let pi: PaymentIntent = ctx.fetch(pi_id).await.map_err(|e| e.referenced_by("payment_intent"))?;
-            if pi.status != "succeeded" {
+            if pi.status != crate::resources::payment_intent::Status::Succeeded {
                 return Err(ApiError::invalid_request(format!(
                     "This PaymentIntent ({pi_id}) does not have a successful charge to refund."
                 ))

@@ -1,6 +1,6 @@
 //! Webhook endpoints: where the delivery worker POSTs events, signed with the
 //! endpoint's secret. And listeners, payground's own: the endpoints
-//! `payground listen` pulls its events through (see `crate::jobs::delivery`).
+//! `payground listen` pulls its events through (see `crate::jobs::webhooks`).
 //!
 //! Secrets are never stored. Each is an HMAC of the account's secret key and the
 //! endpoint id (or, for a listener, its forward URL): the worker recomputes it for
@@ -15,9 +15,9 @@ use sha2::Sha256;
 
 use crate::ctx::{Answer, Ctx, StripeObject};
 use crate::error::ApiError;
-use crate::http::list::{self, ListParams};
-use crate::http::params::{Field, MetadataParam};
 use crate::ids;
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::event;
 use crate::resources::{apply_metadata, new_metadata, Metadata};
 use crate::store::TARGET_EVENTS_FIELD;

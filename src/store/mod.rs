@@ -30,6 +30,14 @@ pub struct Account {
     pub created: i64,
 }
 
+impl Account {
+    /// The account's current time (unix seconds): what its objects are stamped
+    /// with and its expiries are measured against.
+    pub fn now(&self) -> i64 {
+        crate::clock::account_now(self.clock_offset)
+    }
+}
+
 /// An object as stored.
 #[derive(Debug, Clone)]
 pub struct StoredObject {

@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use crate::ctx::{push_json, Answer, Ctx};
 use crate::error::ApiError;
-use crate::http::app::ApiRequest;
-use crate::http::params;
+use crate::resources::common::params;
 use crate::store::{CreatedRange, ListQuery};
 
 /// `created=123` or `created[gte]=...&created[lt]=...`.
@@ -106,13 +105,15 @@ fn limit_from(raw: Option<i64>) -> Result<usize, ApiError> {
 }
 
 impl ListParams {
-    /// Takes the shared list parameters out of the request, leaving the
-    /// resource's own filters for its typed params.
-    pub fn take<const P: bool>(req: &mut ApiRequest<P>) -> Result<Self, ApiError> {
+    /// Takes the shared list parameters out of a request's parameter tree,
+    /// leaving the resource's own filters for its typed params.
+    pub fn take(tree: &mut Value) -> Result<Self, ApiError> {
         let mut common = serde_json::Map::new();
-        for key in ["limit", "starting_after", "ending_before", "created"] {
-            if let Some(v) = req.take(key) {
-                common.insert(key.to_string(), v);
+        if let Some(map) = tree.as_object_mut() {
+            for key in ["limit", "starting_after", "ending_before", "created"] {
+                if let Some(v) = map.shift_remove(key) {
+                    common.insert(key.to_string(), v);
+                }
             }
         }
         let raw: CommonListParams = params::from_value(&Value::Object(common))?;

@@ -9,12 +9,29 @@ use serde_json::{json, Value};
 
 use crate::ctx::{previous_attributes, Answer, Ctx, StripeObject};
 use crate::error::{ApiError, ErrorType};
-use crate::http::list::{self, ListParams};
-use crate::http::params::{Field, MetadataParam};
 use crate::ids;
 use crate::network::{self, Behaviour, Decline, TestCard};
+use crate::resources::common::list::{self, ListParams};
+use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::customer::Customer;
 use crate::resources::{apply_metadata, new_metadata, Address, Metadata};
+
+mod alias;
+mod bank;
+mod card;
+
+pub use alias::{from_alias, is_alias};
+pub use bank::debit_failure;
+use bank::{sepa_debit_details, us_bank_account_details};
+pub use bank::{
+    AccountHolderType, AccountType, SepaDebitDetails, SepaDebitParam, UsBankAccountDetails,
+    UsBankAccountParam, UsBankAccountUpdateParam,
+};
+use card::{card_details, check_expiry, civil, decline_error, full_year, preferred_network};
+pub use card::{
+    CardChecks, CardDetails, CardParam, CardUpdateParam, Networks, NetworksParam,
+    NetworksUpdateParam, PreferredNetwork, ThreeDSecureUsage,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BillingDetails {
@@ -22,64 +39,6 @@ pub struct BillingDetails {
     pub email: Option<String>,
     pub name: Option<String>,
     pub phone: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CardChecks {
-    pub address_line1_check: Option<String>,
-    pub address_postal_code_check: Option<String>,
-    pub cvc_check: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Networks {
-    pub available: Vec<String>,
-    pub preferred: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThreeDSecureUsage {
-    pub supported: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CardDetails {
-    pub brand: String,
-    pub checks: Option<CardChecks>,
-    pub country: Option<String>,
-    pub display_brand: Option<String>,
-    pub exp_month: i64,
-    pub exp_year: i64,
-    pub fingerprint: Option<String>,
-    pub funding: String,
-    pub generated_from: Option<Value>,
-    pub last4: String,
-    pub networks: Option<Networks>,
-    pub three_d_secure_usage: Option<ThreeDSecureUsage>,
-    pub wallet: Option<Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UsBankAccountDetails {
-    pub account_holder_type: Option<String>,
-    pub account_type: Option<String>,
-    pub bank_name: Option<String>,
-    pub financial_connections_account: Option<String>,
-    pub fingerprint: Option<String>,
-    pub last4: Option<String>,
-    pub networks: Option<Value>,
-    pub routing_number: Option<String>,
-    pub status_details: Option<Value>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SepaDebitDetails {
-    pub bank_code: Option<String>,
-    pub branch_code: Option<String>,
-    pub country: Option<String>,
-    pub fingerprint: Option<String>,
-    pub generated_from: Option<Value>,
-    pub last4: Option<String>,
 }
 
 /// Stripe's payment_method object.
@@ -228,53 +187,6 @@ pub async fn mark_set_up(ctx: &mut Ctx, pm: &str, usage: &str) -> Result<(), Api
     Ok(())
 }
 
-// ---- parameters -------------------------------------------------------------
-
-/// `card[networks]`: the network a co-branded card should prefer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworksParam {
-    #[serde(default)]
-    pub preferred: Field<PreferredNetwork>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PreferredNetwork {
-    CartesBancaires,
-    Mastercard,
-    Visa,
-}
-
-impl PreferredNetwork {
-    fn as_str(self) -> &'static str {
-        match self {
-            PreferredNetwork::CartesBancaires => "cartes_bancaires",
-            PreferredNetwork::Mastercard => "mastercard",
-            PreferredNetwork::Visa => "visa",
-        }
-    }
-}
-
-/// A raw card (`number`, `exp_month`, `exp_year`, `cvc`) or a test token
-/// (`token=tok_visa`). Two-digit years mean this century, as Stripe reads them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CardParam {
-    #[serde(default)]
-    pub number: Option<String>,
-    #[serde(default)]
-    pub exp_month: Option<i64>,
-    #[serde(default)]
-    pub exp_year: Option<i64>,
-    #[serde(default)]
-    pub cvc: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub networks: Option<NetworksParam>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillingDetailsParam {
@@ -295,59 +207,6 @@ impl BillingDetailsParam {
         self.name.apply(&mut details.name);
         self.phone.apply(&mut details.phone);
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountHolderType {
-    Company,
-    Individual,
-}
-
-impl AccountHolderType {
-    fn as_str(self) -> &'static str {
-        match self {
-            AccountHolderType::Company => "company",
-            AccountHolderType::Individual => "individual",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountType {
-    Checking,
-    Savings,
-}
-
-impl AccountType {
-    fn as_str(self) -> &'static str {
-        match self {
-            AccountType::Checking => "checking",
-            AccountType::Savings => "savings",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsBankAccountParam {
-    #[serde(default)]
-    pub account_holder_type: Option<AccountHolderType>,
-    #[serde(default)]
-    pub account_number: Option<String>,
-    #[serde(default)]
-    pub account_type: Option<AccountType>,
-    #[serde(default)]
-    pub financial_connections_account: Option<String>,
-    #[serde(default)]
-    pub routing_number: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SepaDebitParam {
-    pub iban: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -518,338 +377,6 @@ fn nested(prefix: &str, field: &str) -> String {
     }
 }
 
-/// Card validation failures are card errors (402), naming the card field the way
-/// Stripe's card errors do (`number`, `exp_month`, ...).
-fn card_error(code: &str, message: &str, param: &str) -> ApiError {
-    ApiError::new(402, ErrorType::CardError, message)
-        .with_code(code)
-        .with_param(param)
-}
-
-/// A decline from the card network as Stripe reports it.
-fn decline_error(d: &Decline) -> ApiError {
-    let mut e = ApiError::new(402, ErrorType::CardError, d.message).with_code(d.code);
-    e.decline_code = d.decline_code.map(str::to_string);
-    match d.param {
-        Some(param) => e.with_param(param),
-        None => e,
-    }
-}
-
-/// `display_brand` spells some brands out (`american_express`), unlike `brand`.
-fn display_brand(brand: &str) -> &str {
-    match brand {
-        "amex" => "american_express",
-        "diners" => "diners_club",
-        "unionpay" => "union_pay",
-        "unknown" => "other",
-        other => other,
-    }
-}
-
-/// Networks a co-branded card may prefer: one it runs on, or Stripe's
-/// `invalid_preference` marker.
-fn preferred_network(available: &[String], wanted: PreferredNetwork) -> String {
-    if available.iter().any(|n| n == wanted.as_str()) {
-        wanted.as_str().to_string()
-    } else {
-        "invalid_preference".to_string()
-    }
-}
-
-/// The expiry of a card, checked against the account's clock.
-fn check_expiry(
-    ctx: &Ctx,
-    month: i64,
-    year: i64,
-    month_param: &str,
-    year_param: &str,
-) -> Result<(), ApiError> {
-    if !(1..=12).contains(&month) {
-        return Err(card_error(
-            "invalid_expiry_month",
-            "Your card's expiration month is invalid.",
-            month_param,
-        ));
-    }
-    let (this_year, this_month) = civil(ctx.now);
-    if year < this_year {
-        return Err(card_error(
-            "invalid_expiry_year",
-            "Your card's expiration year is invalid.",
-            year_param,
-        ));
-    }
-    if year == this_year && month < this_month {
-        return Err(card_error(
-            "invalid_expiry_month",
-            "Your card's expiration month is invalid.",
-            month_param,
-        ));
-    }
-    Ok(())
-}
-
-fn full_year(year: i64) -> i64 {
-    if (0..100).contains(&year) {
-        2000 + year
-    } else {
-        year
-    }
-}
-
-/// Checks a raw card (or resolves a test token) and builds its details; the number
-/// itself is not kept, only its fingerprint, last four digits and table row.
-fn card_details(
-    ctx: &Ctx,
-    card: &CardParam,
-    prefix: &str,
-    line1: bool,
-    postal_code: bool,
-) -> Result<CardDetails, ApiError> {
-    let (number, exp_month, exp_year) = match (&card.token, &card.number) {
-        (Some(token), _) => {
-            // Test tokens (`tok_visa`) stand for a table number; ids of other kinds
-            // (`pm_card_visa`) are not tokens.
-            let number = token
-                .starts_with("tok_")
-                .then(|| network::number_for_alias(token))
-                .flatten()
-                .ok_or_else(|| {
-                    ApiError::invalid_request(format!("No such token: '{token}'"))
-                        .with_code("resource_missing")
-                        .with_param(format!("{prefix}[token]"))
-                })?;
-            // A token carries its own expiry; test tokens expire in a few years.
-            (number.to_string(), 12, civil(ctx.now).0 + 5)
-        }
-        (None, Some(number)) => {
-            let number: String = number
-                .chars()
-                .filter(|c| !c.is_whitespace() && *c != '-')
-                .collect();
-            let exp_month = card
-                .exp_month
-                .ok_or_else(|| ApiError::missing_param(&format!("{prefix}[exp_month]")))?;
-            let exp_year = card
-                .exp_year
-                .ok_or_else(|| ApiError::missing_param(&format!("{prefix}[exp_year]")))?;
-            (number, exp_month, full_year(exp_year))
-        }
-        (None, None) => return Err(ApiError::missing_param(&format!("{prefix}[number]"))),
-    };
-    // luhn_valid also guarantees 12 to 19 ASCII digits, so slicing last4 is safe.
-    if !network::luhn_valid(&number) {
-        return Err(card_error(
-            "incorrect_number",
-            "Your card number is incorrect.",
-            "number",
-        ));
-    }
-    check_expiry(ctx, exp_month, exp_year, "exp_month", "exp_year")?;
-    if let Some(cvc) = &card.cvc {
-        let ok = (3..=4).contains(&cvc.len()) && cvc.bytes().all(|b| b.is_ascii_digit());
-        if !ok {
-            return Err(card_error(
-                "invalid_cvc",
-                "Your card's security code is invalid.",
-                "cvc",
-            ));
-        }
-    }
-    let test_card = network::card_for_number(&number);
-    let available = vec![test_card.brand.to_string()];
-    let preferred = match card.networks.as_ref().map(|n| &n.preferred) {
-        Some(Field::Set(wanted)) => Some(preferred_network(&available, *wanted)),
-        _ => None,
-    };
-    // Stripe checks the CVC and address when the card is first attached or
-    // charged; until then whatever was given reads `unchecked`.
-    let unchecked = |given: bool| given.then(|| "unchecked".to_string());
-    Ok(CardDetails {
-        brand: test_card.brand.to_string(),
-        checks: Some(CardChecks {
-            address_line1_check: unchecked(line1),
-            address_postal_code_check: unchecked(postal_code),
-            cvc_check: unchecked(card.cvc.is_some()),
-        }),
-        country: Some(test_card.country.to_string()),
-        display_brand: Some(display_brand(test_card.brand).to_string()),
-        exp_month,
-        exp_year,
-        fingerprint: Some(network::fingerprint(ctx.account_id(), &number)),
-        funding: test_card.funding.to_string(),
-        generated_from: None,
-        last4: number[number.len() - 4..].to_string(),
-        networks: Some(Networks {
-            available,
-            preferred,
-        }),
-        three_d_secure_usage: Some(ThreeDSecureUsage { supported: true }),
-        wallet: None,
-    })
-}
-
-/// Days-from-civil arithmetic: the calendar year and month of a unix time.
-fn civil(t: i64) -> (i64, i64) {
-    let days = t.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month)
-}
-
-/// ABA routing numbers carry a checksum: 3·d1 + 7·d2 + d3 + 3·d4 ... ≡ 0 (mod 10).
-fn routing_checksum_ok(routing: &str) -> bool {
-    const WEIGHTS: [u32; 9] = [3, 7, 1, 3, 7, 1, 3, 7, 1];
-    routing.len() == 9
-        && routing.bytes().all(|b| b.is_ascii_digit())
-        && routing
-            .bytes()
-            .zip(WEIGHTS)
-            .map(|(b, w)| u32::from(b - b'0') * w)
-            .sum::<u32>()
-            % 10
-            == 0
-}
-
-/// Test bank accounts: routing 110000000 with Stripe's documented account numbers
-/// (which of them fail is decided when they are debited).
-fn us_bank_account_details(
-    ctx: &Ctx,
-    p: &UsBankAccountParam,
-    prefix: &str,
-) -> Result<UsBankAccountDetails, ApiError> {
-    let (routing, account) = match (&p.routing_number, &p.account_number) {
-        (Some(r), Some(a)) => (r.trim().to_string(), a.trim().to_string()),
-        (None, None) if p.financial_connections_account.is_some() => {
-            // Financial Connections accounts are not modelled: no id can exist.
-            let fca = p.financial_connections_account.clone().unwrap_or_default();
-            return Err(ApiError::invalid_request(format!(
-                "No such financial connections account: '{fca}'"
-            ))
-            .with_code("resource_missing")
-            .with_param(format!("{prefix}[financial_connections_account]")));
-        }
-        (None, _) => {
-            return Err(ApiError::missing_param(&format!(
-                "{prefix}[routing_number]"
-            )))
-        }
-        (_, None) => {
-            return Err(ApiError::missing_param(&format!(
-                "{prefix}[account_number]"
-            )))
-        }
-    };
-    if routing.len() != 9 || !routing.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid_param(
-            &format!("{prefix}[routing_number]"),
-            "routing_number_invalid",
-            "Routing number must have 9 digits.",
-        ));
-    }
-    if !routing_checksum_ok(&routing) {
-        return Err(ApiError::invalid_param(
-            &format!("{prefix}[routing_number]"),
-            "routing_number_invalid",
-            format!("Invalid routing number: {routing}."),
-        ));
-    }
-    if !(4..=17).contains(&account.len()) || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid_param(
-            &format!("{prefix}[account_number]"),
-            "account_number_invalid",
-            "The account number must be 4 to 17 digits.",
-        ));
-    }
-    Ok(UsBankAccountDetails {
-        account_holder_type: Some(
-            p.account_holder_type
-                .unwrap_or(AccountHolderType::Individual)
-                .as_str()
-                .into(),
-        ),
-        account_type: Some(
-            p.account_type
-                .unwrap_or(AccountType::Checking)
-                .as_str()
-                .into(),
-        ),
-        bank_name: Some("STRIPE TEST BANK".into()),
-        financial_connections_account: None,
-        fingerprint: Some(network::fingerprint(
-            ctx.account_id(),
-            &format!("{routing}:{account}"),
-        )),
-        last4: Some(account[account.len() - 4..].to_string()),
-        networks: Some(json!({ "preferred": "ach", "supported": ["ach"] })),
-        routing_number: Some(routing),
-        status_details: None,
-    })
-}
-
-fn sepa_debit_details(
-    ctx: &Ctx,
-    p: &SepaDebitParam,
-    prefix: &str,
-) -> Result<SepaDebitDetails, ApiError> {
-    let iban: String = p
-        .iban
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    // Only ASCII letters and digits from here on, so byte slicing is safe.
-    let valid = (15..=34).contains(&iban.len())
-        && iban.bytes().all(|b| b.is_ascii_alphanumeric())
-        && iban.bytes().take(2).all(|b| b.is_ascii_alphabetic())
-        && iban.bytes().skip(2).take(2).all(|b| b.is_ascii_digit())
-        && iban_checksum_ok(&iban);
-    if !valid {
-        return Err(ApiError::invalid_param(
-            &format!("{prefix}[iban]"),
-            "invalid_bank_account_iban",
-            "The IBAN you provided is invalid.",
-        ));
-    }
-    Ok(SepaDebitDetails {
-        bank_code: Some(iban[4..12].to_string()),
-        branch_code: Some(String::new()),
-        country: Some(iban[..2].to_string()),
-        fingerprint: Some(network::fingerprint(ctx.account_id(), &iban)),
-        generated_from: None,
-        last4: Some(iban[iban.len() - 4..].to_string()),
-    })
-}
-
-/// The ISO 13616 check: the rearranged IBAN, letters as numbers, is 1 mod 97.
-fn iban_checksum_ok(iban: &str) -> bool {
-    if iban.len() < 5 || !iban.is_ascii() {
-        return false;
-    }
-    let rearranged = format!("{}{}", &iban[4..], &iban[..4]);
-    let mut remainder: u32 = 0;
-    for c in rearranged.chars() {
-        let value = match c {
-            '0'..='9' => c as u32 - '0' as u32,
-            'A'..='Z' => c as u32 - 'A' as u32 + 10,
-            _ => return false,
-        };
-        remainder = if value >= 10 {
-            (remainder * 100 + value) % 97
-        } else {
-            (remainder * 10 + value) % 97
-        };
-    }
-    remainder == 1
-}
-
 /// A new PaymentMethod from `payment_method_data` (or the create call's body).
 /// `prefix` is where the data sits in the request, for error `param`s.
 pub fn build(ctx: &Ctx, data: PaymentMethodData, prefix: &str) -> Result<PaymentMethod, ApiError> {
@@ -940,39 +467,6 @@ pub fn build(ctx: &Ctx, data: PaymentMethodData, prefix: &str) -> Result<Payment
         }
     }
     Ok(pm)
-}
-
-/// Whether `id` is one of Stripe's test PaymentMethod ids (`pm_card_visa`), which
-/// stand for a fresh PaymentMethod each time they are used.
-pub fn is_alias(id: &str) -> bool {
-    id.starts_with("pm_card_") && network::number_for_alias(id).is_some()
-}
-
-/// A fresh card PaymentMethod for a `pm_card_*` id, as Stripe test mode makes one
-/// each time such an id is used.
-pub fn from_alias(ctx: &Ctx, alias: &str) -> Option<PaymentMethod> {
-    if !is_alias(alias) {
-        return None;
-    }
-    let number = network::number_for_alias(alias)?;
-    let data = PaymentMethodData {
-        kind: Some(PaymentMethodType::Card),
-        allow_redisplay: None,
-        billing_details: None,
-        card: Some(CardParam {
-            number: Some(number.to_string()),
-            exp_month: Some(12),
-            exp_year: Some(civil(ctx.now).0 + 5),
-            cvc: None,
-            token: None,
-            networks: None,
-        }),
-        metadata: Field::Absent,
-        us_bank_account: None,
-        sepa_debit: None,
-        radar_options: None,
-    };
-    build(ctx, data, "").ok()
 }
 
 /// An id a parameter names that does not exist: Stripe answers 400 for a missing
@@ -1160,33 +654,6 @@ pub async fn detach(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     Ok(value.into())
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworksUpdateParam {
-    #[serde(default)]
-    pub preferred: Field<PreferredNetwork>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CardUpdateParam {
-    #[serde(default)]
-    pub exp_month: Option<i64>,
-    #[serde(default)]
-    pub exp_year: Option<i64>,
-    #[serde(default)]
-    pub networks: Option<NetworksUpdateParam>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsBankAccountUpdateParam {
-    #[serde(default)]
-    pub account_holder_type: Option<AccountHolderType>,
-    #[serde(default)]
-    pub account_type: Option<AccountType>,
-}
-
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
@@ -1352,6 +819,7 @@ pub async fn retrieve_for_customer(
 
 #[cfg(test)]
 mod tests {
+    use super::bank::{iban_checksum_ok, routing_checksum_ok};
     use super::*;
 
     #[test]

@@ -1,0 +1,7 @@
+//! What every resource is made of, below all of them: typed parameters with
+//! Stripe's errors ([`params`]), Stripe's list conventions ([`list`]), and the
+//! one state-machine mechanism that objects with a `status` move through
+//! ([`state_machine`]).
+pub mod list;
+pub mod params;
+pub mod state_machine;
