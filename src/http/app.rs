@@ -272,11 +272,12 @@ impl App {
     /// Expands, commits and answers. `Conflict` means the operation lost a race
     /// and must run again.
     ///
-    /// A failed operation commits nothing (unless it chose to commit with its
-    /// error, as a decline does), and its idempotency key stays free: a request
-    /// that was refused leaves no trace. A 5xx is the exception Stripe makes: its
-    /// answer is kept for the key, so a retry does not run into a half-known
-    /// state, while its writes are still dropped.
+    /// A failed operation commits nothing, unless it chose to commit with its
+    /// error (a decline does), and a refused request (a 4xx other than a card
+    /// error) leaves its idempotency key free: it leaves no trace. A card error
+    /// (402) and a 5xx keep their answer for the key, as Stripe does, so a retry
+    /// with the key gets the same answer; their writes are still dropped unless
+    /// the operation chose to keep them.
     pub async fn finish<const P: bool>(
         &self,
         mut ctx: Ctx,
@@ -294,7 +295,7 @@ impl App {
         let now = ctx.now;
         let kept_failure = failed && ctx.commits_with_error();
         let mut batch = ctx.into_batch(failed);
-        let store_record = !failed || kept_failure || status >= 500;
+        let store_record = !failed || kept_failure || status == 402 || status >= 500;
         if let (Some(key), true) = (&req.info.idempotency_key, store_record) {
             batch.idempotency = Some(IdempotencyRecord {
                 key: key.clone(),
