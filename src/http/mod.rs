@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod assets;
 pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;

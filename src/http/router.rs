@@ -30,6 +30,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::http::balance_transactions::routes())
         .merge(refunds::routes())
         .merge(authenticate::routes())
+        .merge(crate::http::assets::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
         .layer(middleware::from_fn(stamp))
