@@ -6,6 +6,7 @@ pub mod assets;
 pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;
+pub mod cors;
 pub mod customers;
 pub mod events;
 pub mod expand;
