@@ -68,13 +68,28 @@ const MAX_AGE: &str = "300";
 /// Merged beside the resources' routes, whose handlers share the paths.
 pub fn preflights<S: Clone + Send + Sync + 'static>() -> Router<S> {
     BROWSER_ROUTES.iter().fold(Router::new(), |router, route| {
-        router.route(route.path, options(move || preflight(route)))
+        router.route(
+            route.path,
+            options(move |headers: HeaderMap| preflight(route, headers)),
+        )
     })
 }
 
-async fn preflight(route: &'static BrowserRoute) -> Response {
+async fn preflight(route: &'static BrowserRoute, request: HeaderMap) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
+    // A page on a public origin calling payground on a developer's machine or a
+    // private network: Chrome asks first (Private Network Access), and a sandbox
+    // is meant to be reached that way.
+    if request
+        .get("access-control-request-private-network")
+        .is_some_and(|v| v == "true")
+    {
+        h.insert(
+            "access-control-allow-private-network",
+            HeaderValue::from_static("true"),
+        );
+    }
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -98,9 +113,15 @@ async fn preflight(route: &'static BrowserRoute) -> Response {
 /// publishable key. A non-browser request spends one comparison of the matched
 /// path's bytes per table row here, nothing else.
 pub fn is_browser_route(method: &Method, path: &str) -> bool {
+    // HEAD is answered by the GET handler.
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     BROWSER_ROUTES
         .iter()
-        .any(|r| r.path == path && r.methods.contains(&method.as_str()))
+        .any(|r| r.path == path && r.methods.contains(&method))
 }
 
 fn add_response_headers(headers: &mut HeaderMap) {
@@ -281,6 +302,7 @@ mod tests {
     async fn browser_routes_answer_any_origin() {
         for (method, path) in [
             ("GET", "/v1/payment_intents/pi_1"),
+            ("HEAD", "/v1/payment_intents/pi_1"),
             ("POST", "/v1/payment_intents/pi_1/confirm"),
             ("POST", "/v1/payment_methods"),
         ] {
@@ -345,9 +367,17 @@ mod tests {
         ] {
             assert!(allowed.split(", ").any(|a| a == name), "{name}");
         }
+        assert!(h.get("access-control-allow-private-network").is_none());
         // The path's secret-only method (update) is not offered.
         let r = send("OPTIONS", "/v1/payment_intents/pi_1", &preflight).await;
         assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_METHODS], "GET");
+
+        // Chrome's question for a page on a public origin reaching a private address.
+        let mut private = preflight.to_vec();
+        private.push(("access-control-request-private-network", "true"));
+        let r = send("OPTIONS", "/v1/payment_methods", &private).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(r.headers()["access-control-allow-private-network"], "true");
     }
 
     #[tokio::test]
