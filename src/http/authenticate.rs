@@ -2,10 +2,13 @@
 //! form with "Complete authentication" and "Fail authentication". Afterwards the
 //! browser goes back to the merchant's `return_url` (303) with `payment_intent`,
 //! `payment_intent_client_secret` and `redirect_status`, as Stripe sends it.
+//! The pages are askama templates (`templates/three_d_secure/`), which escape
+//! what they are given.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -27,14 +30,6 @@ pub fn routes() -> Router<App> {
     )
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 fn format_amount(amount: i64, currency_code: &str) -> String {
     if currency::is_zero_decimal(currency_code) {
         format!("{amount} {}", currency_code.to_uppercase())
@@ -48,30 +43,74 @@ fn format_amount(amount: i64, currency_code: &str) -> String {
     }
 }
 
-fn html_page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{title}</title><style>body{{font-family:system-ui,sans-serif;background:#f6f8fa;margin:0;display:flex;justify-content:center}}\
-main{{background:#fff;margin:48px 16px;padding:32px;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.1);max-width:420px;width:100%}}\
-h1{{font-size:20px}}dl{{display:grid;grid-template-columns:auto 1fr;gap:6px 16px}}dt{{color:#57606a}}\
-button{{display:block;width:100%;padding:12px;margin-top:12px;font-size:16px;border-radius:6px;border:1px solid #d0d7de;cursor:pointer}}\
-button.complete{{background:#1f883d;color:#fff;border-color:#1a7f37}}button.fail{{background:#fff;color:#cf222e}}\
-.note{{color:#57606a;font-size:13px}}</style></head><body><main>{body}</main></body></html>"
-    )
+/// The challenge: what is being paid, and the card holder's two choices.
+#[derive(Template)]
+#[template(path = "three_d_secure/page.html")]
+struct ChallengePage<'a> {
+    amount: String,
+    card: String,
+    client_secret: &'a str,
+    return_url: &'a str,
+}
+
+/// What the card holder sees after choosing when there is no `return_url` to go
+/// back to (`use_stripe_sdk`: stripe.js closes the frame).
+#[derive(Template)]
+#[template(path = "three_d_secure/result.html")]
+struct ResultPage {
+    succeeded: bool,
+    redirect_status: &'static str,
+    message: &'static str,
+}
+
+/// A page that says why there is nothing to choose: an unknown payment, a wrong
+/// client secret, a payment past authentication.
+#[derive(Template)]
+#[template(path = "three_d_secure/error.html")]
+struct NoticePage<'a> {
+    heading: &'a str,
+    message: &'a str,
+    /// Drawn as an error rather than as information.
+    problem: bool,
+}
+
+/// The page no script may run in, which no cache keeps (its URL and form hold
+/// the client secret) and whose address is not sent on to the return URL.
+fn html_response<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'",
+                ),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            Html(body),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the authentication page did not render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "payground could not show this page.",
+            )
+                .into_response()
+        }
+    }
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
-    (
+    html_response(
         status,
-        Html(html_page(
-            "Authentication",
-            &format!(
-                "<h1>Authentication unavailable</h1><p>{}</p>",
-                escape(message)
-            ),
-        )),
+        &NoticePage {
+            heading: "Authentication unavailable",
+            message,
+            problem: true,
+        },
     )
-        .into_response()
 }
 
 async fn account(app: &App, id: &str) -> Result<Arc<Account>, Response> {
@@ -120,17 +159,14 @@ async fn page(
         return error_page(StatusCode::NOT_FOUND, "This payment does not exist.");
     }
     if pi.status != Status::RequiresAction {
-        return (
+        return html_response(
             StatusCode::OK,
-            Html(html_page(
-                "Authentication",
-                &format!(
-                    "<h1>Nothing to authenticate</h1><p>This payment is {}.</p>",
-                    escape(pi.status.as_str())
-                ),
-            )),
-        )
-            .into_response();
+            &NoticePage {
+                heading: "Nothing to authenticate",
+                message: &format!("This payment is {}.", pi.status.as_str()),
+                problem: false,
+            },
+        );
     }
     let card = match &pi.payment_method {
         Some(pm_id) => ctx
@@ -142,23 +178,15 @@ async fn page(
         None => None,
     };
     let return_url = q.return_url.unwrap_or_default();
-    let body = format!(
-        "<h1>3D Secure test payment</h1>\
-<p class=\"note\">payground test page: choose what the card holder does.</p>\
-<dl><dt>Merchant</dt><dd>payground test merchant</dd><dt>Amount</dt><dd id=\"amount\">{amount}</dd><dt>Card</dt><dd id=\"card\">{card}</dd></dl>\
-<form method=\"post\"><input type=\"hidden\" name=\"client_secret\" value=\"{secret}\"><input type=\"hidden\" name=\"return_url\" value=\"{return_url}\">\
-<button class=\"complete\" type=\"submit\" name=\"action\" value=\"complete\">Complete authentication</button>\
-<button class=\"fail\" type=\"submit\" name=\"action\" value=\"fail\">Fail authentication</button></form>",
-        amount = escape(&format_amount(pi.amount, &pi.currency)),
-        card = escape(&card.unwrap_or_else(|| "card".into())),
-        secret = escape(&secret),
-        return_url = escape(&return_url),
-    );
-    (
+    html_response(
         StatusCode::OK,
-        Html(html_page("3D Secure test payment", &body)),
+        &ChallengePage {
+            amount: format_amount(pi.amount, &pi.currency),
+            card: card.unwrap_or_else(|| "card".into()),
+            client_secret: &secret,
+            return_url: &return_url,
+        },
     )
-        .into_response()
 }
 
 async fn submit(
@@ -201,19 +229,19 @@ async fn submit(
     };
     let return_url = form.get("return_url").cloned().unwrap_or_default();
     if return_url.is_empty() {
-        let message = if redirect_status == "succeeded" {
-            "Authentication complete."
-        } else {
-            "Authentication failed."
-        };
-        return (
+        let succeeded = redirect_status == "succeeded";
+        return html_response(
             StatusCode::OK,
-            Html(html_page(
-                "Authentication",
-                &format!("<h1 id=\"result\" data-status=\"{redirect_status}\">{message}</h1><p class=\"note\">You can close this window.</p>"),
-            )),
-        )
-            .into_response();
+            &ResultPage {
+                succeeded,
+                redirect_status,
+                message: if succeeded {
+                    "Authentication complete."
+                } else {
+                    "Authentication failed."
+                },
+            },
+        );
     }
     let sep = if return_url.contains('?') { '&' } else { '?' };
     let location = format!(

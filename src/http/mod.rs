@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod app;
+pub mod assets;
 pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;
+pub mod cors;
 pub mod customers;
 pub mod events;
 pub mod expand;

@@ -1234,6 +1234,7 @@ mod tests {
     /// The handler files whose `routes()` the router merges.
     const ROUTE_SOURCES: &[&str] = &[
         include_str!("admin.rs"),
+        include_str!("assets.rs"),
         include_str!("authenticate.rs"),
         include_str!("balance_transactions.rs"),
         include_str!("charges.rs"),
@@ -1245,8 +1246,12 @@ mod tests {
         include_str!("webhook_endpoints.rs"),
     ];
 
-    /// Routes that are not part of the API: the admin token's, and HTML pages.
-    const NOT_API: &[&str] = &["/admin/accounts", "/payground/authenticate/{account}/{id}"];
+    /// Routes that are not part of the API: the admin token's, HTML pages and their files.
+    const NOT_API: &[&str] = &[
+        "/admin/accounts",
+        "/payground/assets/{name}",
+        "/payground/authenticate/{account}/{id}",
+    ];
 
     /// `(method, path)` of every `.route("...", ...)` call in `source`.
     fn routes_in(source: &str) -> Vec<(String, String)> {
@@ -1327,6 +1332,7 @@ mod tests {
         let router = include_str!("router.rs");
         for module in [
             "admin",
+            "assets",
             "authenticate",
             "balance_transactions",
             "charges",

@@ -30,8 +30,11 @@ pub fn router(app: App) -> Router {
         .merge(crate::http::balance_transactions::routes())
         .merge(refunds::routes())
         .merge(authenticate::routes())
+        .merge(crate::http::assets::routes())
+        .merge(crate::http::cors::preflights())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
+        .layer(crate::http::cors::layer())
         .layer(middleware::from_fn(stamp))
         .with_state(app)
 }
