@@ -15,4 +15,5 @@ pub mod payment_methods;
 pub mod rate_limit;
 pub mod refunds;
 pub mod router;
+pub mod setup_intents;
 pub mod webhook_endpoints;

@@ -355,6 +355,86 @@ fn payment_intent_update() -> Fields {
     fields
 }
 
+fn setup_payment_method_options() -> Value {
+    object(vec![
+        (
+            "card",
+            object(vec![
+                (
+                    "request_three_d_secure",
+                    one_of(&["any", "automatic", "challenge"]),
+                ),
+                ("mandate_options", hash()),
+                ("network", string()),
+                ("moto", boolean()),
+                ("three_d_secure", hash()),
+            ]),
+        ),
+        ("us_bank_account", hash()),
+        ("sepa_debit", hash()),
+        ("link", hash()),
+    ])
+}
+
+fn flow_directions() -> Value {
+    array(one_of(&["inbound", "outbound"]))
+}
+
+fn setup_confirm_fields() -> Fields {
+    vec![
+        ("confirmation_token", string()),
+        ("mandate_data", hash()),
+        ("payment_method", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", setup_payment_method_options()),
+        ("return_url", string()),
+        ("use_stripe_sdk", boolean()),
+    ]
+}
+
+fn setup_intent_create() -> Fields {
+    let mut fields = setup_confirm_fields();
+    fields.extend([
+        ("attach_to_self", boolean()),
+        (
+            "automatic_payment_methods",
+            object_req(
+                &["enabled"],
+                vec![
+                    ("enabled", boolean()),
+                    ("allow_redirects", one_of(&["always", "never"])),
+                ],
+            ),
+        ),
+        ("confirm", boolean()),
+        ("customer", string()),
+        ("description", string()),
+        ("flow_directions", flow_directions()),
+        ("metadata", metadata()),
+        ("on_behalf_of", string()),
+        ("payment_method_configuration", string()),
+        ("payment_method_types", strings()),
+        ("single_use", hash()),
+        ("usage", one_of(&["off_session", "on_session"])),
+    ]);
+    fields
+}
+
+fn setup_intent_update() -> Fields {
+    vec![
+        ("attach_to_self", boolean()),
+        ("customer", string()),
+        ("description", clearable(string())),
+        ("flow_directions", clearable(flow_directions())),
+        ("metadata", metadata()),
+        ("payment_method", string()),
+        ("payment_method_configuration", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", setup_payment_method_options()),
+        ("payment_method_types", strings()),
+    ]
+}
+
 fn payment_method_update() -> Fields {
     vec![
         ("allow_redisplay", allow_redisplay()),
@@ -515,6 +595,7 @@ impl Operation {
 pub fn operations() -> Vec<Operation> {
     let cus = "customer";
     let pi = "payment_intent";
+    let si = "setup_intent";
     let pm = "payment_method";
     let ch = "charge";
     let re = "refund";
@@ -751,6 +832,78 @@ pub fn operations() -> Vec<Operation> {
             "Settle a processing bank debit now (payground)",
         )
         .returns(pi),
+        // SetupIntents and their attempts
+        op(
+            "get",
+            "/v1/setup_intents",
+            "setup_intents.list",
+            "List SetupIntents",
+        )
+        .list(true, strs(&["customer", "payment_method"])),
+        op(
+            "post",
+            "/v1/setup_intents",
+            "setup_intents.create",
+            "Create a SetupIntent",
+        )
+        .body(&[], setup_intent_create())
+        .returns(si),
+        op(
+            "get",
+            "/v1/setup_intents/{id}",
+            "setup_intents.retrieve",
+            "Retrieve a SetupIntent (publishable key with client_secret too)",
+        )
+        .query(strs(&["client_secret"]))
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}",
+            "setup_intents.update",
+            "Update a SetupIntent",
+        )
+        .body(&[], setup_intent_update())
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}/confirm",
+            "setup_intents.confirm",
+            "Confirm a SetupIntent (publishable key with client_secret too)",
+        )
+        .body(&[], {
+            let mut fields = setup_confirm_fields();
+            fields.push(("client_secret", string()));
+            fields
+        })
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}/cancel",
+            "setup_intents.cancel",
+            "Cancel a SetupIntent",
+        )
+        .body(
+            &[],
+            vec![(
+                "cancellation_reason",
+                one_of(&["abandoned", "duplicate", "requested_by_customer"]),
+            )],
+        )
+        .returns(si),
+        op(
+            "post",
+            "/v1/test_helpers/setup_intents/{id}/settle",
+            "test_helpers.setup_intents.settle",
+            "Settle a processing bank-debit setup now (payground)",
+        )
+        .returns(si),
+        op(
+            "get",
+            "/v1/setup_attempts",
+            "setup_attempts.list",
+            "List a SetupIntent's attempts",
+        )
+        .list(true, strs(&["setup_intent"])),
         // Charges and balance transactions
         op("get", "/v1/charges", "charges.list", "List charges").list(
             true,
@@ -1242,6 +1395,7 @@ mod tests {
         include_str!("payment_intents.rs"),
         include_str!("payment_methods.rs"),
         include_str!("refunds.rs"),
+        include_str!("setup_intents.rs"),
         include_str!("webhook_endpoints.rs"),
     ];
 
@@ -1335,6 +1489,7 @@ mod tests {
             "payment_intents",
             "payment_methods",
             "refunds",
+            "setup_intents",
             "webhook_endpoints",
         ] {
             assert!(router.contains(&format!("{module}::routes()")), "{module}");

@@ -11,6 +11,8 @@ pub mod payment_intent;
 pub mod payment_method;
 pub mod refund;
 pub mod search;
+pub mod setup_attempt;
+pub mod setup_intent;
 pub mod webhook_endpoint;
 
 use std::collections::BTreeMap;
