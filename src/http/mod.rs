@@ -5,6 +5,7 @@ pub mod app;
 pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;
+pub mod confirmation_tokens;
 pub mod customers;
 pub mod events;
 pub mod expand;

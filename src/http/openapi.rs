@@ -355,6 +355,19 @@ fn payment_intent_update() -> Fields {
     fields
 }
 
+fn confirmation_token_fields() -> Fields {
+    vec![
+        ("mandate_data", hash()),
+        ("payment_method", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", hash()),
+        ("return_url", string()),
+        ("setup_future_usage", setup_future_usage()),
+        ("shipping", clearable(shipping(&[]))),
+        ("use_stripe_sdk", boolean()),
+    ]
+}
+
 fn setup_payment_method_options() -> Value {
     object(vec![
         (
@@ -596,6 +609,7 @@ pub fn operations() -> Vec<Operation> {
     let cus = "customer";
     let pi = "payment_intent";
     let si = "setup_intent";
+    let ct = "confirmation_token";
     let pm = "payment_method";
     let ch = "charge";
     let re = "refund";
@@ -832,6 +846,30 @@ pub fn operations() -> Vec<Operation> {
             "Settle a processing bank debit now (payground)",
         )
         .returns(pi),
+        // ConfirmationTokens
+        op(
+            "post",
+            "/v1/confirmation_tokens",
+            "confirmation_tokens.create",
+            "Create a ConfirmationToken (what stripe.js does, with the publishable key)",
+        )
+        .body(&[], confirmation_token_fields())
+        .returns(ct),
+        op(
+            "get",
+            "/v1/confirmation_tokens/{id}",
+            "confirmation_tokens.retrieve",
+            "Retrieve a ConfirmationToken",
+        )
+        .returns(ct),
+        op(
+            "post",
+            "/v1/test_helpers/confirmation_tokens",
+            "test_helpers.confirmation_tokens.create",
+            "Create a ConfirmationToken for a server test",
+        )
+        .body(&[], confirmation_token_fields())
+        .returns(ct),
         // SetupIntents and their attempts
         op(
             "get",
@@ -1390,6 +1428,7 @@ mod tests {
         include_str!("authenticate.rs"),
         include_str!("balance_transactions.rs"),
         include_str!("charges.rs"),
+        include_str!("confirmation_tokens.rs"),
         include_str!("customers.rs"),
         include_str!("events.rs"),
         include_str!("payment_intents.rs"),
@@ -1484,6 +1523,7 @@ mod tests {
             "authenticate",
             "balance_transactions",
             "charges",
+            "confirmation_tokens",
             "customers",
             "events",
             "payment_intents",

@@ -27,6 +27,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::http::payment_methods::routes())
         .merge(payment_intents::routes())
         .merge(crate::http::setup_intents::routes())
+        .merge(crate::http::confirmation_tokens::routes())
         .merge(charges::routes())
         .merge(crate::http::balance_transactions::routes())
         .merge(refunds::routes())

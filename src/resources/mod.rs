@@ -4,6 +4,7 @@
 pub mod balance_transaction;
 pub mod charge;
 pub mod common;
+pub mod confirmation_token;
 pub mod currency;
 pub mod customer;
 pub mod event;

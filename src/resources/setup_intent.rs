@@ -18,13 +18,15 @@ use crate::error::{ApiError, ErrorType};
 use crate::ids;
 use crate::network::{self, Decision, ThreeDsRequest};
 use crate::resources::common::intent::{
-    check_types, client_secret_matches, new_client_secret, three_d_secure_action, KNOWN_TYPES,
+    check_types, client_secret_matches, new_client_secret, only_one_method_source,
+    three_d_secure_action, KNOWN_TYPES,
 };
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::common::state_machine::{
     self as machine, check, transition, Machine, Transition,
 };
+use crate::resources::confirmation_token::{self, Use};
 use crate::resources::customer::Customer;
 use crate::resources::payment_method::{self, PaymentMethod, PaymentMethodData};
 use crate::resources::setup_attempt::{self, SetupAttempt};
@@ -640,17 +642,12 @@ fn requested_three_d_secure(si: &SetupIntent) -> ThreeDsRequest {
     }
 }
 
-fn not_yet_supported_token() -> ApiError {
-    ApiError::invalid_request("ConfirmationTokens are not supported yet.")
-        .with_param("confirmation_token")
-}
-
 // ---- operations --------------------------------------------------------------
 
 pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiError> {
     let p = params.clone();
     if p.confirmation_token.is_some() {
-        return Err(not_yet_supported_token());
+        only_one_method_source(&p.payment_method, &p.payment_method_data)?;
     }
     if let Some(c) = &p.customer {
         let _c: Customer = ctx
@@ -669,6 +666,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
             (p.return_url.is_some(), "return_url"),
             (p.mandate_data.is_some(), "mandate_data"),
             (p.use_stripe_sdk.is_some(), "use_stripe_sdk"),
+            (p.confirmation_token.is_some(), "confirmation_token"),
         ] {
             if given {
                 return Err(ApiError::invalid_request(format!(
@@ -760,6 +758,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
             mandate_data: p.mandate_data,
             return_url: p.return_url,
             use_stripe_sdk: p.use_stripe_sdk,
+            confirmation_token: p.confirmation_token,
             ..Default::default()
         };
         return run_confirm(ctx, si, confirm, resolved).await;
@@ -869,9 +868,6 @@ async fn run_confirm(
     resolved: Option<PaymentMethod>,
 ) -> Result<Answer, ApiError> {
     check(&si, Action::Confirm)?;
-    if p.confirmation_token.is_some() {
-        return Err(not_yet_supported_token());
-    }
     if let Some(o) = &p.payment_method_options {
         apply_options(&mut si, o);
     }
@@ -882,7 +878,16 @@ async fn run_confirm(
         .with_param("payment_method_data"));
     }
     let mut resolved = resolved;
-    if let Some(id) = &p.payment_method {
+    let mut return_url = p.return_url.clone();
+    if let Some(token) = &p.confirmation_token {
+        only_one_method_source(&p.payment_method, &p.payment_method_data)?;
+        let used = confirmation_token::redeem(ctx, token, Use::SetupIntent(&si.id)).await?;
+        si.payment_method = Some(used.payment_method.id.clone());
+        if return_url.is_none() {
+            return_url = used.return_url;
+        }
+        resolved = Some(used.payment_method);
+    } else if let Some(id) = &p.payment_method {
         let pm = payment_method::resolve(ctx, id, "payment_method").await?;
         si.payment_method = Some(pm.id.clone());
         resolved = Some(pm);
@@ -943,7 +948,7 @@ async fn run_confirm(
         pm,
         attempt,
         Action::Confirm,
-        p.return_url.as_deref(),
+        return_url.as_deref(),
         false,
     )
     .await

@@ -32,6 +32,25 @@ pub fn check_types(types: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A ConfirmationToken carries the payment method: naming one besides it is a
+/// contradiction Stripe refuses.
+pub fn only_one_method_source(
+    payment_method: &Option<String>,
+    payment_method_data: &Option<crate::resources::payment_method::PaymentMethodData>,
+) -> Result<(), ApiError> {
+    let other = if payment_method.is_some() {
+        "payment_method"
+    } else if payment_method_data.is_some() {
+        "payment_method_data"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::invalid_request(format!(
+        "You may only specify one of these parameters: confirmation_token, {other}."
+    ))
+    .with_param(other))
+}
+
 /// A new intent's client secret: its id, `_secret_`, and 24 random characters.
 pub fn new_client_secret(id: &str) -> String {
     format!("{id}_secret_{}", ids::random_string(24))

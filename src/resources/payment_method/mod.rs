@@ -505,6 +505,23 @@ pub async fn resolve(ctx: &mut Ctx, id: &str, param: &str) -> Result<PaymentMeth
         .ok_or_else(|| no_such(id, param))
 }
 
+/// The PaymentMethod an id names without creating anything: an existing one
+/// (`false`), or for a `pm_card_*` id the fresh one it stands for, not saved
+/// (`true`). A ConfirmationToken holds such a method until it is used.
+pub async fn resolve_without_saving(
+    ctx: &mut Ctx,
+    id: &str,
+    param: &str,
+) -> Result<(PaymentMethod, bool), ApiError> {
+    if let Some(pm) = from_alias(ctx, id) {
+        return Ok((pm, true));
+    }
+    match ctx.find::<PaymentMethod>(id).await? {
+        Some(pm) if !pm.is_deleted() => Ok((pm, false)),
+        _ => Err(no_such(id, param)),
+    }
+}
+
 /// Whether `pm` may be attached to `customer`: not someone else's, and a card the
 /// network verifies. Stripe checks a card before saving it, so numbers that decline
 /// fail to attach, with their decline; 4000000000000341 (`ChargeCustomerFail`)
