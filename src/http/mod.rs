@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;
 pub mod confirmation_tokens;
+pub mod customer_sessions;
 pub mod customers;
 pub mod events;
 pub mod expand;

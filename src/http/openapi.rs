@@ -355,6 +355,39 @@ fn payment_intent_update() -> Fields {
     fields
 }
 
+fn customer_session_fields() -> Fields {
+    let enabled = || object_req(&["enabled"], vec![("enabled", boolean())]);
+    let toggle = || one_of(&["disabled", "enabled"]);
+    let features = object(vec![
+        (
+            "payment_method_allow_redisplay_filters",
+            array(one_of(&["always", "limited", "unspecified"])),
+        ),
+        ("payment_method_redisplay", toggle()),
+        ("payment_method_redisplay_limit", int_range(1, 10)),
+        ("payment_method_remove", toggle()),
+        ("payment_method_save", toggle()),
+        ("payment_method_save_usage", setup_future_usage()),
+    ]);
+    vec![
+        (
+            "components",
+            object(vec![
+                ("buy_button", enabled()),
+                (
+                    "payment_element",
+                    object_req(
+                        &["enabled"],
+                        vec![("enabled", boolean()), ("features", features)],
+                    ),
+                ),
+                ("pricing_table", enabled()),
+            ]),
+        ),
+        ("customer", string()),
+    ]
+}
+
 fn confirmation_token_fields() -> Fields {
     vec![
         ("mandate_data", hash()),
@@ -846,6 +879,54 @@ pub fn operations() -> Vec<Operation> {
             "Settle a processing bank debit now (payground)",
         )
         .returns(pi),
+        // CustomerSessions, and what the Payment Element asks with them
+        op(
+            "post",
+            "/v1/customer_sessions",
+            "customer_sessions.create",
+            "Create a CustomerSession",
+        )
+        .body(&["components", "customer"], customer_session_fields())
+        .returns("customer_session"),
+        op(
+            "get",
+            "/v1/elements/sessions",
+            "elements.sessions.retrieve",
+            "What the Payment Element renders: payment method types, amount, a customer's saved methods (publishable key; payground's answer to stripe.js's call)",
+        )
+        .query(vec![
+            ("type", one_of(&["payment_intent", "setup_intent", "deferred_intent"])),
+            ("client_secret", string()),
+            ("customer_session_client_secret", string()),
+            (
+                "deferred_intent",
+                object_req(
+                    &["mode"],
+                    vec![
+                        ("mode", one_of(&["payment", "setup", "subscription"])),
+                        ("amount", integer()),
+                        ("currency", string()),
+                        ("setup_future_usage", setup_future_usage()),
+                        ("capture_method", capture_method()),
+                        ("payment_method_types", strings()),
+                        ("on_behalf_of", string()),
+                        ("payment_method_configuration", string()),
+                    ],
+                ),
+            ),
+            ("locale", string()),
+        ]),
+        op(
+            "post",
+            "/v1/elements/payment_methods/{id}/detach",
+            "elements.payment_methods.detach",
+            "Remove a saved payment method with a CustomerSession that allows it (publishable key)",
+        )
+        .body(
+            &["customer_session_client_secret"],
+            strs(&["customer_session_client_secret"]),
+        )
+        .returns(pm),
         // ConfirmationTokens
         op(
             "post",
@@ -1429,6 +1510,7 @@ mod tests {
         include_str!("balance_transactions.rs"),
         include_str!("charges.rs"),
         include_str!("confirmation_tokens.rs"),
+        include_str!("customer_sessions.rs"),
         include_str!("customers.rs"),
         include_str!("events.rs"),
         include_str!("payment_intents.rs"),
@@ -1524,6 +1606,7 @@ mod tests {
             "balance_transactions",
             "charges",
             "confirmation_tokens",
+            "customer_sessions",
             "customers",
             "events",
             "payment_intents",

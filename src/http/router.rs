@@ -28,6 +28,7 @@ pub fn router(app: App) -> Router {
         .merge(payment_intents::routes())
         .merge(crate::http::setup_intents::routes())
         .merge(crate::http::confirmation_tokens::routes())
+        .merge(crate::http::customer_sessions::routes())
         .merge(charges::routes())
         .merge(crate::http::balance_transactions::routes())
         .merge(refunds::routes())

@@ -7,6 +7,8 @@ pub mod common;
 pub mod confirmation_token;
 pub mod currency;
 pub mod customer;
+pub mod customer_session;
+pub mod elements_session;
 pub mod event;
 pub mod payment_intent;
 pub mod payment_method;

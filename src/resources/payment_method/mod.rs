@@ -821,6 +821,23 @@ pub async fn list_for_customer(
     list::page(ctx, PaymentMethod::OBJECT, filter, params, &url).await
 }
 
+/// The newest of a customer's PaymentMethods with one `allow_redisplay` value, as
+/// stored (what a CustomerSession lets the Payment Element show).
+pub async fn saved_for_redisplay(
+    ctx: &mut Ctx,
+    customer: &str,
+    allow_redisplay: &str,
+    page: &ListParams,
+) -> Result<Vec<crate::store::StoredObject>, ApiError> {
+    let query = crate::store::ListQuery {
+        kind: PaymentMethod::OBJECT.to_string(),
+        filter: list_filter(Some(customer), None, Some(allow_redisplay)),
+        limit: page.limit,
+        ..Default::default()
+    };
+    ctx.list_page(query, None, None).await
+}
+
 /// `GET /v1/customers/{id}/payment_methods/{pm}`: 404 unless it is that customer's.
 pub async fn retrieve_for_customer(
     ctx: &mut Ctx,
