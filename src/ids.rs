@@ -99,6 +99,7 @@ pub fn kind_of(id: &str) -> Option<&'static str> {
         ("price_", "price"),
         ("mandate_", "mandate"),
         ("pgsu_", "payground.setup"),
+        ("pgct_", "payground.confirmation_token_method"),
     ];
     PREFIXES
         .iter()

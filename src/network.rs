@@ -772,6 +772,20 @@ pub fn authorize(card: &TestCard, attempt: &Attempt) -> Decision {
     }
 }
 
+/// What a card does when it is set up for later use (a SetupIntent's check of
+/// the card): what a payment would do, except for 4000000000000341, which sets up
+/// and attaches fine and declines only the charges made with it later.
+pub fn authorize_setup(card: &TestCard, attempt: &Attempt) -> Decision {
+    if card.behaviour == ChargeCustomerFail {
+        let as_ordinary = TestCard {
+            behaviour: Succeeds,
+            ..*card
+        };
+        return authorize(&as_ordinary, attempt);
+    }
+    authorize(card, attempt)
+}
+
 /// `card.checks` of a new card PaymentMethod, given what was provided with it.
 pub fn checks(
     card: &TestCard,

@@ -1,7 +1,9 @@
-//! The hosted 3-D Secure test page. Plain HTML that works without JavaScript: a
-//! form with "Complete authentication" and "Fail authentication". Afterwards the
-//! browser goes back to the merchant's `return_url` (303) with `payment_intent`,
-//! `payment_intent_client_secret` and `redirect_status`, as Stripe sends it.
+//! The hosted 3-D Secure test page, for PaymentIntents and SetupIntents alike.
+//! Plain HTML that works without JavaScript: a form with "Complete
+//! authentication" and "Fail authentication". Afterwards the browser goes back to
+//! the merchant's `return_url` (303) with `payment_intent` and
+//! `payment_intent_client_secret` (or `setup_intent` and
+//! `setup_intent_client_secret`) and `redirect_status`, as Stripe sends them.
 //! The pages are askama templates (`templates/three_d_secure/`), which escape
 //! what they are given.
 
@@ -19,8 +21,9 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::http::app::App;
 use crate::resources::currency;
-use crate::resources::payment_intent::{self, PaymentIntent, Status};
+use crate::resources::payment_intent::{self, PaymentIntent};
 use crate::resources::payment_method::PaymentMethod;
+use crate::resources::setup_intent::{self, SetupIntent};
 use crate::store::Account;
 
 pub fn routes() -> Router<App> {
@@ -47,6 +50,8 @@ fn format_amount(amount: i64, currency_code: &str) -> String {
 #[derive(Template)]
 #[template(path = "three_d_secure/page.html")]
 struct ChallengePage<'a> {
+    /// "Amount" for a payment, "Purpose" for a setup.
+    purpose_label: &'a str,
     amount: String,
     card: String,
     client_secret: &'a str,
@@ -136,6 +141,63 @@ struct PageQuery {
     return_url: Option<String>,
 }
 
+/// The intent a page is for, as far as the page needs it.
+struct Pending {
+    /// `payment_intent` or `setup_intent`: the redirect's parameter names.
+    param: &'static str,
+    id: String,
+    client_secret: Option<String>,
+    status: &'static str,
+    requires_action: bool,
+    payment_method: Option<String>,
+    /// What the card holder is asked to approve: the amount, or saving the card.
+    purpose: (&'static str, String),
+}
+
+impl Pending {
+    fn of_payment(pi: &PaymentIntent) -> Self {
+        Pending {
+            param: "payment_intent",
+            id: pi.id.clone(),
+            client_secret: pi.client_secret.clone(),
+            status: pi.status.as_str(),
+            requires_action: pi.status == payment_intent::Status::RequiresAction,
+            payment_method: pi.payment_method.clone(),
+            purpose: ("Amount", format_amount(pi.amount, &pi.currency)),
+        }
+    }
+
+    fn of_setup(si: &SetupIntent) -> Self {
+        Pending {
+            param: "setup_intent",
+            id: si.id.clone(),
+            client_secret: si.client_secret.clone(),
+            status: si.status.as_str(),
+            requires_action: si.status == setup_intent::Status::RequiresAction,
+            payment_method: si.payment_method.clone(),
+            purpose: ("Purpose", "Save the card for future payments".to_string()),
+        }
+    }
+
+    /// Where the authentication left the intent, in Stripe's `redirect_status` words.
+    fn redirect_status(&self) -> &'static str {
+        match self.status {
+            "succeeded" | "requires_capture" => "succeeded",
+            "processing" => "pending",
+            _ => "failed",
+        }
+    }
+}
+
+async fn load(ctx: &mut crate::ctx::Ctx, id: &str) -> Option<Pending> {
+    if id.starts_with("seti_") {
+        let si: SetupIntent = ctx.fetch(id).await.ok()?;
+        return Some(Pending::of_setup(&si));
+    }
+    let pi: PaymentIntent = ctx.fetch(id).await.ok()?;
+    Some(Pending::of_payment(&pi))
+}
+
 async fn page(
     State(app): State<App>,
     Path((account_id, id)): Path<(String, String)>,
@@ -146,29 +208,28 @@ async fn page(
         Err(r) => return r,
     };
     let mut ctx = app.engine.internal_context(account);
-    let pi: PaymentIntent = match ctx.fetch(&id).await {
-        Ok(pi) => pi,
-        Err(_) => return error_page(StatusCode::NOT_FOUND, "This payment does not exist."),
+    let Some(intent) = load(&mut ctx, &id).await else {
+        return error_page(StatusCode::NOT_FOUND, "This payment does not exist.");
     };
     let secret = q.client_secret.unwrap_or_default();
-    let secret_ok = pi
+    let secret_ok = intent
         .client_secret
         .as_deref()
         .is_some_and(|real| crate::crypto::constant_time_eq(real.as_bytes(), secret.as_bytes()));
     if !secret_ok {
         return error_page(StatusCode::NOT_FOUND, "This payment does not exist.");
     }
-    if pi.status != Status::RequiresAction {
+    if !intent.requires_action {
         return html_response(
             StatusCode::OK,
             &NoticePage {
                 heading: "Nothing to authenticate",
-                message: &format!("This payment is {}.", pi.status.as_str()),
+                message: &format!("This payment is {}.", intent.status),
                 problem: false,
             },
         );
     }
-    let card = match &pi.payment_method {
+    let card = match &intent.payment_method {
         Some(pm_id) => ctx
             .fetch::<PaymentMethod>(pm_id)
             .await
@@ -178,10 +239,12 @@ async fn page(
         None => None,
     };
     let return_url = q.return_url.unwrap_or_default();
+    let (purpose_label, purpose) = intent.purpose;
     html_response(
         StatusCode::OK,
         &ChallengePage {
-            amount: format_amount(pi.amount, &pi.currency),
+            purpose_label,
+            amount: purpose,
             card: card.unwrap_or_else(|| "card".into()),
             client_secret: &secret,
             return_url: &return_url,
@@ -209,24 +272,28 @@ async fn submit(
             )
         }
     };
-    let result: Result<PaymentIntent, ApiError> =
+    let result: Result<Pending, ApiError> = if id.starts_with("seti_") {
+        crate::run_as!(app.engine, account, |ctx| setup_intent::authenticate(
+            &mut ctx, &id, &secret, completed
+        )
+        .await)
+        .map(|si| Pending::of_setup(&si))
+    } else {
         crate::run_as!(app.engine, account, |ctx| payment_intent::authenticate(
             &mut ctx, &id, &secret, completed
         )
-        .await);
-    let pi = match result {
-        Ok(pi) => pi,
+        .await)
+        .map(|pi| Pending::of_payment(&pi))
+    };
+    let intent = match result {
+        Ok(intent) => intent,
         Err(e) if e.status == 404 => {
             return error_page(StatusCode::NOT_FOUND, "This payment does not exist.")
         }
         Err(e) if e.status == 400 => return error_page(StatusCode::CONFLICT, &e.message),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
-    let redirect_status = match pi.status {
-        Status::Succeeded | Status::RequiresCapture => "succeeded",
-        Status::Processing => "pending",
-        _ => "failed",
-    };
+    let redirect_status = intent.redirect_status();
     let return_url = form.get("return_url").cloned().unwrap_or_default();
     if return_url.is_empty() {
         let succeeded = redirect_status == "succeeded";
@@ -244,10 +311,14 @@ async fn submit(
         );
     }
     let sep = if return_url.contains('?') { '&' } else { '?' };
+    let param = intent.param;
     let location = format!(
-        "{return_url}{sep}payment_intent={}&payment_intent_client_secret={}&redirect_status={redirect_status}",
-        pi.id,
-        form_urlencoded::byte_serialize(pi.client_secret.clone().unwrap_or_default().as_bytes()).collect::<String>(),
+        "{return_url}{sep}{param}={}&{param}_client_secret={}&redirect_status={redirect_status}",
+        intent.id,
+        form_urlencoded::byte_serialize(
+            intent.client_secret.clone().unwrap_or_default().as_bytes()
+        )
+        .collect::<String>(),
     );
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }

@@ -45,6 +45,31 @@ pub const BROWSER_ROUTES: &[BrowserRoute] = &[
         methods: &["POST"],
         allow_methods: "POST",
     },
+    BrowserRoute {
+        path: "/v1/setup_intents/{id}",
+        methods: &["GET"],
+        allow_methods: "GET",
+    },
+    BrowserRoute {
+        path: "/v1/setup_intents/{id}/confirm",
+        methods: &["POST"],
+        allow_methods: "POST",
+    },
+    BrowserRoute {
+        path: "/v1/confirmation_tokens",
+        methods: &["POST"],
+        allow_methods: "POST",
+    },
+    BrowserRoute {
+        path: "/v1/elements/sessions",
+        methods: &["GET"],
+        allow_methods: "GET",
+    },
+    BrowserRoute {
+        path: "/v1/elements/payment_methods/{id}/detach",
+        methods: &["POST"],
+        allow_methods: "POST",
+    },
 ];
 
 /// The routes that answer CORS, for whoever builds the router or documents it.

@@ -355,6 +355,132 @@ fn payment_intent_update() -> Fields {
     fields
 }
 
+fn customer_session_fields() -> Fields {
+    let enabled = || object_req(&["enabled"], vec![("enabled", boolean())]);
+    let toggle = || one_of(&["disabled", "enabled"]);
+    let features = object(vec![
+        (
+            "payment_method_allow_redisplay_filters",
+            array(one_of(&["always", "limited", "unspecified"])),
+        ),
+        ("payment_method_redisplay", toggle()),
+        ("payment_method_redisplay_limit", int_range(1, 10)),
+        ("payment_method_remove", toggle()),
+        ("payment_method_save", toggle()),
+        ("payment_method_save_usage", setup_future_usage()),
+    ]);
+    vec![
+        (
+            "components",
+            object(vec![
+                ("buy_button", enabled()),
+                (
+                    "payment_element",
+                    object_req(
+                        &["enabled"],
+                        vec![("enabled", boolean()), ("features", features)],
+                    ),
+                ),
+                ("pricing_table", enabled()),
+            ]),
+        ),
+        ("customer", string()),
+    ]
+}
+
+fn confirmation_token_fields() -> Fields {
+    vec![
+        ("mandate_data", hash()),
+        ("payment_method", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", hash()),
+        ("return_url", string()),
+        ("setup_future_usage", setup_future_usage()),
+        ("shipping", clearable(shipping(&[]))),
+        ("use_stripe_sdk", boolean()),
+    ]
+}
+
+fn setup_payment_method_options() -> Value {
+    object(vec![
+        (
+            "card",
+            object(vec![
+                (
+                    "request_three_d_secure",
+                    one_of(&["any", "automatic", "challenge"]),
+                ),
+                ("mandate_options", hash()),
+                ("network", string()),
+                ("moto", boolean()),
+                ("three_d_secure", hash()),
+            ]),
+        ),
+        ("us_bank_account", hash()),
+        ("sepa_debit", hash()),
+        ("link", hash()),
+    ])
+}
+
+fn flow_directions() -> Value {
+    array(one_of(&["inbound", "outbound"]))
+}
+
+fn setup_confirm_fields() -> Fields {
+    vec![
+        ("confirmation_token", string()),
+        ("mandate_data", hash()),
+        ("payment_method", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", setup_payment_method_options()),
+        ("return_url", string()),
+        ("use_stripe_sdk", boolean()),
+    ]
+}
+
+fn setup_intent_create() -> Fields {
+    let mut fields = setup_confirm_fields();
+    fields.extend([
+        ("attach_to_self", boolean()),
+        (
+            "automatic_payment_methods",
+            object_req(
+                &["enabled"],
+                vec![
+                    ("enabled", boolean()),
+                    ("allow_redirects", one_of(&["always", "never"])),
+                ],
+            ),
+        ),
+        ("confirm", boolean()),
+        ("customer", string()),
+        ("description", string()),
+        ("flow_directions", flow_directions()),
+        ("metadata", metadata()),
+        ("on_behalf_of", string()),
+        ("payment_method_configuration", string()),
+        ("payment_method_types", strings()),
+        ("single_use", hash()),
+        ("usage", one_of(&["off_session", "on_session"])),
+    ]);
+    fields
+}
+
+fn setup_intent_update() -> Fields {
+    vec![
+        ("attach_to_self", boolean()),
+        ("customer", string()),
+        ("description", clearable(string())),
+        ("flow_directions", clearable(flow_directions())),
+        ("metadata", metadata()),
+        ("payment_method", string()),
+        ("payment_method_configuration", string()),
+        ("payment_method_data", object(payment_method_data())),
+        ("payment_method_options", setup_payment_method_options()),
+        ("payment_method_types", strings()),
+    ]
+}
+
 fn payment_method_update() -> Fields {
     vec![
         ("allow_redisplay", allow_redisplay()),
@@ -515,6 +641,8 @@ impl Operation {
 pub fn operations() -> Vec<Operation> {
     let cus = "customer";
     let pi = "payment_intent";
+    let si = "setup_intent";
+    let ct = "confirmation_token";
     let pm = "payment_method";
     let ch = "charge";
     let re = "refund";
@@ -751,6 +879,150 @@ pub fn operations() -> Vec<Operation> {
             "Settle a processing bank debit now (payground)",
         )
         .returns(pi),
+        // CustomerSessions, and what the Payment Element asks with them
+        op(
+            "post",
+            "/v1/customer_sessions",
+            "customer_sessions.create",
+            "Create a CustomerSession",
+        )
+        .body(&["components", "customer"], customer_session_fields())
+        .returns("customer_session"),
+        op(
+            "get",
+            "/v1/elements/sessions",
+            "elements.sessions.retrieve",
+            "What the Payment Element renders: payment method types, amount, a customer's saved methods (publishable key; payground's answer to stripe.js's call)",
+        )
+        .query(vec![
+            ("type", one_of(&["payment_intent", "setup_intent", "deferred_intent"])),
+            ("client_secret", string()),
+            ("customer_session_client_secret", string()),
+            (
+                "deferred_intent",
+                object_req(
+                    &["mode"],
+                    vec![
+                        ("mode", one_of(&["payment", "setup", "subscription"])),
+                        ("amount", integer()),
+                        ("currency", string()),
+                        ("setup_future_usage", setup_future_usage()),
+                        ("capture_method", capture_method()),
+                        ("payment_method_types", strings()),
+                        ("on_behalf_of", string()),
+                        ("payment_method_configuration", string()),
+                    ],
+                ),
+            ),
+            ("locale", string()),
+        ]),
+        op(
+            "post",
+            "/v1/elements/payment_methods/{id}/detach",
+            "elements.payment_methods.detach",
+            "Remove a saved payment method with a CustomerSession that allows it (publishable key)",
+        )
+        .body(
+            &["customer_session_client_secret"],
+            strs(&["customer_session_client_secret"]),
+        )
+        .returns(pm),
+        // ConfirmationTokens
+        op(
+            "post",
+            "/v1/confirmation_tokens",
+            "confirmation_tokens.create",
+            "Create a ConfirmationToken (what stripe.js does, with the publishable key)",
+        )
+        .body(&[], confirmation_token_fields())
+        .returns(ct),
+        op(
+            "get",
+            "/v1/confirmation_tokens/{id}",
+            "confirmation_tokens.retrieve",
+            "Retrieve a ConfirmationToken",
+        )
+        .returns(ct),
+        op(
+            "post",
+            "/v1/test_helpers/confirmation_tokens",
+            "test_helpers.confirmation_tokens.create",
+            "Create a ConfirmationToken for a server test",
+        )
+        .body(&[], confirmation_token_fields())
+        .returns(ct),
+        // SetupIntents and their attempts
+        op(
+            "get",
+            "/v1/setup_intents",
+            "setup_intents.list",
+            "List SetupIntents",
+        )
+        .list(true, strs(&["customer", "payment_method"])),
+        op(
+            "post",
+            "/v1/setup_intents",
+            "setup_intents.create",
+            "Create a SetupIntent",
+        )
+        .body(&[], setup_intent_create())
+        .returns(si),
+        op(
+            "get",
+            "/v1/setup_intents/{id}",
+            "setup_intents.retrieve",
+            "Retrieve a SetupIntent (publishable key with client_secret too)",
+        )
+        .query(strs(&["client_secret"]))
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}",
+            "setup_intents.update",
+            "Update a SetupIntent",
+        )
+        .body(&[], setup_intent_update())
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}/confirm",
+            "setup_intents.confirm",
+            "Confirm a SetupIntent (publishable key with client_secret too)",
+        )
+        .body(&[], {
+            let mut fields = setup_confirm_fields();
+            fields.push(("client_secret", string()));
+            fields
+        })
+        .returns(si),
+        op(
+            "post",
+            "/v1/setup_intents/{id}/cancel",
+            "setup_intents.cancel",
+            "Cancel a SetupIntent",
+        )
+        .body(
+            &[],
+            vec![(
+                "cancellation_reason",
+                one_of(&["abandoned", "duplicate", "requested_by_customer"]),
+            )],
+        )
+        .returns(si),
+        op(
+            "post",
+            "/v1/test_helpers/setup_intents/{id}/settle",
+            "test_helpers.setup_intents.settle",
+            "Settle a processing bank-debit setup now (payground)",
+        )
+        .returns(si),
+        op(
+            "get",
+            "/v1/setup_attempts",
+            "setup_attempts.list",
+            "List a SetupIntent's attempts",
+        )
+        .list(true, strs(&["setup_intent"])),
         // Charges and balance transactions
         op("get", "/v1/charges", "charges.list", "List charges").list(
             true,
@@ -1238,11 +1510,14 @@ mod tests {
         include_str!("authenticate.rs"),
         include_str!("balance_transactions.rs"),
         include_str!("charges.rs"),
+        include_str!("confirmation_tokens.rs"),
+        include_str!("customer_sessions.rs"),
         include_str!("customers.rs"),
         include_str!("events.rs"),
         include_str!("payment_intents.rs"),
         include_str!("payment_methods.rs"),
         include_str!("refunds.rs"),
+        include_str!("setup_intents.rs"),
         include_str!("webhook_endpoints.rs"),
     ];
 
@@ -1336,11 +1611,14 @@ mod tests {
             "authenticate",
             "balance_transactions",
             "charges",
+            "confirmation_tokens",
+            "customer_sessions",
             "customers",
             "events",
             "payment_intents",
             "payment_methods",
             "refunds",
+            "setup_intents",
             "webhook_endpoints",
         ] {
             assert!(router.contains(&format!("{module}::routes()")), "{module}");

@@ -4,13 +4,18 @@
 pub mod balance_transaction;
 pub mod charge;
 pub mod common;
+pub mod confirmation_token;
 pub mod currency;
 pub mod customer;
+pub mod customer_session;
+pub mod elements_session;
 pub mod event;
 pub mod payment_intent;
 pub mod payment_method;
 pub mod refund;
 pub mod search;
+pub mod setup_attempt;
+pub mod setup_intent;
 pub mod webhook_endpoint;
 
 use std::collections::BTreeMap;

@@ -11,11 +11,13 @@ use crate::ids;
 use crate::network::{self, Decision, ThreeDsRequest};
 use crate::resources::balance_transaction;
 use crate::resources::charge::{self, Charge};
+use crate::resources::common::intent::only_one_method_source;
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::common::state_machine::{
     self as machine, check, transition, Machine, Transition,
 };
+use crate::resources::confirmation_token::{self, Use};
 use crate::resources::currency;
 use crate::resources::customer::Customer;
 use crate::resources::payment_method::{self, PaymentMethod, PaymentMethodData};
@@ -954,10 +956,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
     let currency = check_currency(&p.currency)?;
     check_amount(p.amount, &currency, "amount")?;
     if p.confirmation_token.is_some() {
-        return Err(
-            ApiError::invalid_request("ConfirmationTokens are not supported yet.")
-                .with_param("confirmation_token"),
-        );
+        only_one_method_source(&p.payment_method, &p.payment_method_data)?;
     }
     if let Some(c) = &p.customer {
         let _c: Customer = ctx
@@ -1079,18 +1078,21 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
             return_url: p.return_url,
             use_stripe_sdk: p.use_stripe_sdk,
             radar_options: p.radar_options,
+            confirmation_token: p.confirmation_token,
             ..Default::default()
         };
         return run_confirm(ctx, pi, confirm, resolved).await;
     }
-    if p.off_session.is_some() || p.return_url.is_some() || p.error_on_requires_action.is_some() {
-        let param = if p.off_session.is_some() {
-            "off_session"
-        } else if p.return_url.is_some() {
-            "return_url"
-        } else {
-            "error_on_requires_action"
-        };
+    let confirm_only = [
+        (p.off_session.is_some(), "off_session"),
+        (p.return_url.is_some(), "return_url"),
+        (
+            p.error_on_requires_action.is_some(),
+            "error_on_requires_action",
+        ),
+        (p.confirmation_token.is_some(), "confirmation_token"),
+    ];
+    if let Some(&(_, param)) = confirm_only.iter().find(|(given, _)| *given) {
         return Err(ApiError::invalid_request(format!(
             "You can only pass `{param}` when `confirm` is true."
         ))
@@ -1249,12 +1251,6 @@ async fn run_confirm(
     resolved: Option<PaymentMethod>,
 ) -> Result<Answer, ApiError> {
     check(&pi, Action::Confirm)?;
-    if p.confirmation_token.is_some() {
-        return Err(
-            ApiError::invalid_request("ConfirmationTokens are not supported yet.")
-                .with_param("confirmation_token"),
-        );
-    }
     if let Some(m) = p.capture_method {
         pi.capture_method = m.as_str().into();
     }
@@ -1280,7 +1276,30 @@ async fn run_confirm(
         )
         .with_param("payment_method_data"));
     }
-    if let Some(id) = &p.payment_method {
+    let mut return_url = p.return_url.clone();
+    let mut resolved = resolved;
+    if let Some(token) = &p.confirmation_token {
+        only_one_method_source(&p.payment_method, &p.payment_method_data)?;
+        let used = confirmation_token::redeem(ctx, token, Use::PaymentIntent(&pi.id)).await?;
+        pi.payment_method = Some(used.payment_method.id.clone());
+        // What the intent says for itself wins over what the token carries.
+        if pi.setup_future_usage.is_none() {
+            pi.setup_future_usage = used.setup_future_usage;
+        }
+        if return_url.is_none() {
+            return_url = used.return_url;
+        }
+        if pi.shipping.is_none() {
+            pi.shipping = used.shipping.map(|s| Shipping {
+                address: s.address,
+                carrier: None,
+                name: s.name,
+                phone: s.phone,
+                tracking_number: None,
+            });
+        }
+        resolved = Some(used.payment_method);
+    } else if let Some(id) = &p.payment_method {
         let pm = payment_method::resolve(ctx, id, "payment_method").await?;
         pi.payment_method = Some(pm.id);
     } else if let Some(data) = p.payment_method_data.clone() {
@@ -1335,7 +1354,7 @@ async fn run_confirm(
     let attempt = AttemptContext {
         action: Action::Confirm,
         off_session,
-        return_url: p.return_url.clone(),
+        return_url,
         error_on_requires_action: p.error_on_requires_action.unwrap_or(false),
         authenticated: false,
     };

@@ -505,6 +505,23 @@ pub async fn resolve(ctx: &mut Ctx, id: &str, param: &str) -> Result<PaymentMeth
         .ok_or_else(|| no_such(id, param))
 }
 
+/// The PaymentMethod an id names without creating anything: an existing one
+/// (`false`), or for a `pm_card_*` id the fresh one it stands for, not saved
+/// (`true`). A ConfirmationToken holds such a method until it is used.
+pub async fn resolve_without_saving(
+    ctx: &mut Ctx,
+    id: &str,
+    param: &str,
+) -> Result<(PaymentMethod, bool), ApiError> {
+    if let Some(pm) = from_alias(ctx, id) {
+        return Ok((pm, true));
+    }
+    match ctx.find::<PaymentMethod>(id).await? {
+        Some(pm) if !pm.is_deleted() => Ok((pm, false)),
+        _ => Err(no_such(id, param)),
+    }
+}
+
 /// Whether `pm` may be attached to `customer`: not someone else's, and a card the
 /// network verifies. Stripe checks a card before saving it, so numbers that decline
 /// fail to attach, with their decline; 4000000000000341 (`ChargeCustomerFail`)
@@ -802,6 +819,23 @@ pub async fn list_for_customer(
     );
     let url = format!("/v1/customers/{}/payment_methods", customer.id);
     list::page(ctx, PaymentMethod::OBJECT, filter, params, &url).await
+}
+
+/// The newest of a customer's PaymentMethods with one `allow_redisplay` value, as
+/// stored (what a CustomerSession lets the Payment Element show).
+pub async fn saved_for_redisplay(
+    ctx: &mut Ctx,
+    customer: &str,
+    allow_redisplay: &str,
+    page: &ListParams,
+) -> Result<Vec<crate::store::StoredObject>, ApiError> {
+    let query = crate::store::ListQuery {
+        kind: PaymentMethod::OBJECT.to_string(),
+        filter: list_filter(Some(customer), None, Some(allow_redisplay)),
+        limit: page.limit,
+        ..Default::default()
+    };
+    ctx.list_page(query, None, None).await
 }
 
 /// `GET /v1/customers/{id}/payment_methods/{pm}`: 404 unless it is that customer's.

@@ -1,0 +1,90 @@
+//! `/v1/setup_intents` and `/v1/setup_attempts`: thin handlers over
+//! [`crate::resources::setup_intent`]. Retrieve and confirm also admit the
+//! publishable key with the client secret, as stripe.js uses them.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::http::app::{App, BrowserRequest, SecretRequest};
+use crate::params;
+use crate::resources::common::list::ListParams;
+use crate::resources::setup_attempt;
+use crate::resources::setup_intent::{
+    self, CancelParams, ConfirmParams, CreateParams, ListFilters, RetrieveParams, UpdateParams,
+};
+use crate::{execute, read};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/setup_intents", get(list).post(create))
+        .route("/v1/setup_intents/{id}", get(retrieve).post(update))
+        .route("/v1/setup_intents/{id}/confirm", post(confirm))
+        .route("/v1/setup_intents/{id}/cancel", post(cancel))
+        .route("/v1/setup_attempts", get(list_attempts))
+        .route("/v1/test_helpers/setup_intents/{id}/settle", post(settle))
+}
+
+async fn create(State(app): State<App>, req: SecretRequest) -> Response {
+    let params: CreateParams = params!(req);
+    execute!(app, req, |ctx| setup_intent::create(&mut ctx, &params)
+        .await)
+}
+
+async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: BrowserRequest) -> Response {
+    let params: RetrieveParams = params!(req);
+    read!(app, req, |ctx| setup_intent::retrieve(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: UpdateParams = params!(req);
+    execute!(app, req, |ctx| setup_intent::update(&mut ctx, &id, &params)
+        .await)
+}
+
+async fn confirm(State(app): State<App>, Path(id): Path<String>, req: BrowserRequest) -> Response {
+    let params: ConfirmParams = params!(req);
+    execute!(app, req, |ctx| setup_intent::confirm(
+        &mut ctx, &id, &params
+    )
+    .await)
+}
+
+async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    let params: CancelParams = params!(req);
+    execute!(app, req, |ctx| setup_intent::cancel(&mut ctx, &id, &params)
+        .await)
+}
+
+/// payground's test helper: settle a processing bank-debit setup now.
+async fn settle(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    execute!(app, req, |ctx| setup_intent::settle(&mut ctx, &id).await)
+}
+
+async fn list(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req.tree) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: ListFilters = params!(req);
+    read!(app, req, |ctx| setup_intent::list(
+        &mut ctx, &filters, &page
+    )
+    .await)
+}
+
+async fn list_attempts(State(app): State<App>, mut req: SecretRequest) -> Response {
+    let page = match ListParams::take(&mut req.tree) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filters: setup_attempt::ListFilters = params!(req);
+    read!(app, req, |ctx| setup_attempt::list(
+        &mut ctx, &filters, &page
+    )
+    .await)
+}
