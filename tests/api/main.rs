@@ -1,0 +1,8 @@
+//! Route tests: the real app built in-process on a fresh store, reached over
+//! HTTP as a client reaches it. `harness` starts it; `wire` and
+//! `payment_intent_states` check Stripe's conventions and the PaymentIntent
+//! lifecycle through the routes.
+
+mod harness;
+mod payment_intent_states;
+mod wire;
