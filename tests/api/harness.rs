@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -297,6 +298,10 @@ impl Reply {
     pub fn error_message(&self) -> &str {
         self.body["error"]["message"].as_str().unwrap_or_default()
     }
+
+    pub fn str(&self, field: &str) -> &str {
+        self.body[field].as_str().unwrap_or_default()
+    }
 }
 
 impl TestApp {
@@ -344,6 +349,10 @@ impl TestApp {
     pub async fn post(&self, path: &str, params: &[(&str, &str)]) -> Reply {
         self.send(&Call::new(Method::POST, path).params(params.iter().copied()))
             .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(&Call::new(Method::DELETE, path)).await
     }
 
     /// POST with a JSON body instead of a form.
@@ -506,6 +515,48 @@ enum Conn {
 /// shows; equal censuses mean a request left nothing behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Census(pub BTreeMap<String, String>);
+
+impl Census {
+    /// The entries that differ, as `table: before -> after`.
+    pub fn diff(&self, after: &Census) -> Vec<String> {
+        let mut keys: Vec<&String> = self.0.keys().chain(after.0.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| {
+                let (a, b) = (self.0.get(k), after.0.get(k));
+                (a != b).then(|| {
+                    format!(
+                        "{k}: {} -> {}",
+                        a.map_or("(none)", String::as_str),
+                        b.map_or("(none)", String::as_str)
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The tables counted.
+    pub fn tables(&self) -> Vec<&str> {
+        let mut tables: Vec<&str> = self
+            .0
+            .keys()
+            .map(|k| k.split('[').next().unwrap_or(k))
+            .collect();
+        tables.dedup();
+        tables
+    }
+
+    /// Rows of one table (or `table[kind]`).
+    pub fn rows(&self, key: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|s| s.strip_prefix("rows="))
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
 
 impl Database {
     async fn open(location: Location) -> Database {
@@ -714,6 +765,29 @@ impl Database {
             }
         }
     }
+
+    /// Waits until the census stops changing (background work such as webhook
+    /// deliveries has settled), for up to `limit`.
+    pub async fn settled_census(&self, limit: Duration) -> Census {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = self.census().await;
+        let mut calm = 0;
+        while calm < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.census().await;
+            if now == last {
+                calm += 1;
+            } else {
+                calm = 0;
+                last = now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the database kept changing for {limit:?}"
+            );
+        }
+        last
+    }
 }
 
 /// The write lock a test holds; see [`Database::hold_writes`].
@@ -730,6 +804,66 @@ impl WriteHold {
                 .batch_execute("ROLLBACK")
                 .await
                 .expect("release the lock"),
+        }
+    }
+}
+
+// ---- a webhook receiver ----------------------------------------------------------------
+
+/// A local HTTP endpoint that answers 200 to every POST and counts them.
+pub struct Receiver {
+    pub url: String,
+    hits: Arc<AtomicUsize>,
+    _task: AbortOnDrop,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let routes = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let addr = listener.local_addr().expect("the receiver's address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, routes).await;
+        });
+        Receiver {
+            url: format!("http://{addr}/webhook"),
+            hits,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` deliveries have arrived.
+    pub async fn wait_for(&self, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.hits() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {n} webhook deliveries arrived in {limit:?}",
+                self.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
