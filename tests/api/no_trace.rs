@@ -112,9 +112,15 @@ struct Sweep<'a> {
     requests: usize,
     keyed: usize,
     next_key: usize,
+    /// Cases of each kind the document's operations gave.
+    cases: std::collections::BTreeMap<&'static str, usize>,
 }
 
 impl<'a> Sweep<'a> {
+    fn case(&mut self, kind: &'static str) {
+        *self.cases.entry(kind).or_default() += 1;
+    }
+
     async fn send(&mut self, call: &Call) -> Reply {
         self.requests += 1;
         self.app.send(call).await
@@ -311,6 +317,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
 
     let mut unknown = base.clone();
     unknown.push(("payground_unknown_param".into(), "1".into()));
+    sweep.case("unknown parameter");
     sweep
         .refused(
             &format!("{name}: an unknown parameter"),
@@ -334,6 +341,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
                         code: None,
                         param: Param::Is(Some(leaf.key.clone())),
                     };
+                    sweep.case("wrong type");
                     sweep
                         .refused(
                             &format!("{name}: {}={wrong}", leaf.key),
@@ -356,6 +364,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
                         code: None,
                         param: Param::WhenMissing(leaf.key.clone()),
                     };
+                    sweep.case("id naming nothing");
                     sweep
                         .refused(
                             &format!("{name}: {} names nothing", leaf.key),
@@ -367,6 +376,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
             }
         }
         if field.required {
+            sweep.case("required missing");
             sweep
                 .refused(
                     &format!("{name}: without {}", field.name),
@@ -413,6 +423,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
                 let mut params = without(&base, &field.name);
                 params.extend(others);
                 let param = openapi::key(&object.key, missing);
+                sweep.case("required missing");
                 sweep
                     .refused(
                         &format!("{name}: without {param}"),
@@ -427,6 +438,7 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
     for (i, (param, id)) in ids.iter().enumerate() {
         let mut wrong = ids.clone();
         wrong[i].1 = missing_id(prefix_of(id));
+        sweep.case("id naming nothing");
         sweep
             .refused(
                 &format!("{name}: {{{param}}} names nothing"),
@@ -471,6 +483,7 @@ async fn refused_requests_leave_no_trace(backend: Backend) {
         requests: 0,
         keyed: 0,
         next_key: 0,
+        cases: Default::default(),
     };
     let mut covered = 0;
     for op in operations.iter().filter(|op| !op.public) {
@@ -478,16 +491,36 @@ async fn refused_requests_leave_no_trace(backend: Backend) {
             covered += 1;
         }
     }
+    // The document gives every kind of case, or its schemas were not understood.
+    for kind in [
+        "unknown parameter",
+        "wrong type",
+        "required missing",
+        "id naming nothing",
+    ] {
+        let n = sweep.cases.get(kind).copied().unwrap_or(0);
+        assert!(
+            n >= 10,
+            "only {n} cases of {kind} in the document: {:?}",
+            sweep.cases
+        );
+    }
     let table = refusals::refusals(&f);
     let after_start = table.len();
     for r in table {
         sweep.refused(r.what, r.call, &r.expect).await;
     }
+    let kinds: Vec<String> = sweep
+        .cases
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
     println!(
-        "no trace ({backend:?}): {covered} operations of {} in the document, {} refused requests sent \
-         ({} with an Idempotency-Key, each followed by a valid request with it), {after_start} of them \
-         refusals after the operation started; census of {tables} tables",
+        "no trace ({backend:?}): {covered} operations of {} in the document ({}) and {after_start} \
+         refusals after the operation started: {} refused requests sent, {} of them with an \
+         Idempotency-Key each followed by a valid request with it; census of {tables} tables",
         operations.len(),
+        kinds.join(", "),
         sweep.requests - sweep.keyed,
         sweep.keyed,
     );

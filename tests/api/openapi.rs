@@ -75,7 +75,7 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
                     let name = p["name"].as_str().unwrap_or_default();
                     fields.push(Field {
                         name: name.trim_end_matches("[]").to_string(),
-                        schema: p["schema"].clone(),
+                        schema: inline(doc, &p["schema"], 0),
                         required: p["required"].as_bool().unwrap_or(false),
                     });
                 }
@@ -83,7 +83,7 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
             let body = op["requestBody"]["content"]
                 .as_object()
                 .and_then(|c| c.values().next())
-                .map(|c| c["schema"].clone());
+                .map(|c| inline(doc, &c["schema"], 0));
             if let Some(schema) = body {
                 let required: Vec<&str> = schema["required"]
                     .as_array()
@@ -110,6 +110,33 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
     out
 }
 
+/// `schema` with every local `$ref` (`#/components/schemas/...`) replaced by
+/// what it names, so the walks below see whole schemas however the document
+/// shares them.
+fn inline(doc: &Value, schema: &Value, depth: usize) -> Value {
+    assert!(depth < 32, "a $ref cycle in the document: {schema}");
+    match schema {
+        Value::Object(map) => {
+            if let Some(target) = map.get("$ref").and_then(Value::as_str) {
+                let pointer = target.strip_prefix('#').unwrap_or(target);
+                let named = doc
+                    .pointer(pointer)
+                    .unwrap_or_else(|| panic!("{target} names nothing in the document"));
+                return inline(doc, named, depth + 1);
+            }
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), inline(doc, v, depth + 1)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| inline(doc, v, depth + 1)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// `a[b]` under `prefix`, or `b` at the top.
 pub fn key(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -119,9 +146,10 @@ pub fn key(prefix: &str, name: &str) -> String {
     }
 }
 
-/// The alternatives of an `anyOf` that are not the `""` that clears a field.
+/// The alternatives of an `anyOf` (or `oneOf`) that are not the `""` that
+/// clears a field; a schema without alternatives is its own.
 fn alternatives(schema: &Value) -> Vec<&Value> {
-    match schema["anyOf"].as_array() {
+    match schema["anyOf"].as_array().or(schema["oneOf"].as_array()) {
         Some(alts) => alts.iter().filter(|a| !clears(a)).collect(),
         None => vec![schema],
     }
