@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::accounts;
 use crate::error::ApiError;
 use crate::http::app::{Admin, App, SecretRequest};
+use crate::http::customers::NoParams;
 use crate::http::openapi;
 use crate::params;
 
@@ -52,6 +53,9 @@ fn clock_view(offset: i64, now: i64) -> serde_json::Value {
 }
 
 async fn clock_show(req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     Json(clock_view(req.account.clock_offset, req.account.now())).into_response()
 }
 

@@ -52,6 +52,9 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn delete(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| customer::delete(&mut ctx, &id).await)
 }
 

@@ -9,6 +9,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
+use crate::http::customers::NoParams;
 use crate::params;
 use crate::resources::common::list::ListParams;
 use crate::resources::payment_intent::{
@@ -102,6 +103,9 @@ async fn increment_authorization(
 
 /// payground's test helper: settle a processing bank debit now instead of after the delay.
 async fn settle(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| payment_intent::settle(&mut ctx, &id).await)
 }
 

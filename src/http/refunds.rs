@@ -37,6 +37,9 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| refund::cancel(&mut ctx, &id).await)
 }
 

@@ -62,6 +62,9 @@ async fn update(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 }
 
 async fn remove(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| webhook_endpoint::delete(&mut ctx, &id)
         .await)
 }
@@ -105,6 +108,9 @@ async fn delete_listener(
     Path(id): Path<String>,
     req: SecretRequest,
 ) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| webhook_endpoint::delete_listener(
         &mut ctx, &id
     )

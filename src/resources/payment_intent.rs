@@ -1800,7 +1800,13 @@ pub async fn capture_charge(
         statement_descriptor_suffix: p.statement_descriptor_suffix.clone(),
         ..Default::default()
     };
-    capture(ctx, &pi, &params).await?;
+    capture(ctx, &pi, &params).await.map_err(|mut e| {
+        // This route takes the amount as `amount`, and its refusals name it so.
+        if e.param.as_deref() == Some("amount_to_capture") {
+            e.param = Some("amount".to_string());
+        }
+        e
+    })?;
     charge::retrieve(ctx, id).await
 }
 
