@@ -64,28 +64,27 @@ pub struct RequestId(pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = json_response(self.status_code(), self.body().to_string(), false);
-        // Stripe tells the SDKs which failures are safe to retry.
-        let retry = match self.status {
-            409 | 429 => Some("true"),
-            400..=499 => Some("false"),
-            _ => None,
-        };
-        if let Some(retry) = retry {
-            response
-                .headers_mut()
-                .insert("stripe-should-retry", HeaderValue::from_static(retry));
-        }
-        response
+        json_response(self.status_code(), self.body().to_string(), false)
     }
 }
 
+/// A JSON answer. An error's says whether the SDKs may retry it, as Stripe's
+/// `Stripe-Should-Retry` does, however it was made (a decline committed with its
+/// 402, an idempotent replay of an error).
 pub fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+    let retry = match status.as_u16() {
+        409 | 429 => Some("true"),
+        400..=499 => Some("false"),
+        _ => None,
+    };
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(retry) = retry {
+        headers.insert("stripe-should-retry", HeaderValue::from_static(retry));
     }
     response
 }

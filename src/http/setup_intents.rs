@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
+use crate::http::customers::NoParams;
 use crate::params;
 use crate::resources::common::list::ListParams;
 use crate::resources::setup_attempt;
@@ -62,6 +63,9 @@ async fn cancel(State(app): State<App>, Path(id): Path<String>, req: SecretReque
 
 /// payground's test helper: settle a processing bank-debit setup now.
 async fn settle(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {
+    if let Err(e) = req.params::<NoParams>() {
+        return e.into_response();
+    }
     execute!(app, req, |ctx| setup_intent::settle(&mut ctx, &id).await)
 }
 

@@ -151,8 +151,8 @@ pub struct ComponentsParam {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
-    pub components: ComponentsParam,
     pub customer: String,
+    pub components: ComponentsParam,
 }
 
 fn features_from(p: Option<FeaturesParam>) -> Result<Features, ApiError> {

@@ -47,6 +47,21 @@ impl Mode {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FutureUsage {
+    OffSession,
+    OnSession,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    Automatic,
+    AutomaticAsync,
+    Manual,
+}
+
 /// `deferred_intent`: the intent the merchant's server will create later, as
 /// `elements({mode, amount, currency, ...})` describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,9 +73,9 @@ pub struct DeferredIntent {
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
-    pub setup_future_usage: Option<String>,
+    pub setup_future_usage: Option<FutureUsage>,
     #[serde(default)]
-    pub capture_method: Option<String>,
+    pub capture_method: Option<CaptureMethod>,
     #[serde(default)]
     pub payment_method_types: Option<Vec<String>>,
     #[serde(default)]
@@ -227,8 +242,15 @@ pub async fn retrieve(ctx: &mut Ctx, params: &SessionParams) -> Result<Value, Ap
                 d.mode,
                 d.amount,
                 d.currency.map(|c| c.to_ascii_lowercase()),
-                d.setup_future_usage,
-                d.capture_method,
+                d.setup_future_usage.map(|u| match u {
+                    FutureUsage::OffSession => "off_session".to_string(),
+                    FutureUsage::OnSession => "on_session".to_string(),
+                }),
+                d.capture_method.map(|m| match m {
+                    CaptureMethod::Automatic => "automatic".to_string(),
+                    CaptureMethod::AutomaticAsync => "automatic_async".to_string(),
+                    CaptureMethod::Manual => "manual".to_string(),
+                }),
                 types,
             )
         }

@@ -139,9 +139,42 @@ impl<'a> Sweep<'a> {
         }
     }
 
+    /// After a keyed card error: the census changed in the idempotency records
+    /// alone, by one, and the same request with the key replays the 402.
+    async fn card_error_kept(&mut self, what: &str, keyed: &Call, reply: &Reply) {
+        let now = self.app.db.census().await;
+        let changed: Vec<String> = self
+            .baseline
+            .diff(&now)
+            .into_iter()
+            .filter(|line| !line.starts_with("idempotency"))
+            .collect();
+        if !changed.is_empty() {
+            self.failures.push(format!(
+                "{what}: {} left a trace beside its idempotency record:\n      {}",
+                keyed.describe(),
+                changed.join("\n      ")
+            ));
+        }
+        let again = self.send(keyed).await;
+        if again.status != 402
+            || again.header("idempotent-replayed").is_none()
+            || again.text != reply.text
+        {
+            self.failures.push(format!(
+                "{what}: {} again with its key was not the stored 402: {} {}",
+                keyed.describe(),
+                again.status,
+                again.text
+            ));
+        }
+        self.baseline = self.app.db.census().await;
+    }
+
     /// Sends `call`, which must be refused as `expect` says and leave nothing; a
     /// POST again with an Idempotency-Key, after which a valid request with that
-    /// key must run fresh.
+    /// key must run fresh (unless the refusal is a card error, whose answer the
+    /// key keeps).
     async fn refused(&mut self, what: &str, call: Call, expect: &Expect) {
         let reply = self.send(&call).await;
         if let Some(wrong) = expect.mismatch(&reply) {
@@ -172,6 +205,12 @@ impl<'a> Sweep<'a> {
                 "{what}: {} was answered as a replay",
                 keyed.describe()
             ));
+        }
+        if reply.status == 402 {
+            // A card error is an answer the endpoint gave: Stripe keeps it for
+            // the key (and only that), and the same request replays it.
+            self.card_error_kept(what, &keyed, &reply).await;
+            return;
         }
         self.untouched(what, &keyed).await;
         let fresh = Call::new(Method::POST, "/v1/customers")
@@ -223,6 +262,8 @@ fn path_ids(op: &Operation, f: &Fixture) -> Vec<(String, String)> {
             ("events", _) => &f.event,
             ("webhook_endpoints", _) => &f.endpoint,
             ("listeners", _) => &f.listener,
+            ("setup_intents", _) => &f.setup_intent,
+            ("confirmation_tokens", _) => &f.confirmation_token,
             _ => "",
         };
         out.push((name.to_string(), id.to_string()));
@@ -281,6 +322,8 @@ fn named_value(name: &str, f: &Fixture) -> Option<String> {
         "lease" => "lease_of_nobody".into(),
         "query" => "created>0".into(),
         "seconds" => "60".into(),
+        "customer_session_client_secret" => f.customer_session_secret.clone(),
+        "setup_intent" => f.setup_intent.clone(),
         _ => return None,
     })
 }
@@ -335,6 +378,9 @@ async fn sweep_operation(sweep: &mut Sweep<'_>, op: &Operation, f: &Fixture) -> 
             if leaf.is_typed() {
                 for wrong in leaf.wrong_values() {
                     let mut params = without(&base, &field.name);
+                    params.extend(openapi::required_around(field, &leaf.key, &|n: &str| {
+                        named_value(n, f)
+                    }));
                     params.push((leaf.key.clone(), wrong.clone()));
                     let expect = Expect {
                         status: Status::Is(400),

@@ -370,3 +370,51 @@ pub fn valid_pairs(
         _ => vec![(key_at.to_string(), "payground".to_string())],
     }
 }
+
+/// Valid values for the properties that the objects on the way down to `leaf_key`
+/// require beside it (`components[payment_element][enabled]` beside
+/// `components[payment_element][features][...]`), so that a wrong value deep in a
+/// field is the request's only fault.
+pub fn required_around(
+    field: &Field,
+    leaf_key: &str,
+    name_value: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let Some(rest) = leaf_key.strip_prefix(field.name.as_str()) else {
+        return Vec::new();
+    };
+    let path: Vec<&str> = rest
+        .split('[')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches(']'))
+        .collect();
+    let mut out = Vec::new();
+    let mut key_so_far = field.name.clone();
+    let mut schema = field.schema.clone();
+    for step in path {
+        let Some(object) = alternatives(&schema)
+            .into_iter()
+            .find(|a| kind(a) == "object")
+            .cloned()
+        else {
+            break;
+        };
+        let required: Vec<&str> = object["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        for r in required.into_iter().filter(|r| *r != step) {
+            if let Some(s) = object["properties"].get(r) {
+                out.extend(valid_pairs(&key(&key_so_far, r), s, name_value));
+            }
+        }
+        let Some(next) = object["properties"].get(step) else {
+            break;
+        };
+        schema = next.clone();
+        key_so_far = key(&key_so_far, step);
+    }
+    out
+}

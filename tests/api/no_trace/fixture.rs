@@ -63,6 +63,12 @@ pub struct Fixture {
     pub bank_only: String,
     pub canceled: String,
     pub processing: String,
+    /// A SetupIntent in `requires_payment_method`, for `customer`.
+    pub setup_intent: String,
+    /// An unused ConfirmationToken for `pm_card_visa`.
+    pub confirmation_token: String,
+    /// A CustomerSession of `customer` whose Payment Element may remove cards.
+    pub customer_session_secret: String,
     pub endpoint: String,
     pub disabled_endpoint: String,
     pub listener: String,
@@ -300,6 +306,31 @@ pub async fn fixture(app: &TestApp, receiver: &Receiver) -> Fixture {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let setup_intent = id(&app
+        .create("/v1/setup_intents", &[("customer", &customer)])
+        .await);
+    let confirmation_token = id(&app
+        .create(
+            "/v1/test_helpers/confirmation_tokens",
+            &[("payment_method", "pm_card_visa")],
+        )
+        .await);
+    let customer_session_secret = app
+        .create(
+            "/v1/customer_sessions",
+            &[
+                ("customer", customer.as_str()),
+                ("components[payment_element][enabled]", "true"),
+                (
+                    "components[payment_element][features][payment_method_remove]",
+                    "enabled",
+                ),
+            ],
+        )
+        .await["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     Fixture {
         customer,
         card,
@@ -325,6 +356,9 @@ pub async fn fixture(app: &TestApp, receiver: &Receiver) -> Fixture {
         bank_only: id(&bank_only),
         canceled,
         processing: id(&processing),
+        setup_intent,
+        confirmation_token,
+        customer_session_secret,
         endpoint,
         disabled_endpoint,
         listener,
