@@ -191,7 +191,7 @@ def test_bad_session_requests_name_the_param(browser, change, param):
      "components[payment_element][features][payment_method_save]"),
 ])
 def test_bad_input_names_the_param(account, kw, param):
-    kw.setdefault("customer", stripe.Customer.create().id)
+    kw = {"customer": stripe.Customer.create().id, **kw}
     with pytest.raises(stripe.InvalidRequestError) as e:
         stripe.CustomerSession.create(**kw)
     assert e.value.http_status == 400 and e.value.param == param
