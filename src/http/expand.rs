@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::ids;
+use crate::resources::registry;
 
 const MAX_DEPTH: usize = 4;
 
@@ -68,7 +68,7 @@ fn expand_at<'a>(
             return Err(cannot_expand(full));
         };
         if let Value::String(id) = field {
-            if ids::kind_of(id).is_none() {
+            if registry::kind_of(id).is_none() {
                 return Err(cannot_expand(full));
             }
             let id = id.clone();

@@ -10,11 +10,13 @@ pub mod event;
 pub mod payment_intent;
 pub mod payment_method;
 pub mod refund;
+pub mod registry;
 pub mod search;
 pub mod webhook_endpoint;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -75,7 +77,7 @@ pub fn new_metadata(param: MetadataParam) -> Result<Metadata, ApiError> {
 }
 
 /// Stripe's `address` object, also its parameter (every field optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     #[serde(default)]
@@ -93,7 +95,7 @@ pub struct Address {
 }
 
 /// Stripe's `shipping` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Shipping {
     pub address: Address,
     pub carrier: Option<String>,
@@ -102,7 +104,7 @@ pub struct Shipping {
     pub tracking_number: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingParam {
     pub address: Address,
