@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod balance_transactions;
 pub mod charges;
 pub mod customers;
+pub mod endpoints;
 pub mod events;
 pub mod expand;
 pub mod form;
