@@ -131,6 +131,27 @@ pub struct Endpoint {
     pub handler: MethodRouter<App>,
 }
 
+/// `Endpoint::get(path, operation_id, summary, handler)` and its siblings.
+macro_rules! on_method {
+    ($name:ident, $method:ident) => {
+        pub fn $name<H: Handler<T, App>, T: 'static>(
+            path: &'static str,
+            operation_id: &'static str,
+            summary: &'static str,
+            handler: H,
+        ) -> Endpoint {
+            Endpoint::new(
+                Method::$method,
+                MethodFilter::$method,
+                path,
+                operation_id,
+                summary,
+                handler,
+            )
+        }
+    };
+}
+
 impl Endpoint {
     fn new<H, T>(
         method: Method,
@@ -158,53 +179,9 @@ impl Endpoint {
         }
     }
 
-    pub fn get<H: Handler<T, App>, T: 'static>(
-        path: &'static str,
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: H,
-    ) -> Endpoint {
-        Endpoint::new(
-            Method::GET,
-            MethodFilter::GET,
-            path,
-            operation_id,
-            summary,
-            handler,
-        )
-    }
-
-    pub fn post<H: Handler<T, App>, T: 'static>(
-        path: &'static str,
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: H,
-    ) -> Endpoint {
-        Endpoint::new(
-            Method::POST,
-            MethodFilter::POST,
-            path,
-            operation_id,
-            summary,
-            handler,
-        )
-    }
-
-    pub fn delete<H: Handler<T, App>, T: 'static>(
-        path: &'static str,
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: H,
-    ) -> Endpoint {
-        Endpoint::new(
-            Method::DELETE,
-            MethodFilter::DELETE,
-            path,
-            operation_id,
-            summary,
-            handler,
-        )
-    }
+    on_method!(get, GET);
+    on_method!(post, POST);
+    on_method!(delete, DELETE);
 
     pub fn publishable(self) -> Endpoint {
         Endpoint {

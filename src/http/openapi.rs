@@ -386,6 +386,16 @@ fn operation(e: &Endpoint, params: &mut SchemaGenerator, objects: &mut SchemaGen
 
 // ---- the document -----------------------------------------------------------------
 
+/// The expandable fields of the object itself, not of the hashes inside it
+/// (those are on the hash's own schema in Stripe's spec).
+fn own_expandable(r: &registry::Resource) -> Vec<&'static str> {
+    r.expandable
+        .iter()
+        .filter(|f| !f.contains('.'))
+        .copied()
+        .collect()
+}
+
 /// What the registry knows of each resource's schema: the one `object` its
 /// objects say, and Stripe's own mark of what `expand[]` may name on it
 /// (`x-expandableFields`), with an expandable id that may come back as its object.
@@ -394,12 +404,7 @@ fn describe_resources(schemas: &mut Map<String, Value>) {
         let Some(Value::Object(schema)) = schemas.get_mut((r.schema_name)().as_ref()) else {
             continue;
         };
-        let top: Vec<&str> = r
-            .expandable
-            .iter()
-            .filter(|f| !f.contains('.'))
-            .copied()
-            .collect();
+        let top = own_expandable(r);
         if let Some(Value::Object(props)) = schema.get_mut("properties") {
             props.insert(
                 "object".into(),
@@ -548,6 +553,17 @@ mod tests {
         &doc["paths"][e.path][method_name(&e.method)]
     }
 
+    /// The names of an operation's parameters `in` the path, the query, ...
+    fn parameters_in<'a>(o: &'a Value, place: &str) -> Vec<&'a str> {
+        o["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter(|p| p["in"] == place)
+            .filter_map(|p| p["name"].as_str())
+            .collect()
+    }
+
     #[test]
     fn the_document_is_json_with_the_expected_shape() {
         let text = document().to_string();
@@ -571,13 +587,7 @@ mod tests {
                 assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
                 assert!(o["responses"]["200"].is_object(), "{method} {path}");
                 assert!(o["responses"]["default"].is_object(), "{method} {path}");
-                let declared: Vec<&str> = o["parameters"]
-                    .as_array()
-                    .expect("parameters")
-                    .iter()
-                    .filter(|p| p["in"] == "path")
-                    .filter_map(|p| p["name"].as_str())
-                    .collect();
+                let declared = parameters_in(o, "path");
                 assert_eq!(declared.len(), path.matches('{').count(), "{method} {path}");
                 if method == "post" {
                     let body = &o["requestBody"]["content"]["application/x-www-form-urlencoded"];
@@ -633,13 +643,7 @@ mod tests {
             documented += 1;
             let at = format!("{} {}", e.method, e.path);
             assert!(o.is_object(), "{at} is missing");
-            let query: BTreeSet<&str> = o["parameters"]
-                .as_array()
-                .expect("parameters")
-                .iter()
-                .filter(|p| p["in"] == "query")
-                .filter_map(|p| p["name"].as_str())
-                .collect();
+            let query: BTreeSet<&str> = parameters_in(o, "query").into_iter().collect();
             let body = &o["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
                 ["properties"];
             let wire = |name: &str, schema: &Value| {
@@ -761,13 +765,12 @@ mod tests {
                     at = resolve(&doc, property);
                 }
             }
-            let listed: Vec<&str> = r
-                .expandable
-                .iter()
-                .filter(|f| !f.contains('.'))
-                .copied()
-                .collect();
-            assert_eq!(schema["x-expandableFields"], json!(listed), "{}", r.object);
+            assert_eq!(
+                schema["x-expandableFields"],
+                json!(own_expandable(r)),
+                "{}",
+                r.object
+            );
         }
     }
 

@@ -1971,57 +1971,50 @@ pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiEr
 
 // ---- payground trigger ---------------------------------------------------------
 
+/// The params of a `payground trigger` card payment, with `$extra` pairs.
+macro_rules! card_payment {
+    ($($extra:expr),*) => {
+        &[
+            ("amount", "2000"),
+            ("currency", "usd"),
+            ("payment_method_types[]", "card"),
+            ("description", "(created by payground trigger)"),
+            $($extra),*
+        ]
+    };
+}
+
 /// A confirmed card payment, saved as `{payment_intent}`.
 pub const CARD_PAYMENT: Step = Step::post(
     "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
-        ("payment_method", "pm_card_visa"),
-        ("confirm", "true"),
-        ("description", "(created by payground trigger)"),
-    ],
+    card_payment!(("payment_method", "pm_card_visa"), ("confirm", "true")),
     Some("payment_intent"),
 );
 
 /// A card payment authorized for a later capture.
 pub const AUTHORIZATION: Step = Step::post(
     "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
+    card_payment!(
         ("payment_method", "pm_card_visa"),
         ("confirm", "true"),
-        ("capture_method", "manual"),
-        ("description", "(created by payground trigger)"),
-    ],
+        ("capture_method", "manual")
+    ),
     Some("payment_intent"),
 );
 
 const UNCONFIRMED_PAYMENT: Step = Step::post(
     "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
-        ("description", "(created by payground trigger)"),
-    ],
+    card_payment!(),
     Some("payment_intent"),
 );
 
 /// A card payment the card declines.
 pub const DECLINED_PAYMENT: Step = Step::post(
     "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
+    card_payment!(
         ("payment_method", "pm_card_chargeDeclined"),
-        ("confirm", "true"),
-        ("description", "(created by payground trigger)"),
-    ],
+        ("confirm", "true")
+    ),
     Some("payment_intent"),
 )
 .declining();
