@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::clock;
 use crate::jobs::webhooks;
+use crate::resources::registry;
 
 /// How long one forward to the local URL may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -282,182 +283,9 @@ async fn forward(
 // ---------------------------------------------------------------------------
 // trigger
 
-/// One API call of a fixture. `{name}` in the path or a value is the id a
-/// previous step saved under that name.
-struct Step {
-    method: &'static str,
-    path: &'static str,
-    params: &'static [(&'static str, &'static str)],
-    save_as: Option<&'static str>,
-    /// A step that makes a card decline: its 402 is the expected outcome, and the
-    /// object saved is the declined PaymentIntent of the error.
-    declines: bool,
-}
-
-const fn post(
-    path: &'static str,
-    params: &'static [(&'static str, &'static str)],
-    save_as: Option<&'static str>,
-) -> Step {
-    Step {
-        method: "POST",
-        path,
-        params,
-        save_as,
-        declines: false,
-    }
-}
-
-/// The calls that make an event happen, as `stripe trigger`'s fixtures. New
-/// resources add rows here as they land.
-struct Fixture {
-    event: &'static str,
-    steps: &'static [Step],
-}
-
-const NEW_CUSTOMER: Step = post(
-    "/v1/customers",
-    &[
-        ("name", "Jenny Rosen"),
-        ("email", "jenny.rosen@example.com"),
-        ("description", "(created by payground trigger)"),
-    ],
-    Some("customer"),
-);
-
-const CARD_PAYMENT: &[(&str, &str)] = &[
-    ("amount", "2000"),
-    ("currency", "usd"),
-    ("payment_method_types[]", "card"),
-    ("payment_method", "pm_card_visa"),
-    ("confirm", "true"),
-    ("description", "(created by payground trigger)"),
-];
-
-const PAYMENT: Step = post("/v1/payment_intents", CARD_PAYMENT, Some("payment_intent"));
-
-const AUTHORIZATION: Step = post(
-    "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
-        ("payment_method", "pm_card_visa"),
-        ("confirm", "true"),
-        ("capture_method", "manual"),
-        ("description", "(created by payground trigger)"),
-    ],
-    Some("payment_intent"),
-);
-
-const UNCONFIRMED: Step = post(
-    "/v1/payment_intents",
-    &[
-        ("amount", "2000"),
-        ("currency", "usd"),
-        ("payment_method_types[]", "card"),
-        ("description", "(created by payground trigger)"),
-    ],
-    Some("payment_intent"),
-);
-
-const DECLINE: Step = Step {
-    declines: true,
-    ..post(
-        "/v1/payment_intents",
-        &[
-            ("amount", "2000"),
-            ("currency", "usd"),
-            ("payment_method_types[]", "card"),
-            ("payment_method", "pm_card_chargeDeclined"),
-            ("confirm", "true"),
-            ("description", "(created by payground trigger)"),
-        ],
-        Some("payment_intent"),
-    )
-};
-
-const CAPTURE: Step = post("/v1/payment_intents/{payment_intent}/capture", &[], None);
-const REFUND: Step = post(
-    "/v1/refunds",
-    &[("payment_intent", "{payment_intent}")],
-    None,
-);
-
-const FIXTURES: &[Fixture] = &[
-    Fixture {
-        event: "customer.created",
-        steps: &[NEW_CUSTOMER],
-    },
-    Fixture {
-        event: "customer.updated",
-        steps: &[
-            NEW_CUSTOMER,
-            post(
-                "/v1/customers/{customer}",
-                &[("metadata[triggered]", "true")],
-                None,
-            ),
-        ],
-    },
-    Fixture {
-        event: "customer.deleted",
-        steps: &[
-            NEW_CUSTOMER,
-            Step {
-                method: "DELETE",
-                ..post("/v1/customers/{customer}", &[], None)
-            },
-        ],
-    },
-    Fixture {
-        event: "payment_intent.created",
-        steps: &[UNCONFIRMED],
-    },
-    Fixture {
-        event: "payment_intent.succeeded",
-        steps: &[PAYMENT],
-    },
-    Fixture {
-        event: "payment_intent.canceled",
-        steps: &[
-            UNCONFIRMED,
-            post("/v1/payment_intents/{payment_intent}/cancel", &[], None),
-        ],
-    },
-    Fixture {
-        event: "payment_intent.amount_capturable_updated",
-        steps: &[AUTHORIZATION],
-    },
-    Fixture {
-        event: "payment_intent.payment_failed",
-        steps: &[DECLINE],
-    },
-    Fixture {
-        event: "charge.succeeded",
-        steps: &[PAYMENT],
-    },
-    Fixture {
-        event: "charge.failed",
-        steps: &[DECLINE],
-    },
-    Fixture {
-        event: "charge.captured",
-        steps: &[AUTHORIZATION, CAPTURE],
-    },
-    Fixture {
-        event: "charge.refunded",
-        steps: &[PAYMENT, REFUND],
-    },
-    Fixture {
-        event: "refund.created",
-        steps: &[PAYMENT, REFUND],
-    },
-];
-
 /// The events `trigger` knows.
 pub fn trigger_events() -> Vec<&'static str> {
-    FIXTURES.iter().map(|f| f.event).collect()
+    registry::fixtures().map(|f| f.event).collect()
 }
 
 fn fill(template: &str, saved: &HashMap<&str, String>) -> String {
@@ -470,7 +298,7 @@ fn fill(template: &str, saved: &HashMap<&str, String>) -> String {
 
 /// Runs the fixture of `event`, printing each call and what it created.
 pub async fn trigger(event: &str, api_key: &str, api_base: &str) -> anyhow::Result<()> {
-    let Some(fixture) = FIXTURES.iter().find(|f| f.event == event) else {
+    let Some(fixture) = registry::fixtures().find(|f| f.event == event) else {
         bail!(
             "payground trigger does not know {event:?} yet; it knows: {}",
             trigger_events().join(", ")
@@ -544,13 +372,6 @@ mod tests {
     fn fixtures_cover_customers_and_fill_placeholders() {
         for event in ["customer.created", "customer.updated", "customer.deleted"] {
             assert!(trigger_events().contains(&event), "{event}");
-        }
-        for f in FIXTURES {
-            assert!(
-                crate::resources::event::is_known_type(f.event),
-                "{} is not an event type",
-                f.event
-            );
         }
         let saved = HashMap::from([("customer", "cus_1".to_string())]);
         assert_eq!(

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -22,10 +23,20 @@ use crate::store::{
 /// The API version payground speaks and stamps on events.
 pub const API_VERSION: &str = "2024-04-10";
 
-/// A Stripe object stored by payground: its serde form is exactly Stripe's JSON.
-pub trait StripeObject: Serialize + DeserializeOwned {
+/// A Stripe object stored by payground: its serde form is exactly Stripe's JSON,
+/// and its JSON schema (derived from the same type) is what the OpenAPI document
+/// promises for it.
+pub trait StripeObject: Serialize + DeserializeOwned + JsonSchema {
     /// The `object` value, also the storage kind (`customer`, `payment_intent`).
     const OBJECT: &'static str;
+    /// The prefixes of its ids, without the `_` (`&["ch", "py"]`): the first is what
+    /// new ids get; an id with another prefix is never looked up as this type.
+    const PREFIXES: &'static [&'static str];
+    /// The fields `expand[]` may name on it: Stripe's `x-expandableFields` of the
+    /// object, limited to the fields this type has. A dotted entry
+    /// (`invoice_settings.default_payment_method`) is a field of a nested hash that
+    /// Stripe's spec lets be expanded there.
+    const EXPANDABLE: &'static [&'static str];
     fn id(&self) -> &str;
     fn created(&self) -> i64;
     /// (field, value) pairs filtered lists look up, e.g. ("customer", "cus_1").
@@ -153,6 +164,19 @@ pub struct Ctx {
     commit_with_error: bool,
 }
 
+/// Whether `id` is `<prefix>_...` for one of `T`'s prefixes.
+fn has_prefix<T: StripeObject>(id: &str) -> bool {
+    has_any_prefix(id, T::PREFIXES)
+}
+
+/// Whether `id` is `<prefix>_...` for one of `prefixes`.
+pub fn has_any_prefix(id: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|prefix| {
+        id.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('_'))
+    })
+}
+
 fn internal(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal("store read failed", err)
 }
@@ -202,7 +226,7 @@ impl Ctx {
 
     /// Loads an object of type `T` (deleted ones included), or `None`.
     pub async fn find<T: StripeObject>(&mut self, id: &str) -> Result<Option<T>, ApiError> {
-        if ids::kind_of(id) != Some(T::OBJECT) {
+        if !has_prefix::<T>(id) {
             return Ok(None);
         }
         match self.raw(id).await? {
@@ -225,7 +249,7 @@ impl Ctx {
     /// retrieve answers with it as a list page does, without decoding the text
     /// into `T` and encoding it again (a third of a GET's work).
     pub async fn fetch_text<T: StripeObject>(&mut self, id: &str) -> Result<String, ApiError> {
-        if ids::kind_of(id) == Some(T::OBJECT) {
+        if has_prefix::<T>(id) {
             if let Some((data, false)) = self.raw(id).await? {
                 return Ok(data);
             }
@@ -255,6 +279,13 @@ impl Ctx {
 
     /// Records a new object or a new version of one this request loaded.
     pub fn save<T: StripeObject>(&mut self, object: &T) -> Result<Saved, ApiError> {
+        debug_assert!(
+            has_prefix::<T>(object.id()),
+            "{} {} has none of the prefixes {:?}",
+            T::OBJECT,
+            object.id(),
+            T::PREFIXES
+        );
         let data = serde_json::to_string(object)
             .map_err(|e| ApiError::internal("object does not encode", e))?;
         let id = object.id().to_string();

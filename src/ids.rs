@@ -78,35 +78,6 @@ pub fn random_string(len: usize) -> String {
     s
 }
 
-/// The object type an id names, by its prefix; used by generic expansion and lookups.
-pub fn kind_of(id: &str) -> Option<&'static str> {
-    const PREFIXES: &[(&str, &str)] = &[
-        ("cus_", "customer"),
-        ("pm_", "payment_method"),
-        ("pi_", "payment_intent"),
-        ("ch_", "charge"),
-        ("py_", "charge"),
-        ("re_", "refund"),
-        ("txn_", "balance_transaction"),
-        ("evt_", "event"),
-        ("we_", "webhook_endpoint"),
-        ("seti_", "setup_intent"),
-        ("setatt_", "setup_attempt"),
-        ("cs_test_", "checkout.session"),
-        ("ctoken_", "confirmation_token"),
-        ("cuss_", "customer_session"),
-        ("prod_", "product"),
-        ("price_", "price"),
-        ("mandate_", "mandate"),
-        ("pgsu_", "payground.setup"),
-        ("pgct_", "payground.confirmation_token_method"),
-    ];
-    PREFIXES
-        .iter()
-        .find(|(p, _)| id.starts_with(p))
-        .map(|(_, k)| *k)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,12 +113,5 @@ mod tests {
                 seen.len()
             );
         }
-    }
-
-    #[test]
-    fn kinds_by_prefix() {
-        assert_eq!(kind_of("cs_test_abc"), Some("checkout.session"));
-        assert_eq!(kind_of("cus_abc"), Some("customer"));
-        assert_eq!(kind_of("zzz_abc"), None);
     }
 }

@@ -3,8 +3,8 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -12,16 +12,52 @@ use crate::accounts;
 use crate::error::ApiError;
 use crate::http::app::{Admin, App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::http::openapi;
 use crate::params;
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/payground/openapi.json", get(openapi::serve))
-        .route("/admin/accounts", post(create_account).get(list_accounts))
-        .route("/v1/test_helpers/clock", get(clock_show))
-        .route("/v1/test_helpers/clock/advance", post(clock_advance))
+const CLOCK: &str = "payground.clock";
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/healthz", "GetHealthz", "Liveness check", healthz).public(),
+        Endpoint::get(
+            openapi::PATH,
+            "GetPaygroundOpenapi",
+            "This document",
+            openapi::serve,
+        )
+        .public(),
+        Endpoint::post(
+            "/admin/accounts",
+            "PostAdminAccounts",
+            "Create an account",
+            create_account,
+        )
+        .admin(),
+        Endpoint::get(
+            "/admin/accounts",
+            "GetAdminAccounts",
+            "List the accounts",
+            list_accounts,
+        )
+        .admin(),
+        Endpoint::get(
+            "/v1/test_helpers/clock",
+            "GetTestHelpersClock",
+            "The account's clock (payground)",
+            clock_show,
+        )
+        .returns_own(CLOCK),
+        Endpoint::post(
+            "/v1/test_helpers/clock/advance",
+            "PostTestHelpersClockAdvance",
+            "Move the account's clock forward (payground)",
+            clock_advance,
+        )
+        .body::<AdvanceParams>()
+        .returns_own(CLOCK),
+    ]
 }
 
 async fn healthz() -> Response {
@@ -49,7 +85,7 @@ async fn list_accounts(State(app): State<App>, _admin: Admin) -> Response {
 }
 
 fn clock_view(offset: i64, now: i64) -> serde_json::Value {
-    json!({ "object": "payground.clock", "now": now, "offset": offset })
+    json!({ "object": CLOCK, "now": now, "offset": offset })
 }
 
 async fn clock_show(req: SecretRequest) -> Response {
@@ -59,17 +95,21 @@ async fn clock_show(req: SecretRequest) -> Response {
     Json(clock_view(req.account.clock_offset, req.account.now())).into_response()
 }
 
-#[derive(Deserialize)]
+/// At most ten years at a time.
+const MAX_ADVANCE_SECS: i64 = 10 * 365 * 24 * 3600;
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AdvanceParams {
     /// Seconds to move the account's clock forward.
+    #[schemars(range(min = 1, max = MAX_ADVANCE_SECS))]
     seconds: i64,
 }
 
 /// Moves this account's clock forward so expirations can be tested without sleeping.
 async fn clock_advance(State(app): State<App>, req: SecretRequest) -> Response {
     let params: AdvanceParams = params!(req);
-    if params.seconds <= 0 || params.seconds > 10 * 365 * 24 * 3600 {
+    if params.seconds <= 0 || params.seconds > MAX_ADVANCE_SECS {
         return ApiError::invalid_param(
             "seconds",
             "parameter_invalid_integer",

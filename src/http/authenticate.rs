@@ -14,23 +14,37 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::http::app::App;
+use crate::http::endpoints::Endpoint;
 use crate::resources::currency;
 use crate::resources::payment_intent::{self, PaymentIntent};
 use crate::resources::payment_method::PaymentMethod;
 use crate::resources::setup_intent::{self, SetupIntent};
 use crate::store::Account;
 
-pub fn routes() -> Router<App> {
-    Router::new().route(
-        "/payground/authenticate/{account}/{id}",
-        get(page).post(submit),
-    )
+const PAGE: &str = "/payground/authenticate/{account}/{id}";
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            PAGE,
+            "GetPaygroundAuthenticate",
+            "The 3-D Secure test page",
+            page,
+        )
+        .page(),
+        Endpoint::post(
+            PAGE,
+            "PostPaygroundAuthenticate",
+            "The card holder's choice on the 3-D Secure test page",
+            submit,
+        )
+        .page(),
+    ]
 }
 
 fn format_amount(amount: i64, currency_code: &str) -> String {

@@ -3,20 +3,32 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::read;
-use crate::resources::balance_transaction::{self, ListFilters};
+use crate::resources::balance_transaction::{self, BalanceTransaction, ListFilters};
 use crate::resources::common::list::ListParams;
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/balance_transactions", get(list))
-        .route("/v1/balance_transactions/{id}", get(retrieve))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            "/v1/balance_transactions",
+            "GetBalanceTransactions",
+            "List balance transactions",
+            list,
+        )
+        .list::<BalanceTransaction, ListFilters>(),
+        Endpoint::get(
+            "/v1/balance_transactions/{id}",
+            "GetBalanceTransactionsId",
+            "Retrieve a balance transaction",
+            retrieve,
+        )
+        .returns::<BalanceTransaction>(),
+    ]
 }
 
 async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {

@@ -2,22 +2,44 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
-use crate::resources::charge::{self, ChargeListFilters, ChargeUpdate};
+use crate::resources::charge::{self, Charge, ChargeListFilters, ChargeUpdate};
 use crate::resources::common::list::ListParams;
 use crate::resources::payment_intent::{self, ChargeCapture};
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/charges", get(list))
-        .route("/v1/charges/{id}", get(retrieve).post(update))
-        .route("/v1/charges/{id}/capture", axum::routing::post(capture))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/charges", "GetCharges", "List charges", list)
+            .list::<Charge, ChargeListFilters>(),
+        Endpoint::get(
+            "/v1/charges/{id}",
+            "GetChargesCharge",
+            "Retrieve a charge",
+            retrieve,
+        )
+        .returns::<Charge>(),
+        Endpoint::post(
+            "/v1/charges/{id}",
+            "PostChargesCharge",
+            "Update a charge",
+            update,
+        )
+        .body::<ChargeUpdate>()
+        .returns::<Charge>(),
+        Endpoint::post(
+            "/v1/charges/{id}/capture",
+            "PostChargesChargeCapture",
+            "Capture a charge",
+            capture,
+        )
+        .body::<ChargeCapture>()
+        .returns::<Charge>(),
+    ]
 }
 
 async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {

@@ -4,23 +4,41 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
-use crate::resources::confirmation_token::{self, CreateParams};
+use crate::resources::confirmation_token::{self, ConfirmationToken, CreateParams};
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/confirmation_tokens", post(create))
-        .route("/v1/confirmation_tokens/{id}", get(retrieve))
-        .route(
-            "/v1/test_helpers/confirmation_tokens",
-            post(create_for_test),
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::post(
+            "/v1/confirmation_tokens",
+            "PostConfirmationTokens",
+            "Create a ConfirmationToken (what stripe.js does, with the publishable key)",
+            create,
         )
+        .publishable()
+        .body::<CreateParams>()
+        .returns::<ConfirmationToken>(),
+        Endpoint::get(
+            "/v1/confirmation_tokens/{id}",
+            "GetConfirmationTokensConfirmationToken",
+            "Retrieve a ConfirmationToken",
+            retrieve,
+        )
+        .returns::<ConfirmationToken>(),
+        Endpoint::post(
+            "/v1/test_helpers/confirmation_tokens",
+            "PostTestHelpersConfirmationTokens",
+            "Create a ConfirmationToken for a server test",
+            create_for_test,
+        )
+        .body::<CreateParams>()
+        .returns::<ConfirmationToken>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: BrowserRequest) -> Response {

@@ -4,11 +4,13 @@
 //! other route stays closed to cross-origin pages (a browser blocks their
 //! responses), and an `OPTIONS` on one of them gets Stripe's unknown-route 404.
 //!
-//! The routes are one table, [`BROWSER_ROUTES`]. The preflight answers are routes
-//! of their own ([`preflights`]); [`layer`] adds the headers to the actual
-//! responses of the table's routes and leaves every other response as it is.
+//! The routes are the endpoints that say they admit the publishable key
+//! ([`browser_routes`]). The preflight answers are routes of their own
+//! ([`preflights`]); [`layer`] adds the headers to the actual responses of those
+//! routes and leaves every other response as it is.
 
 use std::convert::Infallible;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use axum::extract::{MatchedPath, Request};
@@ -19,62 +21,40 @@ use axum::Router;
 use futures::future::{Either, FutureExt, Map};
 use tower::{Layer, Service};
 
-/// A route that admits the publishable key, and the methods on its path that do.
+use crate::http::endpoints;
+
+/// A path with endpoints that admit the publishable key, and their methods.
 pub struct BrowserRoute {
     /// The route's path as the router writes it (`{id}` for a parameter).
     pub path: &'static str,
-    pub methods: &'static [&'static str],
+    pub methods: Vec<Method>,
     /// `methods` as `Access-Control-Allow-Methods` lists them.
-    allow_methods: &'static str,
+    allow_methods: HeaderValue,
 }
 
-/// Every route whose handler takes a `BrowserRequest`: what stripe.js calls.
-pub const BROWSER_ROUTES: &[BrowserRoute] = &[
-    BrowserRoute {
-        path: "/v1/payment_intents/{id}",
-        methods: &["GET"],
-        allow_methods: "GET",
-    },
-    BrowserRoute {
-        path: "/v1/payment_intents/{id}/confirm",
-        methods: &["POST"],
-        allow_methods: "POST",
-    },
-    BrowserRoute {
-        path: "/v1/payment_methods",
-        methods: &["POST"],
-        allow_methods: "POST",
-    },
-    BrowserRoute {
-        path: "/v1/setup_intents/{id}",
-        methods: &["GET"],
-        allow_methods: "GET",
-    },
-    BrowserRoute {
-        path: "/v1/setup_intents/{id}/confirm",
-        methods: &["POST"],
-        allow_methods: "POST",
-    },
-    BrowserRoute {
-        path: "/v1/confirmation_tokens",
-        methods: &["POST"],
-        allow_methods: "POST",
-    },
-    BrowserRoute {
-        path: "/v1/elements/sessions",
-        methods: &["GET"],
-        allow_methods: "GET",
-    },
-    BrowserRoute {
-        path: "/v1/elements/payment_methods/{id}/detach",
-        methods: &["POST"],
-        allow_methods: "POST",
-    },
-];
-
-/// The routes that answer CORS, for whoever builds the router or documents it.
+/// Every path of the endpoints declared [`Auth::Publishable`](crate::http::endpoints::Auth):
+/// what stripe.js calls. Made once from the endpoints.
 pub fn browser_routes() -> &'static [BrowserRoute] {
-    BROWSER_ROUTES
+    static ROUTES: OnceLock<Vec<BrowserRoute>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut routes: Vec<BrowserRoute> = Vec::new();
+        for (path, method) in endpoints::browser_routes() {
+            match routes.iter_mut().find(|r| r.path == path) {
+                Some(route) => route.methods.push(method),
+                None => routes.push(BrowserRoute {
+                    path,
+                    methods: vec![method],
+                    allow_methods: HeaderValue::from_static(""),
+                }),
+            }
+        }
+        for route in &mut routes {
+            let listed: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+            route.allow_methods = HeaderValue::from_str(&listed.join(", "))
+                .unwrap_or_else(|_| HeaderValue::from_static("GET, POST"));
+        }
+        routes
+    })
 }
 
 /// The request headers a page may send: what Stripe's SDKs and stripe.js set.
@@ -89,15 +69,17 @@ const EXPOSE_HEADERS: &str = "Request-Id, Stripe-Version, Idempotent-Replayed, S
 /// How long a browser may reuse a preflight's answer: Stripe's 300 seconds.
 const MAX_AGE: &str = "300";
 
-/// `OPTIONS` on each path of [`BROWSER_ROUTES`]: 204 with what may be sent there.
+/// `OPTIONS` on each path of [`browser_routes`]: 204 with what may be sent there.
 /// Merged beside the resources' routes, whose handlers share the paths.
 pub fn preflights<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    BROWSER_ROUTES.iter().fold(Router::new(), |router, route| {
-        router.route(
-            route.path,
-            options(move |headers: HeaderMap| preflight(route, headers)),
-        )
-    })
+    browser_routes()
+        .iter()
+        .fold(Router::new(), |router, route| {
+            router.route(
+                route.path,
+                options(move |headers: HeaderMap| preflight(route, headers)),
+            )
+        })
 }
 
 async fn preflight(route: &'static BrowserRoute, request: HeaderMap) -> Response {
@@ -121,7 +103,7 @@ async fn preflight(route: &'static BrowserRoute, request: HeaderMap) -> Response
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(route.allow_methods),
+        route.allow_methods.clone(),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -140,13 +122,13 @@ async fn preflight(route: &'static BrowserRoute, request: HeaderMap) -> Response
 pub fn is_browser_route(method: &Method, path: &str) -> bool {
     // HEAD is answered by the GET handler.
     let method = if method == Method::HEAD {
-        "GET"
+        &Method::GET
     } else {
-        method.as_str()
+        method
     };
-    BROWSER_ROUTES
+    browser_routes()
         .iter()
-        .any(|r| r.path == path && r.methods.contains(&method))
+        .any(|r| r.path == path && r.methods.contains(method))
 }
 
 fn add_response_headers(headers: &mut HeaderMap) {
@@ -161,7 +143,7 @@ fn add_response_headers(headers: &mut HeaderMap) {
 }
 
 /// The layer that adds `Access-Control-Allow-Origin` to the responses of
-/// [`BROWSER_ROUTES`]. Put on the router (`Router::layer`), it wraps each route
+/// [`browser_routes`]. Put on the router (`Router::layer`), it wraps each route
 /// after matching, so it reads the matched route instead of parsing the URL; on
 /// other routes it passes the request and its response through untouched, with
 /// no allocation and no extra future.
@@ -258,67 +240,12 @@ mod tests {
             .expect("infallible")
     }
 
-    /// `(method, path)` of every route in `source` whose handler takes a
-    /// `BrowserRequest`: the `async fn`s whose arguments name it, found in the
-    /// `.route("path", get(handler).post(...))` calls.
-    fn browser_handlers_in(source: &str) -> Vec<(String, String)> {
-        let mut handlers = Vec::new();
-        for (at, _) in source.match_indices("async fn ") {
-            let rest = &source[at + "async fn ".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            let signature = rest.split("->").next().unwrap_or_default();
-            if signature.contains("BrowserRequest") {
-                handlers.push(name);
-            }
-        }
-        let mut found = Vec::new();
-        for (at, _) in source.match_indices(".route(\"") {
-            let rest = &source[at + ".route(\"".len()..];
-            let Some((path, call)) = rest.split_once('"') else {
-                continue;
-            };
-            let call = call.split(".route(").next().unwrap_or_default();
-            for method in ["get", "post", "delete"] {
-                for handler in &handlers {
-                    if call.contains(&format!("{method}({handler})")) {
-                        found.push((method.to_ascii_uppercase(), path.to_string()));
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    #[test]
-    fn the_table_lists_every_browser_request_handler() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
-        let mut routed = std::collections::BTreeSet::new();
-        for entry in std::fs::read_dir(&dir).expect("src/http") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "rs") {
-                let source = std::fs::read_to_string(&path).expect("source");
-                routed.extend(browser_handlers_in(&source));
-            }
-        }
-        let table: std::collections::BTreeSet<(String, String)> = browser_routes()
-            .iter()
-            .flat_map(|r| {
-                r.methods
-                    .iter()
-                    .map(|m| (m.to_string(), r.path.to_string()))
-            })
-            .collect();
-        assert!(routed.len() >= 3, "the scan found too few: {routed:?}");
-        assert_eq!(routed, table);
-    }
-
     #[test]
     fn allow_methods_says_what_methods_says() {
+        assert!(browser_routes().len() >= 3);
         for r in browser_routes() {
-            assert_eq!(r.allow_methods, r.methods.join(", "), "{}", r.path);
+            let listed: Vec<&str> = r.methods.iter().map(Method::as_str).collect();
+            assert_eq!(r.allow_methods, listed.join(", "), "{}", r.path);
             assert!(r.path.starts_with("/v1/"));
         }
     }

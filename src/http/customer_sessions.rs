@@ -5,20 +5,44 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
+use crate::http::endpoints::Endpoint;
 use crate::params;
-use crate::resources::customer_session::{self, CreateParams};
+use crate::resources::customer_session::{self, CreateParams, CustomerSession};
 use crate::resources::elements_session::{self, DetachParams, SessionParams};
+use crate::resources::payment_method::PaymentMethod;
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/customer_sessions", post(create))
-        .route("/v1/elements/sessions", get(elements_session))
-        .route("/v1/elements/payment_methods/{id}/detach", post(detach))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::post(
+            "/v1/customer_sessions",
+            "PostCustomerSessions",
+            "Create a CustomerSession",
+            create,
+        )
+        .body::<CreateParams>()
+        .returns::<CustomerSession>(),
+        Endpoint::get(
+            "/v1/elements/sessions",
+            "GetElementsSessions",
+            "What the Payment Element renders: payment method types, amount, a customer's saved methods (publishable key; payground's answer to stripe.js's call)",
+            elements_session,
+        )
+        .publishable()
+        .query::<SessionParams>()
+        .returns_own("elements_session"),
+        Endpoint::post(
+            "/v1/elements/payment_methods/{id}/detach",
+            "PostElementsPaymentMethodsPaymentMethodDetach",
+            "Remove a saved payment method with a CustomerSession that allows it (publishable key)",
+            detach,
+        )
+        .publishable()
+        .body::<DetachParams>()
+        .returns::<PaymentMethod>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {

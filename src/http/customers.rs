@@ -3,34 +3,75 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use schemars::JsonSchema;
 
 use crate::http::app::{App, SecretRequest};
+use crate::http::endpoints::Endpoint;
 use crate::http::payment_methods;
 use crate::params;
 use crate::resources::common::list::ListParams;
-use crate::resources::customer::{self, CustomerListFilters, CustomerParams};
-use crate::resources::payment_method;
+use crate::resources::customer::{self, Customer, CustomerListFilters, CustomerParams};
+use crate::resources::payment_method::{self, PaymentMethod};
 use crate::resources::search::SearchParams;
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/customers", get(list).post(create))
-        .route("/v1/customers/search", get(search))
-        .route(
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/customers", "GetCustomers", "List customers", list)
+            .list::<Customer, CustomerListFilters>(),
+        Endpoint::post(
+            "/v1/customers",
+            "PostCustomers",
+            "Create a customer",
+            create,
+        )
+        .body::<CustomerParams>()
+        .returns::<Customer>(),
+        Endpoint::get(
+            "/v1/customers/search",
+            "GetCustomersSearch",
+            "Search customers",
+            search,
+        )
+        .search::<Customer>(),
+        Endpoint::get(
             "/v1/customers/{id}",
-            get(retrieve).post(update).delete(delete),
+            "GetCustomersCustomer",
+            "Retrieve a customer",
+            retrieve,
         )
-        .route(
+        .returns::<Customer>(),
+        Endpoint::post(
+            "/v1/customers/{id}",
+            "PostCustomersCustomer",
+            "Update a customer",
+            update,
+        )
+        .body::<CustomerParams>()
+        .returns::<Customer>(),
+        Endpoint::delete(
+            "/v1/customers/{id}",
+            "DeleteCustomersCustomer",
+            "Delete a customer",
+            delete,
+        )
+        .deletes::<Customer>(),
+        Endpoint::get(
             "/v1/customers/{id}/payment_methods",
-            get(list_payment_methods),
+            "GetCustomersCustomerPaymentMethods",
+            "List a customer's PaymentMethods",
+            list_payment_methods,
         )
-        .route(
+        .list::<PaymentMethod, payment_method::CustomerListFilters>()
+        .without_created(),
+        Endpoint::get(
             "/v1/customers/{id}/payment_methods/{payment_method}",
-            get(retrieve_payment_method),
+            "GetCustomersCustomerPaymentMethodsPaymentMethod",
+            "Retrieve a customer's PaymentMethod",
+            retrieve_payment_method,
         )
+        .returns::<PaymentMethod>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
@@ -105,6 +146,6 @@ async fn retrieve_payment_method(
 }
 
 /// Retrieve calls take no parameters but `expand`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}

@@ -3,22 +3,47 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::read;
 use crate::resources::common::list::ListParams;
-use crate::resources::event::{self, AttemptListParams, EventListFilters, ResendParams};
+use crate::resources::event::{self, AttemptListParams, Event, EventListFilters, ResendParams};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/events", get(list))
-        .route("/v1/events/{id}", get(retrieve))
-        .route("/v1/events/{id}/resend", post(resend))
-        .route("/v1/events/{id}/attempts", get(attempts))
+/// payground's record of one webhook attempt.
+pub const ATTEMPT: &str = "payground.webhook_attempt";
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/events", "GetEvents", "List events", list)
+            .list::<Event, EventListFilters>(),
+        Endpoint::get(
+            "/v1/events/{id}",
+            "GetEventsId",
+            "Retrieve an event",
+            retrieve,
+        )
+        .returns::<Event>(),
+        Endpoint::post(
+            "/v1/events/{id}/resend",
+            "PostEventsIdResend",
+            "Deliver an event to a webhook endpoint again",
+            resend,
+        )
+        .body::<ResendParams>()
+        .returns::<Event>(),
+        Endpoint::get(
+            "/v1/events/{id}/attempts",
+            "GetEventsIdAttempts",
+            "An event's delivery attempts (payground)",
+            attempts,
+        )
+        .query::<AttemptListParams>()
+        .refusing(&["event"])
+        .lists_own(ATTEMPT),
+    ]
 }
 
 async fn retrieve(State(app): State<App>, Path(id): Path<String>, req: SecretRequest) -> Response {

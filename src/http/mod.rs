@@ -10,6 +10,7 @@ pub mod confirmation_tokens;
 pub mod cors;
 pub mod customer_sessions;
 pub mod customers;
+pub mod endpoints;
 pub mod events;
 pub mod expand;
 pub mod form;

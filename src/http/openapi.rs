@@ -1,20 +1,30 @@
-//! payground's own OpenAPI 3 document, served at `GET /payground/openapi.json`:
-//! every `/v1` route it implements, with the parameters its params types accept
-//! (Stripe's names and wire types), bearer auth with the secret key, and the
-//! object or the error envelope each answers with. Built from small tables here;
-//! a test keeps it in step with the routes of every handler file.
+//! payground's own OpenAPI 3.1 document, served at `GET /payground/openapi.json`,
+//! derived from the endpoints every handler file declares ([`endpoints::all`]):
+//! their parameters are the JSON schemas of the params types the handlers decode,
+//! their answers the schemas of the object types the resources save (both derived
+//! with `schemars` from the serde types), so the document cannot drift from what
+//! payground accepts and answers. Bodies are form-encoded in Stripe's bracket
+//! notation; bearer auth with the secret key; Stripe's error envelope otherwise.
 
 use std::sync::OnceLock;
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::ctx::API_VERSION;
-use crate::resources::payment_method::LISTABLE_TYPES;
+use crate::http::endpoints::{self, Auth, Described, Endpoint, Input, Output, SchemaFn};
+use crate::resources::common::list::CommonListParams;
+use crate::resources::registry;
+use crate::resources::search::SearchParams;
 
 /// Where the document is served (routed in `admin.rs` with payground's own routes).
 pub const PATH: &str = "/payground/openapi.json";
+
+/// Where object schemas live in the document; their `$ref`s point here.
+const SCHEMAS: &str = "/components/schemas";
 
 pub async fn serve() -> Response {
     static TEXT: OnceLock<String> = OnceLock::new();
@@ -29,1260 +39,176 @@ pub async fn serve() -> Response {
 
 // ---- schemas ------------------------------------------------------------------
 
-type Fields = Vec<(&'static str, Value)>;
-
-fn string() -> Value {
-    json!({"type": "string"})
+/// Params types as the handlers decode them, each inlined where it is used.
+fn params_generator() -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.contract = Contract::Deserialize;
+            s.meta_schema = None;
+        })
+        .into_generator()
 }
 
-fn integer() -> Value {
-    json!({"type": "integer"})
+/// Objects as the resources serialise them, under `components/schemas`.
+fn objects_generator() -> SchemaGenerator {
+    SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = SCHEMAS.into();
+            s.contract = Contract::Serialize;
+            s.meta_schema = None;
+        })
+        .into_generator()
 }
 
-fn int_range(min: i64, max: i64) -> Value {
-    json!({"type": "integer", "minimum": min, "maximum": max})
+/// Calls `f` on every schema object inside `schema`, `schema` included.
+fn each_schema(schema: &mut Value, f: &mut impl FnMut(&mut Map<String, Value>)) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    f(map);
+    for key in ["properties", "patternProperties", "$defs"] {
+        if let Some(Value::Object(children)) = map.get_mut(key) {
+            for child in children.values_mut() {
+                each_schema(child, f);
+            }
+        }
+    }
+    for key in ["items", "additionalProperties", "not", "contains"] {
+        if let Some(child) = map.get_mut(key) {
+            each_schema(child, f);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf", "prefixItems"] {
+        if let Some(Value::Array(children)) = map.get_mut(key) {
+            for child in children.iter_mut() {
+                each_schema(child, f);
+            }
+        }
+    }
 }
 
-fn boolean() -> Value {
-    json!({"type": "boolean"})
+/// Doc comments are written for the code's readers and serde's defaults are not
+/// part of the wire contract: the document keeps neither.
+fn strip_annotations(schema: &mut Value) {
+    each_schema(schema, &mut |map| {
+        for key in ["description", "title", "default"] {
+            map.shift_remove(key);
+        }
+    });
 }
 
-fn one_of(values: &[&str]) -> Value {
-    json!({"type": "string", "enum": values})
+/// What a form can carry. An `Option` is absent or `""`, never `null`, so the
+/// `null` schemars adds to it goes; a `Value` payground takes whole without
+/// looking inside (`mandate_data`, ...) is a hash, as Stripe's spec has it.
+fn as_form_params(schema: &mut Value) {
+    let open = match schema {
+        Value::Bool(true) => true,
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    };
+    if open {
+        *schema = json!({"type": "object"});
+        return;
+    }
+    let Value::Object(map) = schema else {
+        return;
+    };
+    for key in ["type", "enum"] {
+        if let Some(Value::Array(values)) = map.get_mut(key) {
+            values.retain(|v| v != "null" && !v.is_null());
+            if key == "type" && values.len() == 1 {
+                let only = values.remove(0);
+                map.insert(key.into(), only);
+            }
+        }
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(options)) = map.get_mut(key) {
+            options.retain(|o| o.get("type").and_then(Value::as_str) != Some("null"));
+            if options.len() == 1 {
+                let only = options.remove(0);
+                map.shift_remove(key);
+                if let Value::Object(only) = only {
+                    map.extend(only);
+                }
+                // What it was merged with may itself be open or nullable.
+                return as_form_params(schema);
+            }
+        }
+    }
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        properties.values_mut().for_each(as_form_params);
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(options)) = map.get_mut(key) {
+            options.iter_mut().for_each(as_form_params);
+        }
+    }
+    if let Some(items) = map.get_mut("items") {
+        as_form_params(items);
+    }
+    if let Some(values @ Value::Object(_)) = map.get_mut("additionalProperties") {
+        if values.as_object().is_some_and(|m| !m.is_empty()) {
+            as_form_params(values);
+        }
+    }
 }
 
-fn array(items: Value) -> Value {
-    json!({"type": "array", "items": items})
+/// A params type's schema as a form describes it.
+fn params_schema(generator: &mut SchemaGenerator, schema: SchemaFn) -> Value {
+    let mut value = schema(generator).to_value();
+    strip_annotations(&mut value);
+    as_form_params(&mut value);
+    value
+}
+
+fn params_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    params_schema(generator, SchemaGenerator::subschema_for::<T>)
+}
+
+fn properties(schema: &Value) -> Vec<(String, Value)> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn required(schema: &Value) -> Vec<String> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn schema_type(schema: &Value) -> Option<&str> {
+    schema.get("type").and_then(Value::as_str)
 }
 
 fn strings() -> Value {
-    array(string())
-}
-
-/// A hash payground takes whole without looking inside (`mandate_data`, ...).
-fn hash() -> Value {
-    json!({"type": "object"})
-}
-
-fn object(fields: Fields) -> Value {
-    object_req(&[], fields)
-}
-
-fn object_req(required: &[&str], fields: Fields) -> Value {
-    let mut schema = json!({"type": "object", "additionalProperties": false});
-    let properties: Map<String, Value> = fields
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    schema["properties"] = Value::Object(properties);
-    if !required.is_empty() {
-        schema["required"] = json!(required);
-    }
-    schema
-}
-
-/// An update's optional field that `""` clears, as in Stripe's spec.
-fn clearable(schema: Value) -> Value {
-    json!({"anyOf": [schema, {"type": "string", "enum": [""]}]})
-}
-
-fn metadata() -> Value {
-    clearable(json!({"type": "object", "additionalProperties": {"type": "string"}}))
-}
-
-fn address() -> Value {
-    object(
-        ["city", "country", "line1", "line2", "postal_code", "state"]
-            .into_iter()
-            .map(|k| (k, string()))
-            .collect(),
-    )
-}
-
-fn shipping(extra: &[&'static str]) -> Value {
-    let mut fields = vec![
-        ("address", address()),
-        ("name", string()),
-        ("phone", string()),
-    ];
-    fields.extend(extra.iter().map(|k| (*k, string())));
-    object_req(&["address", "name"], fields)
-}
-
-fn capture_method() -> Value {
-    one_of(&["automatic", "automatic_async", "manual"])
-}
-
-fn setup_future_usage() -> Value {
-    one_of(&["off_session", "on_session"])
-}
-
-fn allow_redisplay() -> Value {
-    one_of(&["always", "limited", "unspecified"])
-}
-
-fn preferred_network() -> Value {
-    object(vec![(
-        "preferred",
-        clearable(one_of(&["cartes_bancaires", "mastercard", "visa"])),
-    )])
-}
-
-fn holder_and_account_type() -> Fields {
-    vec![
-        ("account_holder_type", one_of(&["company", "individual"])),
-        ("account_type", one_of(&["checking", "savings"])),
-    ]
-}
-
-fn billing_details() -> Value {
-    object(vec![
-        ("address", clearable(address())),
-        ("email", string()),
-        ("name", string()),
-        ("phone", string()),
-    ])
-}
-
-/// `payment_method_data` of an intent; also the body of PaymentMethod create.
-fn payment_method_data() -> Fields {
-    let mut bank = holder_and_account_type();
-    bank.extend([
-        ("account_number", string()),
-        ("financial_connections_account", string()),
-        ("routing_number", string()),
-    ]);
-    vec![
-        ("type", one_of(&["card", "sepa_debit", "us_bank_account"])),
-        ("allow_redisplay", allow_redisplay()),
-        ("billing_details", billing_details()),
-        (
-            "card",
-            object(vec![
-                ("number", string()),
-                ("exp_month", integer()),
-                ("exp_year", integer()),
-                ("cvc", string()),
-                ("token", string()),
-                ("networks", preferred_network()),
-            ]),
-        ),
-        ("metadata", metadata()),
-        ("us_bank_account", object(bank)),
-        (
-            "sepa_debit",
-            object_req(&["iban"], vec![("iban", string())]),
-        ),
-        ("radar_options", hash()),
-    ]
-}
-
-fn payment_method_options() -> Value {
-    let mut card: Fields = vec![
-        ("capture_method", clearable(capture_method())),
-        (
-            "request_three_d_secure",
-            one_of(&["any", "automatic", "challenge"]),
-        ),
-        ("require_cvc_recollection", boolean()),
-    ];
-    card.extend(
-        [
-            "setup_future_usage",
-            "request_incremental_authorization",
-            "request_extended_authorization",
-            "request_multicapture",
-            "request_overcapture",
-            "statement_descriptor_suffix_kana",
-            "statement_descriptor_suffix_kanji",
-            "cvc_token",
-            "network",
-        ]
-        .into_iter()
-        .map(|k| (k, string())),
-    );
-    card.extend([("installments", hash()), ("mandate_options", hash())]);
-    object(vec![
-        ("card", object(card)),
-        ("us_bank_account", hash()),
-        ("sepa_debit", hash()),
-        ("link", hash()),
-    ])
-}
-
-/// `off_session`: a boolean, or `one_off` / `recurring`.
-fn off_session() -> Value {
-    json!({"anyOf": [boolean(), one_of(&["one_off", "recurring"])]})
-}
-
-fn strs(names: &[&'static str]) -> Fields {
-    names.iter().map(|k| (*k, string())).collect()
-}
-
-// ---- request fields of each operation -------------------------------------------
-
-fn customer_fields() -> Fields {
-    let invoice_settings = object(vec![
-        (
-            "custom_fields",
-            clearable(array(object_req(
-                &["name", "value"],
-                strs(&["name", "value"]),
-            ))),
-        ),
-        ("default_payment_method", string()),
-        ("footer", string()),
-        (
-            "rendering_options",
-            clearable(object(vec![(
-                "amount_tax_display",
-                clearable(one_of(&["exclude_tax", "include_inclusive_tax"])),
-            )])),
-        ),
-    ]);
-    vec![
-        ("address", clearable(address())),
-        ("balance", integer()),
-        ("cash_balance", hash()),
-        ("coupon", string()),
-        ("default_source", string()),
-        ("description", string()),
-        ("email", string()),
-        ("invoice_prefix", string()),
-        ("invoice_settings", invoice_settings),
-        ("metadata", metadata()),
-        ("name", string()),
-        ("next_invoice_sequence", integer()),
-        ("payment_method", string()),
-        ("phone", string()),
-        ("preferred_locales", clearable(strings())),
-        ("promotion_code", string()),
-        ("shipping", clearable(shipping(&[]))),
-        ("source", string()),
-        ("tax", object(strs(&["ip_address", "validate_location"]))),
-        (
-            "tax_exempt",
-            clearable(one_of(&["exempt", "none", "reverse"])),
-        ),
-        ("tax_id_data", array(hash())),
-        ("test_clock", string()),
-    ]
-}
-
-/// What confirm takes, and create with `confirm=true`.
-fn confirm_fields() -> Fields {
-    vec![
-        ("capture_method", capture_method()),
-        ("confirmation_token", string()),
-        ("error_on_requires_action", boolean()),
-        ("mandate", string()),
-        ("mandate_data", hash()),
-        ("off_session", off_session()),
-        ("payment_method", string()),
-        ("payment_method_data", object(payment_method_data())),
-        ("payment_method_options", payment_method_options()),
-        ("payment_method_types", strings()),
-        ("radar_options", hash()),
-        ("receipt_email", string()),
-        ("return_url", string()),
-        ("setup_future_usage", clearable(setup_future_usage())),
-        (
-            "shipping",
-            clearable(shipping(&["carrier", "tracking_number"])),
-        ),
-        ("use_stripe_sdk", boolean()),
-    ]
-}
-
-fn payment_intent_create() -> Fields {
-    let mut fields = vec![
-        ("amount", integer()),
-        ("currency", string()),
-        ("application_fee_amount", integer()),
-        (
-            "automatic_payment_methods",
-            object_req(
-                &["enabled"],
-                vec![
-                    ("enabled", boolean()),
-                    ("allow_redirects", one_of(&["always", "never"])),
-                ],
-            ),
-        ),
-        ("confirm", boolean()),
-        ("confirmation_method", one_of(&["automatic", "manual"])),
-        ("customer", string()),
-        ("description", string()),
-        ("metadata", metadata()),
-        ("on_behalf_of", string()),
-        ("payment_method_configuration", string()),
-        ("statement_descriptor", string()),
-        ("statement_descriptor_suffix", string()),
-        ("transfer_data", hash()),
-        ("transfer_group", string()),
-    ];
-    fields.extend(confirm_fields());
-    fields
-}
-
-fn payment_intent_update() -> Fields {
-    let mut fields = vec![
-        ("amount", integer()),
-        ("application_fee_amount", clearable(integer())),
-        ("capture_method", capture_method()),
-        ("metadata", metadata()),
-        ("payment_method_data", object(payment_method_data())),
-        ("payment_method_options", payment_method_options()),
-        ("payment_method_types", strings()),
-        ("setup_future_usage", clearable(setup_future_usage())),
-        (
-            "shipping",
-            clearable(shipping(&["carrier", "tracking_number"])),
-        ),
-        ("transfer_data", hash()),
-    ];
-    fields.extend(strs(&[
-        "currency",
-        "customer",
-        "description",
-        "payment_method",
-        "payment_method_configuration",
-        "receipt_email",
-        "statement_descriptor",
-        "statement_descriptor_suffix",
-        "transfer_group",
-    ]));
-    fields
-}
-
-fn customer_session_fields() -> Fields {
-    let enabled = || object_req(&["enabled"], vec![("enabled", boolean())]);
-    let toggle = || one_of(&["disabled", "enabled"]);
-    let features = object(vec![
-        (
-            "payment_method_allow_redisplay_filters",
-            array(one_of(&["always", "limited", "unspecified"])),
-        ),
-        ("payment_method_redisplay", toggle()),
-        ("payment_method_redisplay_limit", int_range(1, 10)),
-        ("payment_method_remove", toggle()),
-        ("payment_method_save", toggle()),
-        ("payment_method_save_usage", setup_future_usage()),
-    ]);
-    vec![
-        (
-            "components",
-            object(vec![
-                ("buy_button", enabled()),
-                (
-                    "payment_element",
-                    object_req(
-                        &["enabled"],
-                        vec![("enabled", boolean()), ("features", features)],
-                    ),
-                ),
-                ("pricing_table", enabled()),
-            ]),
-        ),
-        ("customer", string()),
-    ]
-}
-
-fn confirmation_token_fields() -> Fields {
-    vec![
-        ("mandate_data", hash()),
-        ("payment_method", string()),
-        ("payment_method_data", object(payment_method_data())),
-        ("payment_method_options", hash()),
-        ("return_url", string()),
-        ("setup_future_usage", setup_future_usage()),
-        ("shipping", clearable(shipping(&[]))),
-        ("use_stripe_sdk", boolean()),
-    ]
-}
-
-fn setup_payment_method_options() -> Value {
-    object(vec![
-        (
-            "card",
-            object(vec![
-                (
-                    "request_three_d_secure",
-                    one_of(&["any", "automatic", "challenge"]),
-                ),
-                ("mandate_options", hash()),
-                ("network", string()),
-                ("moto", boolean()),
-                ("three_d_secure", hash()),
-            ]),
-        ),
-        ("us_bank_account", hash()),
-        ("sepa_debit", hash()),
-        ("link", hash()),
-    ])
-}
-
-fn flow_directions() -> Value {
-    array(one_of(&["inbound", "outbound"]))
-}
-
-fn setup_confirm_fields() -> Fields {
-    vec![
-        ("confirmation_token", string()),
-        ("mandate_data", hash()),
-        ("payment_method", string()),
-        ("payment_method_data", object(payment_method_data())),
-        ("payment_method_options", setup_payment_method_options()),
-        ("return_url", string()),
-        ("use_stripe_sdk", boolean()),
-    ]
-}
-
-fn setup_intent_create() -> Fields {
-    let mut fields = setup_confirm_fields();
-    fields.extend([
-        ("attach_to_self", boolean()),
-        (
-            "automatic_payment_methods",
-            object_req(
-                &["enabled"],
-                vec![
-                    ("enabled", boolean()),
-                    ("allow_redirects", one_of(&["always", "never"])),
-                ],
-            ),
-        ),
-        ("confirm", boolean()),
-        ("customer", string()),
-        ("description", string()),
-        ("flow_directions", flow_directions()),
-        ("metadata", metadata()),
-        ("on_behalf_of", string()),
-        ("payment_method_configuration", string()),
-        ("payment_method_types", strings()),
-        ("single_use", hash()),
-        ("usage", one_of(&["off_session", "on_session"])),
-    ]);
-    fields
-}
-
-fn setup_intent_update() -> Fields {
-    vec![
-        ("attach_to_self", boolean()),
-        ("customer", string()),
-        ("description", clearable(string())),
-        ("flow_directions", clearable(flow_directions())),
-        ("metadata", metadata()),
-        ("payment_method", string()),
-        ("payment_method_configuration", string()),
-        ("payment_method_data", object(payment_method_data())),
-        ("payment_method_options", setup_payment_method_options()),
-        ("payment_method_types", strings()),
-    ]
-}
-
-fn payment_method_update() -> Fields {
-    vec![
-        ("allow_redisplay", allow_redisplay()),
-        ("billing_details", billing_details()),
-        (
-            "card",
-            object(vec![
-                ("exp_month", integer()),
-                ("exp_year", integer()),
-                ("networks", preferred_network()),
-            ]),
-        ),
-        ("metadata", metadata()),
-        ("us_bank_account", object(holder_and_account_type())),
-        ("link", hash()),
-    ]
-}
-
-fn refund_create() -> Fields {
-    let mut fields = vec![
-        ("amount", integer()),
-        ("metadata", metadata()),
-        (
-            "reason",
-            one_of(&["duplicate", "fraudulent", "requested_by_customer"]),
-        ),
-        ("refund_application_fee", boolean()),
-        ("reverse_transfer", boolean()),
-    ];
-    fields.extend(strs(&[
-        "charge",
-        "currency",
-        "customer",
-        "instructions_email",
-        "origin",
-        "payment_intent",
-    ]));
-    fields
-}
-
-fn webhook_endpoint_fields(create: bool) -> Fields {
-    let mut fields = vec![
-        ("url", string()),
-        ("enabled_events", strings()),
-        ("description", string()),
-        ("metadata", metadata()),
-    ];
-    if create {
-        fields.extend([("api_version", string()), ("connect", boolean())]);
-    } else {
-        fields.push(("disabled", boolean()));
-    }
-    fields
+    json!({"type": "array", "items": {"type": "string"}})
 }
 
 // ---- operations -------------------------------------------------------------------
 
-/// What an operation takes besides its path parameters.
-enum Input {
-    /// Query parameters (a retrieve takes `expand[]` besides these).
-    Query(Fields),
-    /// A list: `limit`, `starting_after`, `ending_before`, `created` (when the
-    /// list has it) and its filters.
-    List { created: bool, filters: Fields },
-    /// A search: `query`, `limit`, `page`.
-    Search,
-    /// A form body with these fields, the `required` ones first.
-    Body {
-        required: &'static [&'static str],
-        fields: Fields,
-    },
+fn method_name(method: &Method) -> String {
+    method.as_str().to_ascii_lowercase()
 }
 
-/// What an operation answers with on success.
-enum Output {
-    Object(&'static str),
-    Deleted(&'static str),
-    List,
-    Search,
-}
-
-pub struct Operation {
-    pub method: &'static str,
-    pub path: &'static str,
-    id: &'static str,
-    summary: &'static str,
-    input: Input,
-    output: Output,
-    /// Needs no key (the document itself, the health check).
-    public: bool,
-}
-
-fn op(
-    method: &'static str,
-    path: &'static str,
-    id: &'static str,
-    summary: &'static str,
-) -> Operation {
-    Operation {
-        method,
-        path,
-        id,
-        summary,
-        input: if method == "post" {
-            Input::Body {
-                required: &[],
-                fields: Vec::new(),
-            }
-        } else {
-            Input::Query(Vec::new())
-        },
-        output: Output::Object(""),
-        public: false,
-    }
-}
-
-impl Operation {
-    fn returns(mut self, object: &'static str) -> Self {
-        self.output = Output::Object(object);
-        self
-    }
-
-    fn deletes(mut self, object: &'static str) -> Self {
-        self.output = Output::Deleted(object);
-        self
-    }
-
-    fn query(mut self, fields: Fields) -> Self {
-        self.input = Input::Query(fields);
-        self
-    }
-
-    fn body(mut self, required: &'static [&'static str], fields: Fields) -> Self {
-        self.input = Input::Body { required, fields };
-        self
-    }
-
-    fn list(mut self, created: bool, filters: Fields) -> Self {
-        self.input = Input::List { created, filters };
-        self.output = Output::List;
-        self
-    }
-
-    /// Answers with a list, whatever it takes.
-    fn lists(mut self) -> Self {
-        self.output = Output::List;
-        self
-    }
-
-    fn search(mut self) -> Self {
-        self.input = Input::Search;
-        self.output = Output::Search;
-        self
-    }
-}
-
-/// Every operation the document describes.
-pub fn operations() -> Vec<Operation> {
-    let cus = "customer";
-    let pi = "payment_intent";
-    let si = "setup_intent";
-    let ct = "confirmation_token";
-    let pm = "payment_method";
-    let ch = "charge";
-    let re = "refund";
-    let we = "webhook_endpoint";
-    let ev = "event";
-    let listener = "payground.listener";
-    let mut all = vec![
-        op("get", "/healthz", "health", "Liveness check").returns(""),
-        op("get", PATH, "openapi", "This document").returns(""),
-        // Customers
-        op("get", "/v1/customers", "customers.list", "List customers")
-            .list(true, strs(&["email", "test_clock"])),
-        op(
-            "post",
-            "/v1/customers",
-            "customers.create",
-            "Create a customer",
-        )
-        .body(&[], customer_fields())
-        .returns(cus),
-        op(
-            "get",
-            "/v1/customers/search",
-            "customers.search",
-            "Search customers",
-        )
-        .search(),
-        op(
-            "get",
-            "/v1/customers/{id}",
-            "customers.retrieve",
-            "Retrieve a customer",
-        )
-        .returns(cus),
-        op(
-            "post",
-            "/v1/customers/{id}",
-            "customers.update",
-            "Update a customer",
-        )
-        .body(&[], customer_fields())
-        .returns(cus),
-        op(
-            "delete",
-            "/v1/customers/{id}",
-            "customers.delete",
-            "Delete a customer",
-        )
-        .deletes(cus),
-        op(
-            "get",
-            "/v1/customers/{id}/payment_methods",
-            "customers.payment_methods.list",
-            "List a customer's PaymentMethods",
-        )
-        .list(
-            false,
-            vec![
-                ("type", one_of(LISTABLE_TYPES)),
-                ("allow_redisplay", allow_redisplay()),
-            ],
-        ),
-        op(
-            "get",
-            "/v1/customers/{id}/payment_methods/{payment_method}",
-            "customers.payment_methods.retrieve",
-            "Retrieve a customer's PaymentMethod",
-        )
-        .returns(pm),
-        // PaymentMethods
-        op(
-            "get",
-            "/v1/payment_methods",
-            "payment_methods.list",
-            "List PaymentMethods",
-        )
-        .list(
-            false,
-            vec![("customer", string()), ("type", one_of(LISTABLE_TYPES))],
-        ),
-        op(
-            "post",
-            "/v1/payment_methods",
-            "payment_methods.create",
-            "Create a PaymentMethod (publishable key too)",
-        )
-        .body(&[], {
-            let mut fields = payment_method_data();
-            fields.extend(strs(&["customer", "payment_method"]));
-            fields
-        })
-        .returns(pm),
-        op(
-            "get",
-            "/v1/payment_methods/{id}",
-            "payment_methods.retrieve",
-            "Retrieve a PaymentMethod (or make one from a pm_card_* id)",
-        )
-        .returns(pm),
-        op(
-            "post",
-            "/v1/payment_methods/{id}",
-            "payment_methods.update",
-            "Update a PaymentMethod",
-        )
-        .body(&[], payment_method_update())
-        .returns(pm),
-        op(
-            "post",
-            "/v1/payment_methods/{id}/attach",
-            "payment_methods.attach",
-            "Attach a PaymentMethod to a customer",
-        )
-        .body(&["customer"], strs(&["customer"]))
-        .returns(pm),
-        op(
-            "post",
-            "/v1/payment_methods/{id}/detach",
-            "payment_methods.detach",
-            "Detach a PaymentMethod",
-        )
-        .returns(pm),
-        // PaymentIntents
-        op(
-            "get",
-            "/v1/payment_intents",
-            "payment_intents.list",
-            "List PaymentIntents",
-        )
-        .list(true, strs(&["customer"])),
-        op(
-            "post",
-            "/v1/payment_intents",
-            "payment_intents.create",
-            "Create a PaymentIntent",
-        )
-        .body(&["amount", "currency"], payment_intent_create())
-        .returns(pi),
-        op(
-            "get",
-            "/v1/payment_intents/search",
-            "payment_intents.search",
-            "Search PaymentIntents",
-        )
-        .search(),
-        op(
-            "get",
-            "/v1/payment_intents/{id}",
-            "payment_intents.retrieve",
-            "Retrieve a PaymentIntent (publishable key with client_secret too)",
-        )
-        .query(strs(&["client_secret"]))
-        .returns(pi),
-        op(
-            "post",
-            "/v1/payment_intents/{id}",
-            "payment_intents.update",
-            "Update a PaymentIntent",
-        )
-        .body(&[], payment_intent_update())
-        .returns(pi),
-        op(
-            "post",
-            "/v1/payment_intents/{id}/confirm",
-            "payment_intents.confirm",
-            "Confirm a PaymentIntent (publishable key with client_secret too)",
-        )
-        .body(&[], {
-            let mut fields = confirm_fields();
-            fields.push(("client_secret", string()));
-            fields
-        })
-        .returns(pi),
-        op(
-            "post",
-            "/v1/payment_intents/{id}/capture",
-            "payment_intents.capture",
-            "Capture a PaymentIntent",
-        )
-        .body(
-            &[],
-            vec![
-                ("amount_to_capture", integer()),
-                ("application_fee_amount", integer()),
-                ("final_capture", boolean()),
-                ("metadata", metadata()),
-                ("statement_descriptor", string()),
-                ("statement_descriptor_suffix", string()),
-                ("transfer_data", hash()),
-            ],
-        )
-        .returns(pi),
-        op(
-            "post",
-            "/v1/payment_intents/{id}/cancel",
-            "payment_intents.cancel",
-            "Cancel a PaymentIntent",
-        )
-        .body(
-            &[],
-            vec![(
-                "cancellation_reason",
-                one_of(&[
-                    "abandoned",
-                    "duplicate",
-                    "fraudulent",
-                    "requested_by_customer",
-                ]),
-            )],
-        )
-        .returns(pi),
-        op(
-            "post",
-            "/v1/payment_intents/{id}/increment_authorization",
-            "payment_intents.increment_authorization",
-            "Increment an authorization",
-        )
-        .body(
-            &["amount"],
-            vec![
-                ("amount", integer()),
-                ("application_fee_amount", integer()),
-                ("description", string()),
-                ("metadata", metadata()),
-                ("statement_descriptor", string()),
-                ("transfer_data", hash()),
-            ],
-        )
-        .returns(pi),
-        op(
-            "post",
-            "/v1/test_helpers/payment_intents/{id}/settle",
-            "test_helpers.payment_intents.settle",
-            "Settle a processing bank debit now (payground)",
-        )
-        .returns(pi),
-        // CustomerSessions, and what the Payment Element asks with them
-        op(
-            "post",
-            "/v1/customer_sessions",
-            "customer_sessions.create",
-            "Create a CustomerSession",
-        )
-        .body(&["components", "customer"], customer_session_fields())
-        .returns("customer_session"),
-        op(
-            "get",
-            "/v1/elements/sessions",
-            "elements.sessions.retrieve",
-            "What the Payment Element renders: payment method types, amount, a customer's saved methods (publishable key; payground's answer to stripe.js's call)",
-        )
-        .query(vec![
-            ("type", one_of(&["payment_intent", "setup_intent", "deferred_intent"])),
-            ("client_secret", string()),
-            ("customer_session_client_secret", string()),
-            (
-                "deferred_intent",
-                object_req(
-                    &["mode"],
-                    vec![
-                        ("mode", one_of(&["payment", "setup", "subscription"])),
-                        ("amount", integer()),
-                        ("currency", string()),
-                        ("setup_future_usage", setup_future_usage()),
-                        ("capture_method", capture_method()),
-                        ("payment_method_types", strings()),
-                        ("on_behalf_of", string()),
-                        ("payment_method_configuration", string()),
-                    ],
-                ),
-            ),
-            ("locale", string()),
-        ]),
-        op(
-            "post",
-            "/v1/elements/payment_methods/{id}/detach",
-            "elements.payment_methods.detach",
-            "Remove a saved payment method with a CustomerSession that allows it (publishable key)",
-        )
-        .body(
-            &["customer_session_client_secret"],
-            strs(&["customer_session_client_secret"]),
-        )
-        .returns(pm),
-        // ConfirmationTokens
-        op(
-            "post",
-            "/v1/confirmation_tokens",
-            "confirmation_tokens.create",
-            "Create a ConfirmationToken (what stripe.js does, with the publishable key)",
-        )
-        .body(&[], confirmation_token_fields())
-        .returns(ct),
-        op(
-            "get",
-            "/v1/confirmation_tokens/{id}",
-            "confirmation_tokens.retrieve",
-            "Retrieve a ConfirmationToken",
-        )
-        .returns(ct),
-        op(
-            "post",
-            "/v1/test_helpers/confirmation_tokens",
-            "test_helpers.confirmation_tokens.create",
-            "Create a ConfirmationToken for a server test",
-        )
-        .body(&[], confirmation_token_fields())
-        .returns(ct),
-        // SetupIntents and their attempts
-        op(
-            "get",
-            "/v1/setup_intents",
-            "setup_intents.list",
-            "List SetupIntents",
-        )
-        .list(true, strs(&["customer", "payment_method"])),
-        op(
-            "post",
-            "/v1/setup_intents",
-            "setup_intents.create",
-            "Create a SetupIntent",
-        )
-        .body(&[], setup_intent_create())
-        .returns(si),
-        op(
-            "get",
-            "/v1/setup_intents/{id}",
-            "setup_intents.retrieve",
-            "Retrieve a SetupIntent (publishable key with client_secret too)",
-        )
-        .query(strs(&["client_secret"]))
-        .returns(si),
-        op(
-            "post",
-            "/v1/setup_intents/{id}",
-            "setup_intents.update",
-            "Update a SetupIntent",
-        )
-        .body(&[], setup_intent_update())
-        .returns(si),
-        op(
-            "post",
-            "/v1/setup_intents/{id}/confirm",
-            "setup_intents.confirm",
-            "Confirm a SetupIntent (publishable key with client_secret too)",
-        )
-        .body(&[], {
-            let mut fields = setup_confirm_fields();
-            fields.push(("client_secret", string()));
-            fields
-        })
-        .returns(si),
-        op(
-            "post",
-            "/v1/setup_intents/{id}/cancel",
-            "setup_intents.cancel",
-            "Cancel a SetupIntent",
-        )
-        .body(
-            &[],
-            vec![(
-                "cancellation_reason",
-                one_of(&["abandoned", "duplicate", "requested_by_customer"]),
-            )],
-        )
-        .returns(si),
-        op(
-            "post",
-            "/v1/test_helpers/setup_intents/{id}/settle",
-            "test_helpers.setup_intents.settle",
-            "Settle a processing bank-debit setup now (payground)",
-        )
-        .returns(si),
-        op(
-            "get",
-            "/v1/setup_attempts",
-            "setup_attempts.list",
-            "List a SetupIntent's attempts",
-        )
-        .list(true, strs(&["setup_intent"])),
-        // Charges and balance transactions
-        op("get", "/v1/charges", "charges.list", "List charges").list(
-            true,
-            strs(&["customer", "payment_intent", "transfer_group"]),
-        ),
-        op(
-            "get",
-            "/v1/charges/{id}",
-            "charges.retrieve",
-            "Retrieve a charge",
-        )
-        .returns(ch),
-        op(
-            "post",
-            "/v1/charges/{id}",
-            "charges.update",
-            "Update a charge",
-        )
-        .body(
-            &[],
-            vec![
-                ("customer", string()),
-                ("description", string()),
-                ("fraud_details", hash()),
-                ("metadata", metadata()),
-                ("receipt_email", string()),
-                ("shipping", clearable(shipping(&[]))),
-                ("transfer_group", string()),
-            ],
-        )
-        .returns(ch),
-        op(
-            "post",
-            "/v1/charges/{id}/capture",
-            "charges.capture",
-            "Capture a charge",
-        )
-        .body(&[], {
-            let mut fields = vec![("amount", integer()), ("application_fee_amount", integer())];
-            fields.extend(strs(&[
-                "receipt_email",
-                "statement_descriptor",
-                "statement_descriptor_suffix",
-                "transfer_group",
-            ]));
-            fields
-        })
-        .returns(ch),
-        op(
-            "get",
-            "/v1/balance_transactions",
-            "balance_transactions.list",
-            "List balance transactions",
-        )
-        .list(true, strs(&["currency", "payout", "source", "type"])),
-        op(
-            "get",
-            "/v1/balance_transactions/{id}",
-            "balance_transactions.retrieve",
-            "Retrieve a balance transaction",
-        )
-        .returns("balance_transaction"),
-        // Refunds
-        op("get", "/v1/refunds", "refunds.list", "List refunds")
-            .list(true, strs(&["charge", "payment_intent"])),
-        op("post", "/v1/refunds", "refunds.create", "Create a refund")
-            .body(&[], refund_create())
-            .returns(re),
-        op(
-            "get",
-            "/v1/refunds/{id}",
-            "refunds.retrieve",
-            "Retrieve a refund",
-        )
-        .returns(re),
-        op(
-            "post",
-            "/v1/refunds/{id}",
-            "refunds.update",
-            "Update a refund",
-        )
-        .body(&[], vec![("metadata", metadata())])
-        .returns(re),
-        op(
-            "post",
-            "/v1/refunds/{id}/cancel",
-            "refunds.cancel",
-            "Cancel a refund",
-        )
-        .returns(re),
-        // Events
-        op("get", "/v1/events", "events.list", "List events").list(
-            true,
-            vec![
-                ("type", string()),
-                ("types[]", strings()),
-                ("delivery_success", boolean()),
-            ],
-        ),
-        op(
-            "get",
-            "/v1/events/{id}",
-            "events.retrieve",
-            "Retrieve an event",
-        )
-        .returns(ev),
-        op(
-            "post",
-            "/v1/events/{id}/resend",
-            "events.resend",
-            "Deliver an event to a webhook endpoint again",
-        )
-        .body(&["webhook_endpoint"], strs(&["webhook_endpoint"]))
-        .returns(ev),
-        op(
-            "get",
-            "/v1/events/{id}/attempts",
-            "events.attempts",
-            "An event's delivery attempts (payground)",
-        )
-        .query(attempt_filters("webhook_endpoint"))
-        .lists(),
-        // Webhook endpoints
-        op(
-            "get",
-            "/v1/webhook_endpoints",
-            "webhook_endpoints.list",
-            "List webhook endpoints",
-        )
-        .list(true, Vec::new()),
-        op(
-            "post",
-            "/v1/webhook_endpoints",
-            "webhook_endpoints.create",
-            "Create a webhook endpoint",
-        )
-        .body(&["url", "enabled_events"], webhook_endpoint_fields(true))
-        .returns(we),
-        op(
-            "get",
-            "/v1/webhook_endpoints/{id}",
-            "webhook_endpoints.retrieve",
-            "Retrieve a webhook endpoint",
-        )
-        .returns(we),
-        op(
-            "post",
-            "/v1/webhook_endpoints/{id}",
-            "webhook_endpoints.update",
-            "Update a webhook endpoint",
-        )
-        .body(&[], webhook_endpoint_fields(false))
-        .returns(we),
-        op(
-            "delete",
-            "/v1/webhook_endpoints/{id}",
-            "webhook_endpoints.delete",
-            "Delete a webhook endpoint",
-        )
-        .deletes(we),
-        op(
-            "get",
-            "/v1/webhook_endpoints/{id}/attempts",
-            "webhook_endpoints.attempts",
-            "A webhook endpoint's delivery attempts (payground)",
-        )
-        .query(attempt_filters("event"))
-        .lists(),
-        // payground listen
-        op(
-            "post",
-            "/v1/payground/listeners",
-            "listeners.create",
-            "Register a `payground listen` listener",
-        )
-        .body(
-            &["forward_to"],
-            vec![("forward_to", string()), ("events", strings())],
-        )
-        .returns(listener),
-        op(
-            "delete",
-            "/v1/payground/listeners/{id}",
-            "listeners.delete",
-            "Remove a listener",
-        )
-        .deletes(listener),
-        op(
-            "post",
-            "/v1/payground/listeners/{id}/poll",
-            "listeners.poll",
-            "Lease a listener's due deliveries, waiting up to `wait` seconds",
-        )
-        .body(
-            &[],
-            vec![
-                (
-                    "wait",
-                    json!({"type": "number", "minimum": 0, "maximum": 30}),
-                ),
-                ("limit", int_range(1, 100)),
-            ],
-        )
-        .lists(),
-        op(
-            "post",
-            "/v1/payground/listeners/{id}/ack",
-            "listeners.ack",
-            "Report the outcome of one forwarded delivery",
-        )
-        .body(
-            &["event", "lease"],
-            vec![
-                ("event", string()),
-                ("lease", string()),
-                ("status_code", int_range(0, 65535)),
-                ("latency_ms", integer()),
-                ("error", string()),
-                ("response_body", string()),
-            ],
-        )
-        .returns("payground.delivery_report"),
-        // The account's clock
-        op(
-            "get",
-            "/v1/test_helpers/clock",
-            "test_helpers.clock.retrieve",
-            "The account's clock (payground)",
-        )
-        .returns("payground.clock"),
-        op(
-            "post",
-            "/v1/test_helpers/clock/advance",
-            "test_helpers.clock.advance",
-            "Move the account's clock forward (payground)",
-        )
-        .body(
-            &["seconds"],
-            vec![("seconds", int_range(1, 10 * 365 * 24 * 3600))],
-        )
-        .returns("payground.clock"),
-    ];
-    for o in &mut all {
-        o.public = !o.path.starts_with("/v1/");
-    }
-    all
-}
-
-/// Attempt lists page by `starting_after` only, and filter by the other side.
-fn attempt_filters(other: &'static str) -> Fields {
-    vec![
-        ("limit", int_range(1, 100)),
-        ("starting_after", string()),
-        (other, string()),
-    ]
-}
-
-// ---- the document -----------------------------------------------------------------
-
+/// A query parameter; arrays go as `name[]=a&name[]=b`, hashes in bracket notation.
 fn query_param(name: &str, schema: Value, required: bool) -> Value {
+    let name = if schema_type(&schema) == Some("array") {
+        format!("{name}[]")
+    } else {
+        name.to_string()
+    };
     let mut p = json!({"name": name, "in": "query", "required": required, "schema": schema});
     if schema_type(&p["schema"]) == Some("object") {
         p["style"] = json!("deepObject");
@@ -1291,53 +217,53 @@ fn query_param(name: &str, schema: Value, required: bool) -> Value {
     p
 }
 
-fn schema_type(schema: &Value) -> Option<&str> {
-    schema.get("type").and_then(Value::as_str)
+/// The fields of a params schema as query parameters, less those the route refuses.
+fn query_params(schema: &Value, refused: &[&str]) -> Vec<Value> {
+    let required = required(schema);
+    properties(schema)
+        .into_iter()
+        .filter(|(name, _)| !refused.contains(&name.as_str()))
+        .map(|(name, s)| {
+            let is_required = required.contains(&name);
+            query_param(&name, s, is_required)
+        })
+        .collect()
 }
 
-fn parameters(o: &Operation) -> Vec<Value> {
-    let mut out: Vec<Value> = o
+fn parameters(e: &Endpoint, params: &mut SchemaGenerator) -> Vec<Value> {
+    let mut out: Vec<Value> = e
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": string()}))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    let expand = || query_param("expand[]", strings(), false);
-    match &o.input {
-        Input::Query(fields) => {
-            out.extend(fields.iter().map(|(k, v)| query_param(k, v.clone(), false)));
-            if !o.public && o.method == "get" {
-                out.push(expand());
-            }
+    let expands = e.auth != Auth::Public && e.method == Method::GET;
+    match &e.input {
+        Input::Query(schema) => {
+            let schema = params_schema(params, *schema);
+            out.extend(query_params(&schema, e.refused));
         }
-        Input::List { created, filters } => {
-            out.push(query_param("limit", int_range(1, 100), false));
-            out.push(query_param("starting_after", string(), false));
-            out.push(query_param("ending_before", string(), false));
-            if *created {
-                let range = object(["gt", "gte", "lt", "lte"].map(|k| (k, integer())).to_vec());
-                out.push(query_param(
-                    "created",
-                    json!({"anyOf": [integer(), range]}),
-                    false,
-                ));
+        Input::List { filters, created } => {
+            let mut refused = e.refused.to_vec();
+            if !created {
+                refused.push("created");
             }
-            out.extend(
-                filters
-                    .iter()
-                    .map(|(k, v)| query_param(k, v.clone(), false)),
-            );
-            out.push(expand());
+            out.extend(query_params(
+                &params_of::<CommonListParams>(params),
+                &refused,
+            ));
+            let filters = params_schema(params, *filters);
+            out.extend(query_params(&filters, e.refused));
         }
         Input::Search => {
-            out.push(query_param("query", string(), true));
-            out.push(query_param("limit", int_range(1, 100), false));
-            out.push(query_param("page", string(), false));
-            out.push(expand());
+            out.extend(query_params(&params_of::<SearchParams>(params), e.refused));
         }
-        Input::Body { .. } => {}
+        Input::Nothing | Input::Body(_) => {}
     }
-    if o.method == "post" {
+    if expands {
+        out.push(query_param("expand", strings(), false));
+    }
+    if e.method == Method::POST {
         out.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
             "schema": {"type": "string", "maxLength": 255},
@@ -1346,12 +272,26 @@ fn parameters(o: &Operation) -> Vec<Value> {
     out
 }
 
-fn request_body(o: &Operation) -> Option<Value> {
-    let Input::Body { required, fields } = &o.input else {
+fn request_body(e: &Endpoint, params: &mut SchemaGenerator) -> Option<Value> {
+    if e.method != Method::POST {
         return None;
-    };
-    let mut fields = fields.clone();
-    fields.push(("expand", strings()));
+    }
+    let mut fields = Map::new();
+    let mut required_fields = Vec::new();
+    let mut closed = true;
+    if let Input::Body(schemas) = &e.input {
+        for schema in schemas {
+            let schema = params_schema(params, *schema);
+            closed &= schema.get("additionalProperties") == Some(&Value::Bool(false));
+            required_fields.extend(required(&schema));
+            fields.extend(
+                properties(&schema)
+                    .into_iter()
+                    .filter(|(name, _)| !e.refused.contains(&name.as_str())),
+            );
+        }
+    }
+    fields.insert("expand".into(), strings());
     // Nested values travel in Stripe's bracket notation: `card[number]=...`.
     let encoding: Map<String, Value> = fields
         .iter()
@@ -1361,83 +301,184 @@ fn request_body(o: &Operation) -> Option<Value> {
                 Some("string" | "integer" | "number" | "boolean")
             )
         })
-        .map(|(k, _)| {
-            (
-                k.to_string(),
-                json!({"style": "deepObject", "explode": true}),
-            )
-        })
+        .map(|(k, _)| (k.clone(), json!({"style": "deepObject", "explode": true})))
         .collect();
-    let schema = object_req(required, fields);
+    let mut schema = json!({"type": "object", "properties": fields});
+    if closed {
+        schema["additionalProperties"] = json!(false);
+    }
+    if !required_fields.is_empty() {
+        schema["required"] = json!(required_fields);
+    }
     Some(json!({
-        "required": !required.is_empty(),
+        "required": !required_fields.is_empty(),
         "content": {"application/x-www-form-urlencoded": {"schema": schema, "encoding": encoding}},
     }))
 }
 
-fn success(o: &Operation) -> Value {
-    let schema = match o.output {
-        Output::List => json!({"$ref": "#/components/schemas/list"}),
-        Output::Search => json!({"$ref": "#/components/schemas/search_result"}),
-        Output::Object("") => json!({"type": "object"}),
-        Output::Object(name) => json!({
-            "type": "object", "required": ["object"],
-            "properties": {"id": string(), "object": one_of(&[name])},
-        }),
+/// `{object: name, id}`, for payground's own objects.
+fn own_object(name: &str) -> Value {
+    if name.is_empty() {
+        return json!({"type": "object"});
+    }
+    json!({
+        "type": "object", "required": ["object"],
+        "properties": {"id": {"type": "string"}, "object": {"type": "string", "enum": [name]}},
+    })
+}
+
+fn page_of(page: &str, items: Value) -> Value {
+    json!({"allOf": [
+        {"$ref": format!("#{SCHEMAS}/{page}")},
+        {"properties": {"data": {"type": "array", "items": items}}},
+    ]})
+}
+
+fn described(objects: &mut SchemaGenerator, d: &Described) -> Value {
+    (d.schema)(objects).to_value()
+}
+
+fn success(e: &Endpoint, objects: &mut SchemaGenerator) -> Value {
+    let schema = match &e.output {
+        Output::Object(d) => described(objects, d),
+        Output::List(d) => page_of("list", described(objects, d)),
+        Output::Search(d) => page_of("search_result", described(objects, d)),
         Output::Deleted(name) => json!({
             "type": "object", "required": ["id", "object", "deleted"],
-            "properties": {"id": string(), "object": one_of(&[name]), "deleted": {"type": "boolean", "enum": [true]}},
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"type": "string", "enum": [name]},
+                "deleted": {"type": "boolean", "enum": [true]},
+            },
         }),
+        Output::Own(name) => own_object(name),
+        Output::OwnList(name) => page_of("list", own_object(name)),
+        Output::Page => {
+            return json!({"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}})
+        }
     };
     json!({"description": "Success", "content": {"application/json": {"schema": schema}}})
 }
 
-fn operation(o: &Operation) -> Value {
+fn operation(e: &Endpoint, params: &mut SchemaGenerator, objects: &mut SchemaGenerator) -> Value {
     let mut v = json!({
-        "operationId": o.id,
-        "summary": o.summary,
-        "parameters": parameters(o),
+        "operationId": e.operation_id,
+        "summary": e.summary,
+        "parameters": parameters(e, params),
         "responses": {
-            "200": success(o),
+            "200": success(e, objects),
             "default": {
                 "description": "Stripe's error envelope",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/error"}}},
+                "content": {"application/json": {"schema": {"$ref": format!("#{SCHEMAS}/error")}}},
             },
         },
     });
-    if let Some(body) = request_body(o) {
+    if let Some(body) = request_body(e, params) {
         v["requestBody"] = body;
     }
-    if o.public {
-        v["security"] = json!([]);
+    match e.auth {
+        Auth::Public => v["security"] = json!([]),
+        Auth::Publishable => v["security"] = json!([{"secret_key": []}, {"publishable_key": []}]),
+        Auth::Secret | Auth::Admin => {}
     }
     v
 }
 
-fn components() -> Value {
-    let error = object_req(
-        &["type", "message"],
-        vec![
-            (
-                "type",
-                one_of(&[
-                    "api_error",
-                    "card_error",
-                    "idempotency_error",
-                    "invalid_request_error",
-                ]),
-            ),
-            ("message", string()),
-            ("code", string()),
-            ("decline_code", string()),
-            ("param", string()),
-            ("doc_url", string()),
-            ("charge", string()),
-            ("request_log_url", string()),
-            ("payment_intent", hash()),
-            ("payment_method", hash()),
-            ("setup_intent", hash()),
-        ],
+// ---- the document -----------------------------------------------------------------
+
+/// The expandable fields of the object itself, not of the hashes inside it
+/// (those are on the hash's own schema in Stripe's spec).
+fn own_expandable(r: &registry::Resource) -> Vec<&'static str> {
+    r.expandable
+        .iter()
+        .filter(|f| !f.contains('.'))
+        .copied()
+        .collect()
+}
+
+/// What the registry knows of each resource's schema: the one `object` its
+/// objects say, and Stripe's own mark of what `expand[]` may name on it
+/// (`x-expandableFields`), with an expandable id that may come back as its object.
+fn describe_resources(schemas: &mut Map<String, Value>) {
+    for r in registry::ALL.iter().filter(|r| !r.internal) {
+        let Some(Value::Object(schema)) = schemas.get_mut((r.schema_name)().as_ref()) else {
+            continue;
+        };
+        let top = own_expandable(r);
+        if let Some(Value::Object(props)) = schema.get_mut("properties") {
+            props.insert(
+                "object".into(),
+                json!({"type": "string", "enum": [r.object]}),
+            );
+            for field in &top {
+                let Some(prop) = props.get_mut(*field) else {
+                    continue;
+                };
+                let holds_id = match prop.get("type") {
+                    Some(Value::String(t)) => t == "string",
+                    Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                    _ => false,
+                };
+                if holds_id {
+                    let id = prop.take();
+                    *prop =
+                        json!({"anyOf": [id, {"type": "object", "required": ["id", "object"]}]});
+                }
+            }
+        }
+        schema.insert("x-expandableFields".into(), json!(top));
+    }
+}
+
+fn error_envelope() -> Value {
+    let string = json!({"type": "string"});
+    let hash = json!({"type": "object"});
+    json!({
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "additionalProperties": false, "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "enum": [
+                    "api_error", "card_error", "idempotency_error", "invalid_request_error",
+                ]},
+                "message": string, "code": string, "decline_code": string, "param": string,
+                "doc_url": string, "charge": string, "request_log_url": string,
+                "payment_intent": hash, "payment_method": hash, "setup_intent": hash,
+            },
+        }},
+    })
+}
+
+fn components(mut schemas: Map<String, Value>) -> Value {
+    for schema in schemas.values_mut() {
+        strip_annotations(schema);
+    }
+    describe_resources(&mut schemas);
+    schemas.insert("error".into(), error_envelope());
+    schemas.insert(
+        "list".into(),
+        json!({
+            "type": "object", "required": ["object", "data", "has_more", "url"],
+            "properties": {
+                "object": {"type": "string", "enum": ["list"]},
+                "data": {"type": "array", "items": {"type": "object"}},
+                "has_more": {"type": "boolean"},
+                "url": {"type": "string"},
+            },
+        }),
+    );
+    schemas.insert(
+        "search_result".into(),
+        json!({
+            "type": "object", "required": ["object", "data", "has_more", "next_page", "url"],
+            "properties": {
+                "object": {"type": "string", "enum": ["search_result"]},
+                "data": {"type": "array", "items": {"type": "object"}},
+                "has_more": {"type": "boolean"},
+                "next_page": {"type": ["string", "null"]},
+                "url": {"type": "string"},
+            },
+        }),
     );
     json!({
         "securitySchemes": {
@@ -1445,41 +486,27 @@ fn components() -> Value {
                 "type": "http", "scheme": "bearer",
                 "description": "The account's secret key, sk_test_... (Basic auth with the key as the user works too).",
             },
-        },
-        "schemas": {
-            "error": {
-                "type": "object", "required": ["error"],
-                "properties": {"error": error},
-            },
-            "list": {
-                "type": "object", "required": ["object", "data", "has_more", "url"],
-                "properties": {
-                    "object": one_of(&["list"]),
-                    "data": array(hash()),
-                    "has_more": boolean(),
-                    "url": string(),
-                },
-            },
-            "search_result": {
-                "type": "object", "required": ["object", "data", "has_more", "next_page", "url"],
-                "properties": {
-                    "object": one_of(&["search_result"]),
-                    "data": array(hash()),
-                    "has_more": boolean(),
-                    "next_page": {"type": ["string", "null"]},
-                    "url": string(),
-                },
+            "publishable_key": {
+                "type": "http", "scheme": "bearer",
+                "description": "The account's publishable key, pk_test_..., with the object's client_secret: the calls stripe.js makes.",
             },
         },
+        "schemas": schemas,
     })
 }
 
 /// The whole document.
 pub fn document() -> Value {
+    let mut params = params_generator();
+    let mut objects = objects_generator();
     let mut paths = Map::new();
-    for o in operations() {
-        let item = paths.entry(o.path.to_string()).or_insert_with(|| json!({}));
-        item[o.method] = operation(&o);
+    for e in endpoints::all().iter().filter(|e| e.documented) {
+        let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        item[method_name(&e.method)] = operation(e, &mut params, &mut objects);
+    }
+    // Every Stripe resource is described, answered by an endpoint or not yet.
+    for r in registry::ALL.iter().filter(|r| !r.internal) {
+        (r.schema)(&mut objects);
     }
     json!({
         "openapi": "3.1.0",
@@ -1494,7 +521,7 @@ pub fn document() -> Value {
         "servers": [{"url": "/"}],
         "security": [{"secret_key": []}],
         "paths": paths,
-        "components": components(),
+        "components": components(objects.take_definitions(true)),
     })
 }
 
@@ -1503,132 +530,38 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// The handler files whose `routes()` the router merges.
-    const ROUTE_SOURCES: &[&str] = &[
-        include_str!("admin.rs"),
-        include_str!("assets.rs"),
-        include_str!("authenticate.rs"),
-        include_str!("balance_transactions.rs"),
-        include_str!("charges.rs"),
-        include_str!("confirmation_tokens.rs"),
-        include_str!("customer_sessions.rs"),
-        include_str!("customers.rs"),
-        include_str!("events.rs"),
-        include_str!("payment_intents.rs"),
-        include_str!("payment_methods.rs"),
-        include_str!("refunds.rs"),
-        include_str!("setup_intents.rs"),
-        include_str!("webhook_endpoints.rs"),
-    ];
-
-    /// Routes that are not part of the API: the admin token's, HTML pages and their files.
-    const NOT_API: &[&str] = &[
-        "/admin/accounts",
-        "/payground/assets/{name}",
-        "/payground/authenticate/{account}/{id}",
-    ];
-
-    /// `(method, path)` of every `.route("...", ...)` call in `source`.
-    fn routes_in(source: &str) -> Vec<(String, String)> {
-        let mut found = Vec::new();
-        let mut rest = source;
-        while let Some(at) = rest.find(".route(") {
-            rest = &rest[at + ".route(".len()..];
-            // The call's text, up to its closing parenthesis.
-            let mut depth = 1;
-            let end = rest
-                .char_indices()
-                .find(|&(_, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    depth == 0
-                })
-                .map(|(i, _)| i)
-                .unwrap_or(rest.len());
-            let call = &rest[..end];
-            let path = match call.trim_start().strip_prefix('"') {
-                Some(p) => p.split('"').next().unwrap_or_default().to_string(),
-                None => panic!("a route whose path is not a literal: {call}"),
-            };
-            let after_path = call.split_once(',').map(|(_, m)| m).unwrap_or_default();
-            for method in ["get", "post", "delete", "put", "patch"] {
-                let token = format!("{method}(");
-                let hit = after_path.match_indices(&token).any(|(i, _)| {
-                    i == 0 || !after_path[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                });
-                if hit {
-                    found.push((method.to_string(), path.clone()));
+    /// The schema a `$ref` (or a nullable `anyOf` of one) points at.
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+            let name = target.rsplit('/').next().unwrap_or_default();
+            return &doc["components"]["schemas"][name];
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(options) = schema.get(key).and_then(Value::as_array) {
+                if let Some(found) = options.iter().find(|o| o.get("$ref").is_some()) {
+                    return resolve(doc, found);
+                }
+                if let Some(found) = options.iter().find(|o| o.get("properties").is_some()) {
+                    return found;
                 }
             }
         }
-        found
+        schema
     }
 
-    fn documented() -> BTreeSet<(String, String)> {
-        let doc = document();
-        let mut out = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().expect("paths") {
-            for method in item.as_object().expect("path item").keys() {
-                out.insert((method.clone(), path.clone()));
-            }
-        }
-        out
+    fn operation_of<'a>(doc: &'a Value, e: &Endpoint) -> &'a Value {
+        &doc["paths"][e.path][method_name(&e.method)]
     }
 
-    #[test]
-    fn every_route_is_documented_and_nothing_else() {
-        let routed: BTreeSet<(String, String)> = ROUTE_SOURCES
+    /// The names of an operation's parameters `in` the path, the query, ...
+    fn parameters_in<'a>(o: &'a Value, place: &str) -> Vec<&'a str> {
+        o["parameters"]
+            .as_array()
+            .expect("parameters")
             .iter()
-            .flat_map(|s| routes_in(s))
-            .filter(|(_, path)| !NOT_API.contains(&path.as_str()))
-            .collect();
-        assert!(
-            routed.len() > 40,
-            "the route scan found too few: {routed:?}"
-        );
-        let documented = documented();
-        let missing: Vec<_> = routed.difference(&documented).collect();
-        assert!(
-            missing.is_empty(),
-            "routes missing from the OpenAPI document: {missing:?}"
-        );
-        let extra: Vec<_> = documented.difference(&routed).collect();
-        assert!(
-            extra.is_empty(),
-            "documented operations with no route: {extra:?}"
-        );
-    }
-
-    #[test]
-    fn the_route_sources_are_the_ones_the_router_merges() {
-        let router = include_str!("router.rs");
-        for module in [
-            "admin",
-            "assets",
-            "authenticate",
-            "balance_transactions",
-            "charges",
-            "confirmation_tokens",
-            "customer_sessions",
-            "customers",
-            "events",
-            "payment_intents",
-            "payment_methods",
-            "refunds",
-            "setup_intents",
-            "webhook_endpoints",
-        ] {
-            assert!(router.contains(&format!("{module}::routes()")), "{module}");
-        }
-        assert_eq!(router.matches("::routes()").count(), ROUTE_SOURCES.len());
-        assert_eq!(
-            router.matches(".route(").count(),
-            0,
-            "router.rs routes nothing itself"
-        );
+            .filter(|p| p["in"] == place)
+            .filter_map(|p| p["name"].as_str())
+            .collect()
     }
 
     #[test]
@@ -1645,7 +578,7 @@ mod tests {
         ] {
             assert!(doc.get(key).is_some(), "missing {key}");
         }
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["components"]["securitySchemes"]["secret_key"].is_object());
         let mut ids = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -1654,15 +587,8 @@ mod tests {
                 assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
                 assert!(o["responses"]["200"].is_object(), "{method} {path}");
                 assert!(o["responses"]["default"].is_object(), "{method} {path}");
-                let declared: Vec<&str> = o["parameters"]
-                    .as_array()
-                    .expect("parameters")
-                    .iter()
-                    .filter(|p| p["in"] == "path")
-                    .filter_map(|p| p["name"].as_str())
-                    .collect();
-                let in_path = path.matches('{').count();
-                assert_eq!(declared.len(), in_path, "{method} {path}");
+                let declared = parameters_in(o, "path");
+                assert_eq!(declared.len(), path.matches('{').count(), "{method} {path}");
                 if method == "post" {
                     let body = &o["requestBody"]["content"]["application/x-www-form-urlencoded"];
                     assert_eq!(body["schema"]["type"], "object", "{method} {path}");
@@ -1670,12 +596,194 @@ mod tests {
                 }
             }
         }
+        assert!(ids.contains("PostPaymentIntents") && ids.contains("GetCustomersCustomer"));
         let create = &doc["paths"]["/v1/payment_intents"]["post"]["requestBody"]["content"]
             ["application/x-www-form-urlencoded"];
         assert_eq!(create["schema"]["required"], json!(["amount", "currency"]));
+        assert_eq!(create["schema"]["additionalProperties"], json!(false));
         assert_eq!(
             create["encoding"]["metadata"]["style"], "deepObject",
             "nested values are in bracket notation"
         );
+        // `""` clears a field of an update, as Stripe's spec says with anyOf.
+        let update = &doc["paths"]["/v1/customers/{id}"]["post"]["requestBody"]["content"]
+            ["application/x-www-form-urlencoded"]["schema"]["properties"];
+        assert_eq!(
+            update["metadata"]["anyOf"][1],
+            json!({"type": "string", "enum": [""]})
+        );
+        assert_eq!(
+            update["address"]["anyOf"][1],
+            json!({"type": "string", "enum": [""]})
+        );
+        // A form carries no null, and an open hash is a hash.
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for o in item.as_object().expect("path item").values() {
+                let mut inputs = o["parameters"].to_string();
+                if let Some(body) = o.get("requestBody") {
+                    inputs.push_str(&body.to_string());
+                }
+                assert!(!inputs.contains("null"), "{}", o["operationId"]);
+            }
+        }
+        assert_eq!(update["cash_balance"], json!({"type": "object"}));
+    }
+
+    #[test]
+    fn every_documented_endpoint_has_its_params_and_output() {
+        let doc = document();
+        let mut params = params_generator();
+        let mut documented = 0;
+        for e in endpoints::all() {
+            let o = operation_of(&doc, &e);
+            if !e.documented {
+                assert!(o.is_null(), "{} {} is documented", e.method, e.path);
+                continue;
+            }
+            documented += 1;
+            let at = format!("{} {}", e.method, e.path);
+            assert!(o.is_object(), "{at} is missing");
+            let query: BTreeSet<&str> = parameters_in(o, "query").into_iter().collect();
+            let body = &o["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+                ["properties"];
+            let wire = |name: &str, schema: &Value| {
+                if schema_type(schema) == Some("array") {
+                    format!("{name}[]")
+                } else {
+                    name.to_string()
+                }
+            };
+            match &e.input {
+                Input::Body(schemas) => {
+                    assert!(!schemas.is_empty(), "{at}");
+                    for schema in schemas {
+                        let schema = params_schema(&mut params, *schema);
+                        for (name, _) in properties(&schema) {
+                            assert!(body.get(&name).is_some(), "{at}: body lacks {name}");
+                        }
+                    }
+                }
+                Input::Query(schema) => {
+                    let schema = params_schema(&mut params, *schema);
+                    for (name, s) in properties(&schema) {
+                        let documented = query.contains(wire(&name, &s).as_str());
+                        assert_eq!(
+                            !documented,
+                            e.refused.contains(&name.as_str()),
+                            "{at}: {name}"
+                        );
+                    }
+                }
+                Input::List { filters, created } => {
+                    for name in ["limit", "starting_after", "ending_before", "expand[]"] {
+                        assert!(query.contains(name), "{at}: {name}");
+                    }
+                    assert_eq!(query.contains("created"), *created, "{at}");
+                    let schema = params_schema(&mut params, *filters);
+                    for (name, s) in properties(&schema) {
+                        assert!(query.contains(wire(&name, &s).as_str()), "{at}: {name}");
+                    }
+                }
+                Input::Search => {
+                    for name in ["query", "limit", "page", "expand[]"] {
+                        assert!(query.contains(name), "{at}: {name}");
+                    }
+                }
+                Input::Nothing => {
+                    if e.method == Method::POST {
+                        assert_eq!(
+                            body.as_object().map(|b| b.len()),
+                            Some(1),
+                            "{at}: only expand"
+                        );
+                    }
+                }
+            }
+            let success = &o["responses"]["200"]["content"]["application/json"]["schema"];
+            match &e.output {
+                Output::Object(d) => {
+                    let target = success["$ref"].as_str().unwrap_or_default();
+                    let name = target.rsplit('/').next().unwrap_or_default();
+                    let component = &doc["components"]["schemas"][name];
+                    assert_eq!(
+                        component["properties"]["object"]["enum"],
+                        json!([d.object]),
+                        "{at}: answers {target}"
+                    );
+                }
+                Output::List(d) | Output::Search(d) => {
+                    let items = resolve(&doc, &success["allOf"][1]["properties"]["data"]["items"]);
+                    assert_eq!(
+                        items["properties"]["object"]["enum"],
+                        json!([d.object]),
+                        "{at}"
+                    );
+                }
+                Output::Deleted(object) | Output::Own(object) | Output::OwnList(object) => {
+                    let own = if matches!(e.output, Output::OwnList(_)) {
+                        &success["allOf"][1]["properties"]["data"]["items"]
+                    } else {
+                        success
+                    };
+                    if object.is_empty() {
+                        assert_eq!(e.auth, Auth::Public, "{at}: an undescribed answer");
+                    } else {
+                        assert_eq!(own["properties"]["object"]["enum"], json!([object]), "{at}");
+                    }
+                }
+                Output::Page => panic!("{at}: a page in the document"),
+            }
+        }
+        assert_eq!(
+            documented,
+            doc["paths"]
+                .as_object()
+                .map(|p| p
+                    .values()
+                    .map(|i| i.as_object().map_or(0, |m| m.len()))
+                    .sum::<usize>())
+                .unwrap_or(0)
+        );
+    }
+
+    #[test]
+    fn every_resource_schema_has_its_expandable_fields() {
+        let doc = document();
+        for r in registry::ALL.iter().filter(|r| !r.internal) {
+            let name = (r.schema_name)();
+            let schema = &doc["components"]["schemas"][name.as_ref()];
+            assert!(schema.is_object(), "{} has no schema", r.object);
+            for field in r.expandable {
+                let mut at = schema;
+                for segment in field.split('.') {
+                    let property = &at["properties"][segment];
+                    assert!(
+                        !property.is_null(),
+                        "{}: {field} has no {segment}",
+                        r.object
+                    );
+                    at = resolve(&doc, property);
+                }
+            }
+            assert_eq!(
+                schema["x-expandableFields"],
+                json!(own_expandable(r)),
+                "{}",
+                r.object
+            );
+        }
+    }
+
+    #[test]
+    fn internal_kinds_are_not_described() {
+        let doc = document();
+        for r in registry::ALL.iter().filter(|r| r.internal) {
+            let name = (r.schema_name)();
+            assert!(
+                doc["components"]["schemas"][name.as_ref()].is_null(),
+                "{}",
+                r.object
+            );
+        }
     }
 }

@@ -4,34 +4,103 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::resources::common::list::ListParams;
 use crate::resources::payment_intent::{
     self, CancelParams, CaptureParams, ConfirmParams, CreateParams, IncrementParams, ListFilters,
-    UpdateParams,
+    PaymentIntent, UpdateParams,
 };
 use crate::resources::search::SearchParams;
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/payment_intents", get(list).post(create))
-        .route("/v1/payment_intents/search", get(search))
-        .route("/v1/payment_intents/{id}", get(retrieve).post(update))
-        .route("/v1/payment_intents/{id}/confirm", post(confirm))
-        .route("/v1/payment_intents/{id}/capture", post(capture))
-        .route("/v1/payment_intents/{id}/cancel", post(cancel))
-        .route(
-            "/v1/payment_intents/{id}/increment_authorization",
-            post(increment_authorization),
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            "/v1/payment_intents",
+            "GetPaymentIntents",
+            "List PaymentIntents",
+            list,
         )
-        .route("/v1/test_helpers/payment_intents/{id}/settle", post(settle))
+        .list::<PaymentIntent, ListFilters>(),
+        Endpoint::post(
+            "/v1/payment_intents",
+            "PostPaymentIntents",
+            "Create a PaymentIntent",
+            create,
+        )
+        .body::<CreateParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::get(
+            "/v1/payment_intents/search",
+            "GetPaymentIntentsSearch",
+            "Search PaymentIntents",
+            search,
+        )
+        .search::<PaymentIntent>(),
+        Endpoint::get(
+            "/v1/payment_intents/{id}",
+            "GetPaymentIntentsIntent",
+            "Retrieve a PaymentIntent (publishable key with client_secret too)",
+            retrieve,
+        )
+        .publishable()
+        .query::<RetrieveParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/payment_intents/{id}",
+            "PostPaymentIntentsIntent",
+            "Update a PaymentIntent",
+            update,
+        )
+        .body::<UpdateParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/payment_intents/{id}/confirm",
+            "PostPaymentIntentsIntentConfirm",
+            "Confirm a PaymentIntent (publishable key with client_secret too)",
+            confirm,
+        )
+        .publishable()
+        .body::<ConfirmParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/payment_intents/{id}/capture",
+            "PostPaymentIntentsIntentCapture",
+            "Capture a PaymentIntent",
+            capture,
+        )
+        .body::<CaptureParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/payment_intents/{id}/cancel",
+            "PostPaymentIntentsIntentCancel",
+            "Cancel a PaymentIntent",
+            cancel,
+        )
+        .body::<CancelParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/payment_intents/{id}/increment_authorization",
+            "PostPaymentIntentsIntentIncrementAuthorization",
+            "Increment an authorization",
+            increment_authorization,
+        )
+        .body::<IncrementParams>()
+        .returns::<PaymentIntent>(),
+        Endpoint::post(
+            "/v1/test_helpers/payment_intents/{id}/settle",
+            "PostTestHelpersPaymentIntentsIntentSettle",
+            "Settle a processing bank debit now (payground)",
+            settle,
+        )
+        .returns::<PaymentIntent>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
@@ -40,7 +109,7 @@ async fn create(State(app): State<App>, req: SecretRequest) -> Response {
         .await)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RetrieveParams {
     #[serde(default)]

@@ -3,27 +3,71 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::http::app::{ApiRequest, App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::resources::common::list::ListParams;
 use crate::resources::common::params;
 use crate::resources::payment_method::{
-    self, AttachParams, CloneParams, ListFilters, PaymentMethodData, UpdateParams,
+    self, AttachParams, CloneParams, ListFilters, PaymentMethod, PaymentMethodData, UpdateParams,
 };
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/payment_methods", get(list).post(create))
-        .route("/v1/payment_methods/{id}", get(retrieve).post(update))
-        .route("/v1/payment_methods/{id}/attach", post(attach))
-        .route("/v1/payment_methods/{id}/detach", post(detach))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            "/v1/payment_methods",
+            "GetPaymentMethods",
+            "List PaymentMethods",
+            list,
+        )
+        .list::<PaymentMethod, ListFilters>()
+        .without_created(),
+        Endpoint::post(
+            "/v1/payment_methods",
+            "PostPaymentMethods",
+            "Create a PaymentMethod (publishable key too)",
+            create,
+        )
+        .publishable()
+        .body::<PaymentMethodData>()
+        .body::<CloneParams>()
+        .returns::<PaymentMethod>(),
+        Endpoint::get(
+            "/v1/payment_methods/{id}",
+            "GetPaymentMethodsPaymentMethod",
+            "Retrieve a PaymentMethod (or make one from a pm_card_* id)",
+            retrieve,
+        )
+        .returns::<PaymentMethod>(),
+        Endpoint::post(
+            "/v1/payment_methods/{id}",
+            "PostPaymentMethodsPaymentMethod",
+            "Update a PaymentMethod",
+            update,
+        )
+        .body::<UpdateParams>()
+        .returns::<PaymentMethod>(),
+        Endpoint::post(
+            "/v1/payment_methods/{id}/attach",
+            "PostPaymentMethodsPaymentMethodAttach",
+            "Attach a PaymentMethod to a customer",
+            attach,
+        )
+        .body::<AttachParams>()
+        .returns::<PaymentMethod>(),
+        Endpoint::post(
+            "/v1/payment_methods/{id}/detach",
+            "PostPaymentMethodsPaymentMethodDetach",
+            "Detach a PaymentMethod",
+            detach,
+        )
+        .returns::<PaymentMethod>(),
+    ]
 }
 
 /// Takes `keys` out of the request and decodes them apart from the rest, for

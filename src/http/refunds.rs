@@ -2,21 +2,45 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::resources::common::list::ListParams;
-use crate::resources::refund::{self, CreateParams, ListFilters, UpdateParams};
+use crate::resources::refund::{self, CreateParams, ListFilters, Refund, UpdateParams};
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/refunds", get(list).post(create))
-        .route("/v1/refunds/{id}", get(retrieve).post(update))
-        .route("/v1/refunds/{id}/cancel", post(cancel))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/refunds", "GetRefunds", "List refunds", list)
+            .list::<Refund, ListFilters>(),
+        Endpoint::post("/v1/refunds", "PostRefunds", "Create a refund", create)
+            .body::<CreateParams>()
+            .returns::<Refund>(),
+        Endpoint::get(
+            "/v1/refunds/{id}",
+            "GetRefundsRefund",
+            "Retrieve a refund",
+            retrieve,
+        )
+        .returns::<Refund>(),
+        Endpoint::post(
+            "/v1/refunds/{id}",
+            "PostRefundsRefund",
+            "Update a refund",
+            update,
+        )
+        .body::<UpdateParams>()
+        .returns::<Refund>(),
+        Endpoint::post(
+            "/v1/refunds/{id}/cancel",
+            "PostRefundsRefundCancel",
+            "Cancel a refund",
+            cancel,
+        )
+        .returns::<Refund>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {

@@ -1,5 +1,5 @@
-//! The router: every resource's routes, request ids, version echo, and Stripe's 404
-//! for unknown URLs.
+//! The router: every endpoint of [`endpoints::all`], request ids, version echo,
+//! and Stripe's 404 for unknown URLs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,24 +15,15 @@ use http_body_util::BodyExt;
 use crate::ctx::API_VERSION;
 use crate::error::{ApiError, ErrorType};
 use crate::http::app::{App, RequestId};
-use crate::http::{admin, authenticate, charges, customers, payment_intents, refunds};
+use crate::http::endpoints;
 use crate::ids;
 
 pub fn router(app: App) -> Router {
-    Router::new()
-        .merge(admin::routes())
-        .merge(customers::routes())
-        .merge(crate::http::events::routes())
-        .merge(crate::http::webhook_endpoints::routes())
-        .merge(crate::http::payment_methods::routes())
-        .merge(payment_intents::routes())
-        .merge(crate::http::setup_intents::routes())
-        .merge(crate::http::confirmation_tokens::routes())
-        .merge(crate::http::customer_sessions::routes())
-        .merge(charges::routes())
-        .merge(crate::http::balance_transactions::routes())
-        .merge(refunds::routes())
-        .merge(authenticate::routes())
+    // Endpoints on one path are merged by axum into one method router.
+    let routes = endpoints::all()
+        .into_iter()
+        .fold(Router::new(), |routes, e| routes.route(e.path, e.handler));
+    routes
         .merge(crate::http::assets::routes())
         .merge(crate::http::cors::preflights())
         .fallback(unknown_route)
@@ -101,4 +92,104 @@ async fn tagged(mut req: Request, next: Next) -> Response {
     }
     headers.insert("stripe-version", version);
     response
+}
+
+/// The real router over a fresh SQLite store, for tests that drive it with
+/// `oneshot` instead of a socket.
+#[cfg(test)]
+pub mod testing {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{header, Method, Request, StatusCode};
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use crate::http::app::App;
+    use crate::store::{Account, DynStore};
+
+    pub const ADMIN_TOKEN: &str = "admin-token-of-the-test-router";
+
+    /// Fields drop in order: the router and the store close before the directory goes.
+    pub struct TestRouter {
+        pub router: Router,
+        pub account: Account,
+        _store: DynStore,
+        _dir: Removed,
+    }
+
+    /// A directory removed when dropped.
+    struct Removed(PathBuf);
+
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl TestRouter {
+        pub async fn new() -> TestRouter {
+            let dir =
+                std::env::temp_dir().join(format!("payground-router-{}", crate::ids::new_id("t")));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let url = format!("sqlite:{}", dir.join("router.db").display());
+            let store = crate::store::open(&url).await.expect("store");
+            let account = crate::accounts::create(&store, None, None)
+                .await
+                .expect("account");
+            let engine = Arc::new(crate::engine::Engine::new(
+                store.clone(),
+                "http://127.0.0.1:1".to_string(),
+            ));
+            let app = App::new(engine, Some(ADMIN_TOKEN.to_string()));
+            TestRouter {
+                router: super::router(app),
+                account,
+                _store: store,
+                _dir: Removed(dir),
+            }
+        }
+
+        /// The status and body text of one request.
+        pub async fn send(&self, request: Request<Body>) -> (StatusCode, String) {
+            let response = self
+                .router
+                .clone()
+                .oneshot(request)
+                .await
+                .expect("an answer");
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("a body")
+                .to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+
+        /// A form-encoded call with the account's secret key, and its JSON answer.
+        pub async fn call(&self, method: Method, path: &str, form: &str) -> (StatusCode, Value) {
+            let (uri, body) = if method == Method::GET {
+                (format!("{path}?{form}"), String::new())
+            } else {
+                (path.to_string(), form.to_string())
+            };
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", self.account.secret_key),
+                )
+                .body(Body::from(body))
+                .expect("request");
+            let (status, text) = self.send(request).await;
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+    }
 }

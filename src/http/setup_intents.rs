@@ -4,27 +4,85 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 
 use crate::http::app::{App, BrowserRequest, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
 use crate::params;
 use crate::resources::common::list::ListParams;
-use crate::resources::setup_attempt;
+use crate::resources::setup_attempt::{self, SetupAttempt};
 use crate::resources::setup_intent::{
-    self, CancelParams, ConfirmParams, CreateParams, ListFilters, RetrieveParams, UpdateParams,
+    self, CancelParams, ConfirmParams, CreateParams, ListFilters, RetrieveParams, SetupIntent,
+    UpdateParams,
 };
 use crate::{execute, read};
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/setup_intents", get(list).post(create))
-        .route("/v1/setup_intents/{id}", get(retrieve).post(update))
-        .route("/v1/setup_intents/{id}/confirm", post(confirm))
-        .route("/v1/setup_intents/{id}/cancel", post(cancel))
-        .route("/v1/setup_attempts", get(list_attempts))
-        .route("/v1/test_helpers/setup_intents/{id}/settle", post(settle))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            "/v1/setup_intents",
+            "GetSetupIntents",
+            "List SetupIntents",
+            list,
+        )
+        .list::<SetupIntent, ListFilters>(),
+        Endpoint::post(
+            "/v1/setup_intents",
+            "PostSetupIntents",
+            "Create a SetupIntent",
+            create,
+        )
+        .body::<CreateParams>()
+        .returns::<SetupIntent>(),
+        Endpoint::get(
+            "/v1/setup_intents/{id}",
+            "GetSetupIntentsIntent",
+            "Retrieve a SetupIntent (publishable key with client_secret too)",
+            retrieve,
+        )
+        .publishable()
+        .query::<RetrieveParams>()
+        .returns::<SetupIntent>(),
+        Endpoint::post(
+            "/v1/setup_intents/{id}",
+            "PostSetupIntentsIntent",
+            "Update a SetupIntent",
+            update,
+        )
+        .body::<UpdateParams>()
+        .returns::<SetupIntent>(),
+        Endpoint::post(
+            "/v1/setup_intents/{id}/confirm",
+            "PostSetupIntentsIntentConfirm",
+            "Confirm a SetupIntent (publishable key with client_secret too)",
+            confirm,
+        )
+        .publishable()
+        .body::<ConfirmParams>()
+        .returns::<SetupIntent>(),
+        Endpoint::post(
+            "/v1/setup_intents/{id}/cancel",
+            "PostSetupIntentsIntentCancel",
+            "Cancel a SetupIntent",
+            cancel,
+        )
+        .body::<CancelParams>()
+        .returns::<SetupIntent>(),
+        Endpoint::get(
+            "/v1/setup_attempts",
+            "GetSetupAttempts",
+            "List a SetupIntent's attempts",
+            list_attempts,
+        )
+        .list::<SetupAttempt, setup_attempt::ListFilters>(),
+        Endpoint::post(
+            "/v1/test_helpers/setup_intents/{id}/settle",
+            "PostTestHelpersSetupIntentsIntentSettle",
+            "Settle a processing bank-debit setup now (payground)",
+            settle,
+        )
+        .returns::<SetupIntent>(),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {

@@ -6,37 +6,111 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http::app::{App, SecretRequest};
 use crate::http::customers::NoParams;
+use crate::http::endpoints::Endpoint;
+use crate::http::events::ATTEMPT;
 use crate::ids;
 use crate::jobs::webhooks::{self, PulledAttempt};
 use crate::params;
 use crate::resources::common::list::ListParams;
 use crate::resources::event::{self, AttemptListParams};
-use crate::resources::webhook_endpoint::{self, CreateParams, ListenerParams, UpdateParams};
+use crate::resources::webhook_endpoint::{
+    self, CreateParams, Listener, ListenerParams, UpdateParams, WebhookEndpoint, LISTENER_OBJECT,
+};
 use crate::{execute, read};
 
 /// The longest a poll may wait for deliveries.
 const MAX_POLL_WAIT_SECS: f64 = 30.0;
+const PULLED_DELIVERY: &str = "payground.pulled_delivery";
+const DELIVERY_REPORT: &str = "payground.delivery_report";
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v1/webhook_endpoints", get(list).post(create))
-        .route(
-            "/v1/webhook_endpoints/{id}",
-            get(retrieve).post(update).delete(remove),
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get(
+            "/v1/webhook_endpoints",
+            "GetWebhookEndpoints",
+            "List webhook endpoints",
+            list,
         )
-        .route("/v1/webhook_endpoints/{id}/attempts", get(attempts))
-        .route("/v1/payground/listeners", post(register_listener))
-        .route("/v1/payground/listeners/{id}", delete(delete_listener))
-        .route("/v1/payground/listeners/{id}/poll", post(poll_listener))
-        .route("/v1/payground/listeners/{id}/ack", post(ack_listener))
+        .list::<WebhookEndpoint, NoParams>(),
+        Endpoint::post(
+            "/v1/webhook_endpoints",
+            "PostWebhookEndpoints",
+            "Create a webhook endpoint",
+            create,
+        )
+        .body::<CreateParams>()
+        .returns::<WebhookEndpoint>(),
+        Endpoint::get(
+            "/v1/webhook_endpoints/{id}",
+            "GetWebhookEndpointsWebhookEndpoint",
+            "Retrieve a webhook endpoint",
+            retrieve,
+        )
+        .returns::<WebhookEndpoint>(),
+        Endpoint::post(
+            "/v1/webhook_endpoints/{id}",
+            "PostWebhookEndpointsWebhookEndpoint",
+            "Update a webhook endpoint",
+            update,
+        )
+        .body::<UpdateParams>()
+        .returns::<WebhookEndpoint>(),
+        Endpoint::delete(
+            "/v1/webhook_endpoints/{id}",
+            "DeleteWebhookEndpointsWebhookEndpoint",
+            "Delete a webhook endpoint",
+            remove,
+        )
+        .deletes::<WebhookEndpoint>(),
+        Endpoint::get(
+            "/v1/webhook_endpoints/{id}/attempts",
+            "GetWebhookEndpointsWebhookEndpointAttempts",
+            "A webhook endpoint's delivery attempts (payground)",
+            attempts,
+        )
+        .query::<AttemptListParams>()
+        .refusing(&["webhook_endpoint"])
+        .lists_own(ATTEMPT),
+        Endpoint::post(
+            "/v1/payground/listeners",
+            "PostPaygroundListeners",
+            "Register a `payground listen` listener",
+            register_listener,
+        )
+        .body::<ListenerParams>()
+        .returns_own(LISTENER_OBJECT),
+        Endpoint::delete(
+            "/v1/payground/listeners/{id}",
+            "DeletePaygroundListenersListener",
+            "Remove a listener",
+            delete_listener,
+        )
+        .deletes::<Listener>(),
+        Endpoint::post(
+            "/v1/payground/listeners/{id}/poll",
+            "PostPaygroundListenersListenerPoll",
+            "Lease a listener's due deliveries, waiting up to `wait` seconds",
+            poll_listener,
+        )
+        .body::<PollParams>()
+        .lists_own(PULLED_DELIVERY),
+        Endpoint::post(
+            "/v1/payground/listeners/{id}/ack",
+            "PostPaygroundListenersListenerAck",
+            "Report the outcome of one forwarded delivery",
+            ack_listener,
+        )
+        .body::<AckParams>()
+        .returns_own(DELIVERY_REPORT),
+    ]
 }
 
 async fn create(State(app): State<App>, req: SecretRequest) -> Response {
@@ -117,13 +191,15 @@ async fn delete_listener(
     .await)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PollParams {
     /// Seconds to wait for a delivery when none is due (long poll).
     #[serde(default)]
+    #[schemars(range(min = 0, max = MAX_POLL_WAIT_SECS))]
     wait: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<i64>,
 }
 
@@ -177,7 +253,7 @@ async fn poll_listener(
                 .iter()
                 .map(|p| {
                     json!({
-                        "object": "payground.pulled_delivery",
+                        "object": PULLED_DELIVERY,
                         "event": p.delivery.event_id,
                         "attempt": p.delivery.attempts + 1,
                         "lease": lease,
@@ -197,7 +273,7 @@ async fn poll_listener(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AckParams {
     event: String,
@@ -249,7 +325,7 @@ async fn ack_listener(
     match webhooks::settle_pulled(&app.engine.store, &settings, &found, &params.lease, report).await
     {
         Ok(settled) => Json(json!({
-            "object": "payground.delivery_report",
+            "object": DELIVERY_REPORT,
             "event": params.event,
             "settled": settled,
         }))

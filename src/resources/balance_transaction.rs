@@ -1,6 +1,7 @@
 //! Balance transactions: what a charge or refund moved in the account's balance,
 //! with Stripe's test-mode card fees (2.9% + 30 minor units).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::{Answer, Ctx, StripeObject};
@@ -11,7 +12,7 @@ use crate::resources::common::list::{self, ListParams};
 /// Funds of a card charge become available two days later, as in test mode.
 const AVAILABLE_AFTER_SECS: i64 = 2 * 24 * 3600;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FeeDetail {
     pub amount: i64,
     pub application: Option<String>,
@@ -21,7 +22,7 @@ pub struct FeeDetail {
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BalanceTransaction {
     pub id: String,
     pub object: String,
@@ -43,6 +44,8 @@ pub struct BalanceTransaction {
 
 impl StripeObject for BalanceTransaction {
     const OBJECT: &'static str = "balance_transaction";
+    const PREFIXES: &'static [&'static str] = &["txn"];
+    const EXPANDABLE: &'static [&'static str] = &["fee_details", "source"];
     fn id(&self) -> &str {
         &self.id
     }
@@ -156,7 +159,7 @@ pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
 /// as Stripe's spec has them; payground has one currency per transaction's
 /// source and no payouts, so the first filter given of `source` and `type`
 /// decides the page.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     #[serde(default)]

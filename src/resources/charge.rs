@@ -1,5 +1,6 @@
 //! Charges: one per attempt of a PaymentIntent, failed ones included.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -9,9 +10,11 @@ use crate::ids;
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::payment_method::{self, BillingDetails, PaymentMethod};
+use crate::resources::registry::Fixture;
 use crate::resources::{apply_metadata, Metadata, Shipping, ShippingParam};
+use crate::resources::{payment_intent, refund};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Outcome {
     pub network_status: Option<String>,
     pub reason: Option<String>,
@@ -24,7 +27,7 @@ pub struct Outcome {
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Charge {
     pub id: String,
     pub object: String,
@@ -79,6 +82,29 @@ pub struct Charge {
 
 impl StripeObject for Charge {
     const OBJECT: &'static str = "charge";
+    const PREFIXES: &'static [&'static str] = &["ch", "py"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "application",
+        "application_fee",
+        "balance_transaction",
+        "billing_details",
+        "billing_details.address",
+        "customer",
+        "failure_balance_transaction",
+        "fraud_details",
+        "invoice",
+        "on_behalf_of",
+        "outcome",
+        "outcome.rule",
+        "payment_intent",
+        "payment_method_details",
+        "radar_options",
+        "review",
+        "shipping",
+        "shipping.address",
+        "source_transfer",
+        "transfer_data",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -97,7 +123,7 @@ impl StripeObject for Charge {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeListFilters {
     #[serde(default)]
@@ -126,7 +152,7 @@ pub async fn list(
     list::page(ctx, Charge::OBJECT, filter, params, "/v1/charges").await
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeUpdate {
     #[serde(default)]
@@ -365,3 +391,24 @@ pub fn payment_method_details(
     details.insert("type".into(), json!(pm.kind));
     serde_json::value::to_raw_value(&details).map_err(encode_failed)
 }
+
+// ---- payground trigger ---------------------------------------------------------
+
+pub const FIXTURES: &[Fixture] = &[
+    Fixture {
+        event: "charge.succeeded",
+        steps: &[payment_intent::CARD_PAYMENT],
+    },
+    Fixture {
+        event: "charge.failed",
+        steps: &[payment_intent::DECLINED_PAYMENT],
+    },
+    Fixture {
+        event: "charge.captured",
+        steps: &[payment_intent::AUTHORIZATION, payment_intent::CAPTURE],
+    },
+    Fixture {
+        event: "charge.refunded",
+        steps: &[payment_intent::CARD_PAYMENT, refund::REFUND],
+    },
+];

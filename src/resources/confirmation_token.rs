@@ -10,6 +10,7 @@
 //! the intent where the intent has none of its own. A token confirms one intent,
 //! once, within 12 hours of the account's clock.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ use crate::resources::{Address, ShippingParam};
 pub const LIFETIME_SECS: i64 = 12 * 60 * 60;
 
 /// Stripe's confirmation_token object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ConfirmationToken {
     pub id: String,
     pub object: String,
@@ -42,7 +43,7 @@ pub struct ConfirmationToken {
 }
 
 /// `shipping` as a ConfirmationToken shows it (no carrier or tracking number).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenShipping {
     pub address: Address,
     pub name: String,
@@ -51,6 +52,8 @@ pub struct TokenShipping {
 
 impl StripeObject for ConfirmationToken {
     const OBJECT: &'static str = "confirmation_token";
+    const PREFIXES: &'static [&'static str] = &["ctoken"];
+    const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
     }
@@ -62,7 +65,7 @@ impl StripeObject for ConfirmationToken {
 /// payground's private half of a token: the PaymentMethod it stands for (built
 /// and checked when the token was made, saved when it is used), or the existing
 /// one it names. Stripe keeps this without showing it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TokenMethod {
     pub id: String,
     pub object: String,
@@ -73,6 +76,8 @@ pub struct TokenMethod {
 
 impl StripeObject for TokenMethod {
     const OBJECT: &'static str = "payground.confirmation_token_method";
+    const PREFIXES: &'static [&'static str] = &["pgct"];
+    const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
     }
@@ -85,7 +90,7 @@ fn method_id(token: &str) -> String {
     format!("pgct_{token}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SetupFutureUsage {
     OffSession,
@@ -103,7 +108,7 @@ impl SetupFutureUsage {
 
 /// The body of `POST /v1/confirmation_tokens` (what stripe.js sends) and of
 /// Stripe's test helper.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! Customers: create, retrieve, update, delete, list, search.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -9,12 +10,13 @@ use crate::ids;
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::payment_method;
+use crate::resources::registry::{Fixture, Step};
 use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
 use crate::resources::{
     apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping, ShippingParam,
 };
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceSettings {
     pub custom_fields: Option<Vec<CustomField>>,
     pub default_payment_method: Option<String>,
@@ -22,20 +24,20 @@ pub struct InvoiceSettings {
     pub rendering_options: Option<RenderingOptions>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomField {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RenderingOptions {
     pub amount_tax_display: Option<String>,
 }
 
 /// Stripe's customer object (API version 2024-04-10).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
     pub id: String,
     pub object: String,
@@ -66,6 +68,19 @@ pub struct Customer {
 
 impl StripeObject for Customer {
     const OBJECT: &'static str = "customer";
+    const PREFIXES: &'static [&'static str] = &["cus"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "address",
+        "default_source",
+        "discount",
+        "invoice_settings",
+        "invoice_settings.custom_fields",
+        "invoice_settings.default_payment_method",
+        "invoice_settings.rendering_options",
+        "shipping",
+        "shipping.address",
+        "test_clock",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -87,7 +102,7 @@ impl StripeObject for Customer {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceSettingsParam {
     #[serde(default)]
@@ -100,14 +115,14 @@ pub struct InvoiceSettingsParam {
     pub rendering_options: Field<RenderingOptionsParam>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderingOptionsParam {
     #[serde(default)]
     pub amount_tax_display: Field<AmountTaxDisplay>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AmountTaxDisplay {
     ExcludeTax,
@@ -123,7 +138,7 @@ impl AmountTaxDisplay {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxExempt {
     None,
@@ -141,7 +156,7 @@ impl TaxExempt {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaxParam {
     #[serde(default)]
@@ -151,7 +166,7 @@ pub struct TaxParam {
 }
 
 /// The fields create and update share; on create `Clear` and `Absent` mean the same.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerParams {
     #[serde(default)]
@@ -200,7 +215,7 @@ pub struct CustomerParams {
     pub test_clock: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerListFilters {
     #[serde(default)]
@@ -503,3 +518,38 @@ pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiEr
     )
     .await
 }
+
+// ---- payground trigger ---------------------------------------------------------
+
+/// A new customer, saved as `{customer}`.
+pub const NEW_CUSTOMER: Step = Step::post(
+    "/v1/customers",
+    &[
+        ("name", "Jenny Rosen"),
+        ("email", "jenny.rosen@example.com"),
+        ("description", "(created by payground trigger)"),
+    ],
+    Some("customer"),
+);
+
+pub const FIXTURES: &[Fixture] = &[
+    Fixture {
+        event: "customer.created",
+        steps: &[NEW_CUSTOMER],
+    },
+    Fixture {
+        event: "customer.updated",
+        steps: &[
+            NEW_CUSTOMER,
+            Step::post(
+                "/v1/customers/{customer}",
+                &[("metadata[triggered]", "true")],
+                None,
+            ),
+        ],
+    },
+    Fixture {
+        event: "customer.deleted",
+        steps: &[NEW_CUSTOMER, Step::delete("/v1/customers/{customer}")],
+    },
+];

@@ -7,6 +7,7 @@
 //! it is stored under that secret (within its account, so another account's key
 //! finds nothing).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,14 +22,14 @@ pub const LIFETIME_SECS: i64 = 30 * 60;
 pub const DEFAULT_REDISPLAY_LIMIT: i64 = 3;
 pub const MAX_REDISPLAY_LIMIT: i64 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Toggle {
     Enabled,
     Disabled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Redisplay {
     Always,
@@ -46,7 +47,7 @@ impl Redisplay {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SaveUsage {
     OffSession,
@@ -54,7 +55,7 @@ pub enum SaveUsage {
 }
 
 /// `components.payment_element.features`, with Stripe's defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Features {
     pub payment_method_allow_redisplay_filters: Vec<Redisplay>,
     pub payment_method_redisplay: Toggle,
@@ -64,18 +65,18 @@ pub struct Features {
     pub payment_method_save_usage: Option<SaveUsage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentElement {
     pub enabled: bool,
     pub features: Option<Features>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Enabled {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Components {
     pub buy_button: Enabled,
     pub payment_element: PaymentElement,
@@ -83,7 +84,7 @@ pub struct Components {
 }
 
 /// Stripe's customer_session object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerSession {
     pub object: String,
     pub client_secret: String,
@@ -96,6 +97,9 @@ pub struct CustomerSession {
 
 impl StripeObject for CustomerSession {
     const OBJECT: &'static str = "customer_session";
+    /// A session is named by its client secret, `cuss_secret_...`.
+    const PREFIXES: &'static [&'static str] = &["cuss"];
+    const EXPANDABLE: &'static [&'static str] = &["customer"];
     fn id(&self) -> &str {
         &self.client_secret
     }
@@ -106,13 +110,13 @@ impl StripeObject for CustomerSession {
 
 // ---- parameters -------------------------------------------------------------
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnabledParam {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesParam {
     #[serde(default)]
@@ -129,7 +133,7 @@ pub struct FeaturesParam {
     pub payment_method_save_usage: Option<SaveUsage>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentElementParam {
     pub enabled: bool,
@@ -137,7 +141,7 @@ pub struct PaymentElementParam {
     pub features: Option<FeaturesParam>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentsParam {
     #[serde(default)]
@@ -148,7 +152,7 @@ pub struct ComponentsParam {
     pub pricing_table: Option<EnabledParam>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     pub customer: String,

@@ -8,6 +8,7 @@
 //! CustomerSession the enabled features and the customer's saved payment methods
 //! that its filters allow, newest first, at most its redisplay limit.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,7 +22,7 @@ use crate::resources::payment_intent::{self, PaymentIntent};
 use crate::resources::payment_method::{self, PaymentMethod};
 use crate::resources::setup_intent::{self, SetupIntent};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionType {
     PaymentIntent,
@@ -29,7 +30,7 @@ pub enum SessionType {
     DeferredIntent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Payment,
@@ -47,14 +48,14 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FutureUsage {
     OffSession,
     OnSession,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaptureMethod {
     Automatic,
@@ -64,7 +65,7 @@ pub enum CaptureMethod {
 
 /// `deferred_intent`: the intent the merchant's server will create later, as
 /// `elements({mode, amount, currency, ...})` describes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeferredIntent {
     pub mode: Mode,
@@ -84,7 +85,7 @@ pub struct DeferredIntent {
     pub payment_method_configuration: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionParams {
     #[serde(rename = "type")]
@@ -99,7 +100,7 @@ pub struct SessionParams {
     pub locale: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetachParams {
     pub customer_session_client_secret: String,

@@ -3,11 +3,12 @@
 //! change that caused them and never change after: their `pending_webhooks` is
 //! counted from their deliveries whenever they are read ([`with_pending_webhooks`]).
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::ctx::{Answer, Ctx};
+use crate::ctx::{Answer, Ctx, StripeObject};
 use crate::error::ApiError;
 use crate::resources::common::list::ListParams;
 use crate::resources::webhook_endpoint::WebhookEndpoint;
@@ -17,6 +18,49 @@ use crate::store::{
 };
 
 pub const OBJECT: &str = "event";
+
+/// Stripe's event object. Events are written as text by [`Ctx::emit`] and read
+/// back as stored; this type says what that text holds (the document's schema of
+/// an event, its id prefix, what may be expanded on it).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub id: String,
+    pub object: String,
+    pub api_version: Option<String>,
+    pub created: i64,
+    pub data: EventData,
+    pub livemode: bool,
+    pub pending_webhooks: i64,
+    pub request: Option<EventRequest>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventData {
+    /// The object as it was saved with the change.
+    pub object: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_attributes: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventRequest {
+    pub id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl StripeObject for Event {
+    const OBJECT: &'static str = OBJECT;
+    const PREFIXES: &'static [&'static str] = &["evt"];
+    const EXPANDABLE: &'static [&'static str] = &["data", "request"];
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created(&self) -> i64 {
+        self.created
+    }
+}
 /// Stripe keeps events retrievable for 30 days; older ones are purged.
 pub const RETENTION_SECS: i64 = 30 * 24 * 60 * 60;
 /// Stripe accepts at most this many `types[]`.
@@ -260,7 +304,7 @@ pub fn is_known_type(event_type: &str) -> bool {
     EVENT_TYPES.binary_search(&event_type).is_ok()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventListFilters {
     #[serde(default, rename = "type")]
@@ -271,16 +315,17 @@ pub struct EventListFilters {
     pub delivery_success: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendParams {
     pub webhook_endpoint: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptListParams {
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<i64>,
     #[serde(default)]
     pub starting_after: Option<String>,

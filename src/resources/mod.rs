@@ -13,6 +13,7 @@ pub mod event;
 pub mod payment_intent;
 pub mod payment_method;
 pub mod refund;
+pub mod registry;
 pub mod search;
 pub mod setup_attempt;
 pub mod setup_intent;
@@ -20,6 +21,7 @@ pub mod webhook_endpoint;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -80,7 +82,7 @@ pub fn new_metadata(param: MetadataParam) -> Result<Metadata, ApiError> {
 }
 
 /// Stripe's `address` object, also its parameter (every field optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     #[serde(default)]
@@ -98,7 +100,7 @@ pub struct Address {
 }
 
 /// Stripe's `shipping` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Shipping {
     pub address: Address,
     pub carrier: Option<String>,
@@ -107,7 +109,7 @@ pub struct Shipping {
     pub tracking_number: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingParam {
     pub address: Address,

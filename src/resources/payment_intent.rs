@@ -2,6 +2,7 @@
 //! operations that move through it: create, update, confirm, capture, cancel, the
 //! outcome of 3-D Secure, and settlement of delayed methods.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -21,10 +22,11 @@ use crate::resources::confirmation_token::{self, Use};
 use crate::resources::currency;
 use crate::resources::customer::Customer;
 use crate::resources::payment_method::{self, PaymentMethod, PaymentMethodData};
+use crate::resources::registry::{Fixture, Step};
 use crate::resources::search::{self, FieldKind, SearchField, SearchParams};
 use crate::resources::{apply_metadata, new_metadata, validate_email, Address, Metadata, Shipping};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AutomaticPaymentMethods {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_redirects: Option<String>,
@@ -32,7 +34,7 @@ pub struct AutomaticPaymentMethods {
 }
 
 /// Stripe's payment_intent object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentIntent {
     pub id: String,
     pub object: String,
@@ -78,6 +80,26 @@ pub struct PaymentIntent {
 
 impl StripeObject for PaymentIntent {
     const OBJECT: &'static str = "payment_intent";
+    const PREFIXES: &'static [&'static str] = &["pi"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "amount_details",
+        "application",
+        "automatic_payment_methods",
+        "customer",
+        "invoice",
+        "last_payment_error",
+        "latest_charge",
+        "next_action",
+        "on_behalf_of",
+        "payment_method",
+        "payment_method_configuration_details",
+        "payment_method_options",
+        "processing",
+        "review",
+        "shipping",
+        "shipping.address",
+        "transfer_data",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -104,7 +126,7 @@ impl StripeObject for PaymentIntent {
 }
 
 /// A PaymentIntent's `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     RequiresPaymentMethod,
@@ -323,7 +345,7 @@ impl Machine for PaymentIntent {
 
 // ---- parameters -------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaptureMethod {
     Automatic,
@@ -341,14 +363,14 @@ impl CaptureMethod {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationMethod {
     Automatic,
     Manual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SetupFutureUsage {
     OnSession,
@@ -364,7 +386,7 @@ impl SetupFutureUsage {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutomaticPaymentMethodsParam {
     pub enabled: bool,
@@ -372,14 +394,14 @@ pub struct AutomaticPaymentMethodsParam {
     pub allow_redirects: Option<AllowRedirects>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllowRedirects {
     Always,
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestThreeDSecure {
     Any,
@@ -387,7 +409,7 @@ pub enum RequestThreeDSecure {
     Challenge,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardOptionsParam {
     #[serde(default)]
@@ -420,7 +442,7 @@ pub struct CardOptionsParam {
     pub mandate_options: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodOptionsParam {
     #[serde(default)]
@@ -433,7 +455,7 @@ pub struct PaymentMethodOptionsParam {
     pub link: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PiShippingParam {
     pub address: Address,
@@ -462,6 +484,19 @@ impl From<PiShippingParam> for Shipping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffSession(pub bool);
 
+impl JsonSchema for OffSession {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OffSession".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"anyOf": [
+            {"type": "boolean"},
+            {"type": "string", "enum": ["one_off", "recurring"]},
+        ]})
+    }
+}
+
 impl<'de> Deserialize<'de> for OffSession {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
@@ -481,7 +516,7 @@ impl<'de> Deserialize<'de> for OffSession {
 }
 
 /// The parameters confirm shares with create (`confirm=true`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmParams {
     #[serde(default)]
@@ -520,7 +555,7 @@ pub struct ConfirmParams {
     pub use_stripe_sdk: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     pub amount: i64,
@@ -585,7 +620,7 @@ pub struct CreateParams {
     pub use_stripe_sdk: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     #[serde(default)]
@@ -628,7 +663,7 @@ pub struct UpdateParams {
     pub transfer_group: Field<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureParams {
     #[serde(default)]
@@ -647,7 +682,7 @@ pub struct CaptureParams {
     pub transfer_data: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CancellationReason {
     Abandoned,
@@ -667,14 +702,14 @@ impl CancellationReason {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelParams {
     #[serde(default)]
     pub cancellation_reason: Option<CancellationReason>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncrementParams {
     pub amount: i64,
@@ -690,7 +725,7 @@ pub struct IncrementParams {
     pub transfer_data: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     #[serde(default)]
@@ -1757,7 +1792,7 @@ pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<
     Ok(value.into())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeCapture {
     #[serde(default)]
@@ -1958,6 +1993,84 @@ pub async fn search(ctx: &mut Ctx, params: &SearchParams) -> Result<Value, ApiEr
     )
     .await
 }
+
+// ---- payground trigger ---------------------------------------------------------
+
+/// The params of a `payground trigger` card payment, with `$extra` pairs.
+macro_rules! card_payment {
+    ($($extra:expr),*) => {
+        &[
+            ("amount", "2000"),
+            ("currency", "usd"),
+            ("payment_method_types[]", "card"),
+            ("description", "(created by payground trigger)"),
+            $($extra),*
+        ]
+    };
+}
+
+/// A confirmed card payment, saved as `{payment_intent}`.
+pub const CARD_PAYMENT: Step = Step::post(
+    "/v1/payment_intents",
+    card_payment!(("payment_method", "pm_card_visa"), ("confirm", "true")),
+    Some("payment_intent"),
+);
+
+/// A card payment authorized for a later capture.
+pub const AUTHORIZATION: Step = Step::post(
+    "/v1/payment_intents",
+    card_payment!(
+        ("payment_method", "pm_card_visa"),
+        ("confirm", "true"),
+        ("capture_method", "manual")
+    ),
+    Some("payment_intent"),
+);
+
+const UNCONFIRMED_PAYMENT: Step = Step::post(
+    "/v1/payment_intents",
+    card_payment!(),
+    Some("payment_intent"),
+);
+
+/// A card payment the card declines.
+pub const DECLINED_PAYMENT: Step = Step::post(
+    "/v1/payment_intents",
+    card_payment!(
+        ("payment_method", "pm_card_chargeDeclined"),
+        ("confirm", "true")
+    ),
+    Some("payment_intent"),
+)
+.declining();
+
+pub const CAPTURE: Step = Step::post("/v1/payment_intents/{payment_intent}/capture", &[], None);
+
+pub const FIXTURES: &[Fixture] = &[
+    Fixture {
+        event: "payment_intent.created",
+        steps: &[UNCONFIRMED_PAYMENT],
+    },
+    Fixture {
+        event: "payment_intent.succeeded",
+        steps: &[CARD_PAYMENT],
+    },
+    Fixture {
+        event: "payment_intent.canceled",
+        steps: &[
+            UNCONFIRMED_PAYMENT,
+            Step::post("/v1/payment_intents/{payment_intent}/cancel", &[], None),
+        ],
+    },
+    Fixture {
+        event: "payment_intent.amount_capturable_updated",
+        steps: &[AUTHORIZATION],
+    },
+    Fixture {
+        event: "payment_intent.payment_failed",
+        steps: &[DECLINED_PAYMENT],
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Refunds of captured charges, full or partial, by `charge` or `payment_intent`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -10,10 +11,12 @@ use crate::resources::balance_transaction;
 use crate::resources::charge::Charge;
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::MetadataParam;
+use crate::resources::payment_intent;
 use crate::resources::payment_intent::PaymentIntent;
+use crate::resources::registry::{Fixture, Step};
 use crate::resources::{apply_metadata, new_metadata, Metadata};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Refund {
     pub id: String,
     pub object: String,
@@ -34,6 +37,15 @@ pub struct Refund {
 
 impl StripeObject for Refund {
     const OBJECT: &'static str = "refund";
+    const PREFIXES: &'static [&'static str] = &["re"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "balance_transaction",
+        "charge",
+        "destination_details",
+        "payment_intent",
+        "source_transfer_reversal",
+        "transfer_reversal",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -52,7 +64,7 @@ impl StripeObject for Refund {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Duplicate,
@@ -60,7 +72,7 @@ pub enum Reason {
     RequestedByCustomer,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     #[serde(default)]
@@ -87,14 +99,14 @@ pub struct CreateParams {
     pub reverse_transfer: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     #[serde(default)]
     pub metadata: MetadataParam,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     #[serde(default)]
@@ -245,3 +257,17 @@ pub async fn list(
     };
     list::page(ctx, Refund::OBJECT, filter, params, "/v1/refunds").await
 }
+
+// ---- payground trigger ---------------------------------------------------------
+
+/// A full refund of the `{payment_intent}` a previous step saved.
+pub const REFUND: Step = Step::post(
+    "/v1/refunds",
+    &[("payment_intent", "{payment_intent}")],
+    None,
+);
+
+pub const FIXTURES: &[Fixture] = &[Fixture {
+    event: "refund.created",
+    steps: &[payment_intent::CARD_PAYMENT, REFUND],
+}];

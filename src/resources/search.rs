@@ -2,6 +2,7 @@
 //! evaluated over a resource's stored objects, newest first, with `page` tokens.
 
 use base64::Engine;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -301,11 +302,12 @@ impl Query {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     pub query: String,
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<i64>,
     #[serde(default)]
     pub page: Option<String>,

@@ -1,6 +1,7 @@
 //! SetupAttempts: one per confirm of a SetupIntent (and its 3-D Secure or bank
 //! outcome), listed by `GET /v1/setup_attempts?setup_intent=seti_...`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -12,7 +13,7 @@ use crate::resources::payment_method::PaymentMethod;
 use crate::resources::setup_intent::SetupIntent;
 
 /// A SetupAttempt's `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     RequiresConfirmation,
@@ -24,7 +25,7 @@ pub enum Status {
 }
 
 /// Stripe's setup_attempt object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SetupAttempt {
     pub id: String,
     pub object: String,
@@ -46,6 +47,14 @@ pub struct SetupAttempt {
 
 impl StripeObject for SetupAttempt {
     const OBJECT: &'static str = "setup_attempt";
+    const PREFIXES: &'static [&'static str] = &["setatt"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "application",
+        "customer",
+        "on_behalf_of",
+        "payment_method",
+        "setup_intent",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -117,7 +126,7 @@ pub fn payment_method_details(ctx: &Ctx, pm: &PaymentMethod, authenticated: bool
 }
 
 /// `GET /v1/setup_attempts` filters: Stripe requires the SetupIntent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     pub setup_intent: String,

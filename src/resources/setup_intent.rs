@@ -10,6 +10,7 @@
 //! still needs it, 4000008260003178 declines for insufficient funds, and
 //! 4000000000000341 sets up and then declines every charge.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -33,7 +34,7 @@ use crate::resources::setup_attempt::{self, SetupAttempt};
 use crate::resources::{apply_metadata, new_metadata, Metadata};
 
 /// `automatic_payment_methods` of a SetupIntent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AutomaticPaymentMethods {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_redirects: Option<String>,
@@ -41,7 +42,7 @@ pub struct AutomaticPaymentMethods {
 }
 
 /// Stripe's setup_intent object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SetupIntent {
     pub id: String,
     pub object: String,
@@ -78,6 +79,16 @@ const BY_CUSTOMER_PAYMENT_METHOD: &str = "customer_payment_method";
 
 impl StripeObject for SetupIntent {
     const OBJECT: &'static str = "setup_intent";
+    const PREFIXES: &'static [&'static str] = &["seti"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "application",
+        "customer",
+        "latest_attempt",
+        "mandate",
+        "on_behalf_of",
+        "payment_method",
+        "single_use_mandate",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -109,7 +120,7 @@ impl StripeObject for SetupIntent {
 // ---- the state machine ---------------------------------------------------------
 
 /// A SetupIntent's `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     RequiresPaymentMethod,
@@ -285,7 +296,7 @@ impl Machine for SetupIntent {
 
 // ---- parameters -------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Usage {
     OffSession,
@@ -301,7 +312,7 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowDirection {
     Inbound,
@@ -317,14 +328,14 @@ impl FlowDirection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllowRedirects {
     Always,
     Never,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutomaticPaymentMethodsParam {
     pub enabled: bool,
@@ -332,7 +343,7 @@ pub struct AutomaticPaymentMethodsParam {
     pub allow_redirects: Option<AllowRedirects>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestThreeDSecure {
     Any,
@@ -351,7 +362,7 @@ impl RequestThreeDSecure {
 }
 
 /// `payment_method_options[card]` of a SetupIntent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardOptionsParam {
     #[serde(default)]
@@ -366,7 +377,7 @@ pub struct CardOptionsParam {
     pub three_d_secure: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodOptionsParam {
     #[serde(default)]
@@ -380,7 +391,7 @@ pub struct PaymentMethodOptionsParam {
 }
 
 /// The parameters confirm shares with create (`confirm=true`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmParams {
     #[serde(default)]
@@ -401,7 +412,7 @@ pub struct ConfirmParams {
     pub use_stripe_sdk: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     #[serde(default)]
@@ -444,7 +455,7 @@ pub struct CreateParams {
     pub use_stripe_sdk: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     #[serde(default)]
@@ -469,7 +480,7 @@ pub struct UpdateParams {
     pub payment_method_types: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CancellationReason {
     Abandoned,
@@ -487,7 +498,7 @@ impl CancellationReason {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelParams {
     #[serde(default)]
@@ -495,7 +506,7 @@ pub struct CancelParams {
 }
 
 /// `GET /v1/setup_intents` filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     #[serde(default)]
@@ -505,7 +516,7 @@ pub struct ListFilters {
 }
 
 /// What the retrieve of a publishable key may add.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrieveParams {
     #[serde(default)]

@@ -9,6 +9,7 @@
 //! configure it once.
 
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -28,7 +29,7 @@ const SECRET_ALPHABET: &[u8; 62] =
 const MAX_URL_LEN: usize = 2048;
 
 /// Stripe's webhook_endpoint object (API version 2024-04-10).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WebhookEndpoint {
     pub id: String,
     pub object: String,
@@ -51,6 +52,8 @@ pub struct WebhookEndpoint {
 
 impl StripeObject for WebhookEndpoint {
     const OBJECT: &'static str = "webhook_endpoint";
+    const PREFIXES: &'static [&'static str] = &["we"];
+    const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
     }
@@ -80,7 +83,7 @@ impl WebhookEndpoint {
 
 /// A `payground listen` client's subscription: which events it wants and where it
 /// forwards them. Its deliveries are pulled, not pushed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Listener {
     pub id: String,
     pub object: String,
@@ -94,6 +97,8 @@ pub struct Listener {
 
 impl StripeObject for Listener {
     const OBJECT: &'static str = LISTENER_OBJECT;
+    const PREFIXES: &'static [&'static str] = &["wl"];
+    const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
     }
@@ -151,7 +156,7 @@ pub fn listener_secret(account_secret_key: &str, forward_to: &str) -> String {
     derive_secret(account_secret_key, &format!("listen {forward_to}"))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     pub url: String,
@@ -166,7 +171,7 @@ pub struct CreateParams {
     pub metadata: MetadataParam,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     #[serde(default)]
@@ -181,7 +186,7 @@ pub struct UpdateParams {
     pub metadata: MetadataParam,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerParams {
     pub forward_to: String,

@@ -52,24 +52,32 @@ def make_objects(api):
     endpoint = _id(api.post("/v1/webhook_endpoints", data=hook))["id"]
     doomed_endpoint = _id(api.post("/v1/webhook_endpoints", data=hook))["id"]
     event = _id(api.get("/v1/events", params={"limit": 1}))["data"][0]["id"]
+    seti = _id(api.post("/v1/setup_intents", data={"customer": cus}))["id"]
+    ctoken = _id(api.post("/v1/test_helpers/confirmation_tokens", data={"payment_method": "pm_card_visa"}))["id"]
+    saved = _id(api.post("/v1/payment_methods", data={"type": "card", "card[token]": "tok_visa"}))["id"]
+    _id(api.post(f"/v1/payment_methods/{saved}/attach", data={"customer": cus}))
     ids = {
-        "customers.retrieve": cus, "customers.update": cus, "customers.delete": doomed_cus,
-        "customers.payment_methods.list": cus,
-        "payment_methods.retrieve": pm, "payment_methods.update": pm,
-        "payment_methods.attach": pm, "payment_methods.detach": detached,
-        "payment_intents.retrieve": held, "payment_intents.update": held,
-        "payment_intents.confirm": held, "payment_intents.capture": held,
-        "payment_intents.cancel": held, "payment_intents.increment_authorization": held,
-        "test_helpers.payment_intents.settle": held,
-        "charges.retrieve": charge["id"], "charges.update": charge["id"], "charges.capture": charge["id"],
-        "balance_transactions.retrieve": charge["balance_transaction"],
-        "refunds.retrieve": refund, "refunds.update": refund, "refunds.cancel": refund,
-        "events.retrieve": event, "events.resend": event, "events.attempts": event,
-        "webhook_endpoints.retrieve": endpoint, "webhook_endpoints.update": endpoint,
-        "webhook_endpoints.attempts": endpoint, "webhook_endpoints.delete": doomed_endpoint,
+        "GetCustomersCustomer": cus, "PostCustomersCustomer": cus, "DeleteCustomersCustomer": doomed_cus,
+        "GetCustomersCustomerPaymentMethods": cus,
+        "GetPaymentMethodsPaymentMethod": pm, "PostPaymentMethodsPaymentMethod": pm,
+        "PostPaymentMethodsPaymentMethodAttach": pm, "PostPaymentMethodsPaymentMethodDetach": detached,
+        "GetPaymentIntentsIntent": held, "PostPaymentIntentsIntent": held,
+        "PostPaymentIntentsIntentConfirm": held, "PostPaymentIntentsIntentCapture": held,
+        "PostPaymentIntentsIntentCancel": held, "PostPaymentIntentsIntentIncrementAuthorization": held,
+        "PostTestHelpersPaymentIntentsIntentSettle": held,
+        "GetChargesCharge": charge["id"], "PostChargesCharge": charge["id"], "PostChargesChargeCapture": charge["id"],
+        "GetBalanceTransactionsId": charge["balance_transaction"],
+        "GetRefundsRefund": refund, "PostRefundsRefund": refund, "PostRefundsRefundCancel": refund,
+        "GetEventsId": event, "PostEventsIdResend": event, "GetEventsIdAttempts": event,
+        "GetWebhookEndpointsWebhookEndpoint": endpoint, "PostWebhookEndpointsWebhookEndpoint": endpoint,
+        "GetWebhookEndpointsWebhookEndpointAttempts": endpoint, "DeleteWebhookEndpointsWebhookEndpoint": doomed_endpoint,
+        "GetSetupIntentsIntent": seti, "PostSetupIntentsIntent": seti, "PostSetupIntentsIntentConfirm": seti,
+        "PostSetupIntentsIntentCancel": seti, "PostTestHelpersSetupIntentsIntentSettle": seti,
+        "GetConfirmationTokensConfirmationToken": ctoken,
+        "PostElementsPaymentMethodsPaymentMethodDetach": saved,
     }
     params = {op: {"path.id": value} for op, value in ids.items()}
-    params["customers.payment_methods.retrieve"] = {"path.id": cus, "path.payment_method": pm}
+    params["GetCustomersCustomerPaymentMethodsPaymentMethod"] = {"path.id": cus, "path.payment_method": pm}
     return params
 
 

@@ -1,9 +1,12 @@
 //! Stripe's list conventions: `limit`, `starting_after`, `ending_before`,
 //! `created[...]`, newest first, `has_more`, `url`; and search results with `page`.
 
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::ctx::{push_json, Answer, Ctx};
 use crate::error::ApiError;
@@ -13,6 +16,25 @@ use crate::store::{CreatedRange, ListQuery};
 /// `created=123` or `created[gte]=...&created[lt]=...`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CreatedParam(pub CreatedRange);
+
+/// A timestamp, or a range of `gt`, `gte`, `lt`, `lte`.
+impl JsonSchema for CreatedParam {
+    fn schema_name() -> Cow<'static, str> {
+        "CreatedParam".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let bound = json!({"type": "integer"});
+        json_schema!({"anyOf": [
+            {"type": "integer"},
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {"gt": bound, "gte": bound, "lt": bound, "lte": bound},
+            },
+        ]})
+    }
+}
 
 impl<'de> Deserialize<'de> for CreatedParam {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -40,7 +62,7 @@ impl<'de> Deserialize<'de> for CreatedParam {
                 self.visit_i64(n)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CreatedParam, A::Error> {
-                #[derive(Deserialize)]
+                #[derive(Deserialize, JsonSchema)]
                 #[serde(rename_all = "lowercase")]
                 enum Bound {
                     Gt,
@@ -65,10 +87,12 @@ impl<'de> Deserialize<'de> for CreatedParam {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What [`ListParams::take`] reads; public for the documents that describe lists.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CommonListParams {
+pub struct CommonListParams {
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<i64>,
     #[serde(default)]
     starting_after: Option<String>,

@@ -6,8 +6,11 @@
 //! does: `card[exp_month]`, `metadata[order]`. Params types use
 //! `#[serde(deny_unknown_fields)]`; an unknown key becomes `parameter_unknown`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
@@ -529,6 +532,32 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
             }
         }
         deserializer.deserialize_option(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A value, or `""` to clear it: Stripe's spec says so with `anyOf`. A string
+/// already takes `""`, so a `Field<String>` is described as a plain string.
+impl<T: JsonSchema> JsonSchema for Field<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        format!("Clearable_{}", T::schema_name()).into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        format!("Field<{}>", T::schema_id()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let value = generator.subschema_for::<T>();
+        if value.get("type").and_then(Value::as_str) == Some("string")
+            && value.get("enum").is_none()
+        {
+            return value;
+        }
+        json_schema!({"anyOf": [value, {"type": "string", "enum": [""]}]})
     }
 }
 

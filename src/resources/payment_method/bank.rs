@@ -4,7 +4,7 @@
 
 use super::*;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct UsBankAccountDetails {
     pub account_holder_type: Option<String>,
     pub account_type: Option<String>,
@@ -17,7 +17,7 @@ pub struct UsBankAccountDetails {
     pub status_details: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SepaDebitDetails {
     pub bank_code: Option<String>,
     pub branch_code: Option<String>,
@@ -27,7 +27,7 @@ pub struct SepaDebitDetails {
     pub last4: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountHolderType {
     Company,
@@ -43,7 +43,7 @@ impl AccountHolderType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountType {
     Checking,
@@ -59,7 +59,7 @@ impl AccountType {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsBankAccountParam {
     #[serde(default)]
@@ -74,7 +74,7 @@ pub struct UsBankAccountParam {
     pub routing_number: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SepaDebitParam {
     pub iban: String,
@@ -226,7 +226,7 @@ pub(super) fn iban_checksum_ok(iban: &str) -> bool {
     remainder == 1
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsBankAccountUpdateParam {
     #[serde(default)]

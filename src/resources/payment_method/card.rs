@@ -4,25 +4,25 @@
 
 use super::*;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CardChecks {
     pub address_line1_check: Option<String>,
     pub address_postal_code_check: Option<String>,
     pub cvc_check: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Networks {
     pub available: Vec<String>,
     pub preferred: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ThreeDSecureUsage {
     pub supported: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CardDetails {
     pub brand: String,
     pub checks: Option<CardChecks>,
@@ -42,14 +42,14 @@ pub struct CardDetails {
 // ---- parameters -------------------------------------------------------------
 
 /// `card[networks]`: the network a co-branded card should prefer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworksParam {
     #[serde(default)]
     pub preferred: Field<PreferredNetwork>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PreferredNetwork {
     CartesBancaires,
@@ -69,7 +69,7 @@ impl PreferredNetwork {
 
 /// A raw card (`number`, `exp_month`, `exp_year`, `cvc`) or a test token
 /// (`token=tok_visa`). Two-digit years mean this century, as Stripe reads them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardParam {
     #[serde(default)]
@@ -272,14 +272,14 @@ pub(super) fn civil(t: i64) -> (i64, i64) {
     (year, month)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworksUpdateParam {
     #[serde(default)]
     pub preferred: Field<PreferredNetwork>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardUpdateParam {
     #[serde(default)]

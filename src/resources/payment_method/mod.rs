@@ -3,6 +3,7 @@
 //! of an account's, and a customer's), and whether a card was set up for later
 //! off-session use.
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ pub use card::{
     NetworksUpdateParam, PreferredNetwork, ThreeDSecureUsage,
 };
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BillingDetails {
     pub address: Option<Address>,
     pub email: Option<String>,
@@ -42,7 +43,7 @@ pub struct BillingDetails {
 }
 
 /// Stripe's payment_method object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentMethod {
     pub id: String,
     pub object: String,
@@ -73,6 +74,23 @@ const BY_CUSTOMER_TYPE_REDISPLAY: &str = "customer_type_redisplay";
 
 impl StripeObject for PaymentMethod {
     const OBJECT: &'static str = "payment_method";
+    const PREFIXES: &'static [&'static str] = &["pm"];
+    const EXPANDABLE: &'static [&'static str] = &[
+        "billing_details",
+        "billing_details.address",
+        "card",
+        "card.checks",
+        "card.generated_from",
+        "card.networks",
+        "card.three_d_secure_usage",
+        "card.wallet",
+        "customer",
+        "sepa_debit",
+        "sepa_debit.generated_from",
+        "us_bank_account",
+        "us_bank_account.networks",
+        "us_bank_account.status_details",
+    ];
     fn id(&self) -> &str {
         &self.id
     }
@@ -138,7 +156,7 @@ impl PaymentMethod {
 /// payground's private note that a PaymentMethod was set up for future use (by a
 /// PaymentIntent with `setup_future_usage` or a SetupIntent). Stripe keeps this
 /// state without showing it; it decides later off-session outcomes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SetupRecord {
     pub id: String,
     pub object: String,
@@ -149,6 +167,8 @@ pub struct SetupRecord {
 
 impl StripeObject for SetupRecord {
     const OBJECT: &'static str = "payground.setup";
+    const PREFIXES: &'static [&'static str] = &["pgsu"];
+    const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
     }
@@ -187,7 +207,7 @@ pub async fn mark_set_up(ctx: &mut Ctx, pm: &str, usage: &str) -> Result<(), Api
     Ok(())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillingDetailsParam {
     #[serde(default)]
@@ -209,7 +229,7 @@ impl BillingDetailsParam {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllowRedisplay {
     Always,
@@ -227,7 +247,7 @@ impl AllowRedisplay {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethodType {
     Card,
@@ -248,7 +268,7 @@ impl PaymentMethodType {
 /// `payment_method_data` of an intent, and the body of `POST /v1/payment_methods`
 /// (whose `customer` and `payment_method`, for sharing with connected accounts,
 /// arrive apart as [`CloneParams`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodData {
     #[serde(rename = "type")]
@@ -271,7 +291,7 @@ pub struct PaymentMethodData {
 
 /// `POST /v1/payment_methods` with `customer` and `payment_method`: Stripe's way of
 /// copying a customer's PaymentMethod onto a connected account.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloneParams {
     #[serde(default)]
@@ -280,7 +300,7 @@ pub struct CloneParams {
     pub payment_method: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachParams {
     pub customer: String,
@@ -331,6 +351,16 @@ pub const LISTABLE_TYPES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeFilter(pub String);
 
+impl JsonSchema for TypeFilter {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TypeFilter".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "enum": LISTABLE_TYPES})
+    }
+}
+
 impl<'de> Deserialize<'de> for TypeFilter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = String::deserialize(d)?;
@@ -343,7 +373,7 @@ impl<'de> Deserialize<'de> for TypeFilter {
 }
 
 /// `GET /v1/payment_methods` filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilters {
     #[serde(default)]
@@ -353,7 +383,7 @@ pub struct ListFilters {
 }
 
 /// `GET /v1/customers/{id}/payment_methods` filters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerListFilters {
     #[serde(default, rename = "type")]
@@ -671,7 +701,7 @@ pub async fn detach(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     Ok(value.into())
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     #[serde(default)]
