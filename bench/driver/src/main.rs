@@ -18,7 +18,8 @@
 //!
 //! ```text
 //! payground-bench run  --url http://127.0.0.1:12111 --key sk_test_... --workload confirm
-//!                      (confirm|create|get|list|list-first|setup-confirm|token-confirm)
+//!                      (confirm|create|get|list|list-first|setup-confirm|token-confirm|
+//!                       confirmation-token)
 //!                      [--connections 32] [--duration 10] [--warmup 2] [--requests 2000000]
 //!                      [--rate 5000] [--ids FILE] [--save-ids FILE --save-every 1000]
 //!                      [--pid PID] [--system NAME] [--tag k=v]... [--threads 1] [--idempotency]
@@ -73,6 +74,9 @@ enum Workload {
     /// A ConfirmationToken from Stripe's test helper, then a PaymentIntent
     /// confirmed with it: two requests on one connection per confirmed payment.
     TokenConfirm,
+    /// The ConfirmationToken alone: with `token-confirm`, what each of its two
+    /// requests costs.
+    ConfirmationToken,
 }
 
 impl Workload {
@@ -85,10 +89,11 @@ impl Workload {
             "list-first" => Workload::ListFirst,
             "setup-confirm" => Workload::SetupConfirm,
             "token-confirm" => Workload::TokenConfirm,
+            "confirmation-token" => Workload::ConfirmationToken,
             _ => {
                 return Err(format!(
                     "unknown workload {s:?} (confirm, create, get, list, list-first, \
-                     setup-confirm, token-confirm)"
+                     setup-confirm, token-confirm, confirmation-token)"
                 ))
             }
         })
@@ -102,6 +107,7 @@ impl Workload {
             Workload::ListFirst => "list-first",
             Workload::SetupConfirm => "setup-confirm",
             Workload::TokenConfirm => "token-confirm",
+            Workload::ConfirmationToken => "confirmation-token",
         }
     }
     fn needs_ids(self) -> bool {
@@ -166,7 +172,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: payground-bench run --url http://127.0.0.1:PORT --key KEY \
-         --workload confirm|create|get|list|list-first|setup-confirm|token-confirm \
+         --workload confirm|create|get|list|list-first|setup-confirm|token-confirm|confirmation-token \
          [--connections N] [--duration S] [--warmup S] [--requests N] [--rate R] [--ids FILE] \
          [--save-ids FILE --save-every N] [--pid PID]... [--watch NAME=PID]... [--db-comm NAME] [--system NAME] [--tag k=v] \
          [--threads N] [--idempotency]\n\
@@ -483,6 +489,12 @@ fn find_id(body: &[u8], prefix: &str) -> Option<String> {
     None
 }
 
+/// Whether a JSON answer's `object` is `name`.
+fn is_object(body: &str, name: &str) -> bool {
+    body.contains(&format!("\"object\":\"{name}\""))
+        || body.contains(&format!("\"object\": \"{name}\""))
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -521,7 +533,7 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
             "/v1/setup_intents".to_string(),
             SETUP_CONFIRM_BODY,
         ),
-        Workload::TokenConfirm => (
+        Workload::TokenConfirm | Workload::ConfirmationToken => (
             Method::POST,
             "/v1/test_helpers/confirmation_tokens".to_string(),
             CONFIRMATION_TOKEN_BODY,
@@ -980,8 +992,9 @@ async fn run(o: Opts) -> Result<Value, String> {
     let verified = total.sample_body.as_deref().map(|b| match o.workload {
         Workload::Confirm => succeeded(b),
         // The answer that ends a unit: the setup, or the payment the token confirmed.
-        Workload::SetupConfirm => b.contains("\"setup_intent\"") && succeeded(b),
-        Workload::TokenConfirm => b.contains("\"payment_intent\"") && succeeded(b),
+        Workload::SetupConfirm => is_object(b, "setup_intent") && succeeded(b),
+        Workload::TokenConfirm => is_object(b, "payment_intent") && succeeded(b),
+        Workload::ConfirmationToken => is_object(b, "confirmation_token"),
         Workload::Create => b.contains("requires_payment_method"),
         Workload::Get => b.contains("\"payment_intent\""),
         Workload::List | Workload::ListFirst => b.contains("\"list\""),
