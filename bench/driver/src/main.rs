@@ -10,8 +10,16 @@
 //! Every run is bounded in time and in count, and only loopback addresses are
 //! accepted as targets.
 //!
+//! A workload's unit of work is one request, except `token-confirm`: a
+//! ConfirmationToken from Stripe's test helper, then a PaymentIntent confirmed
+//! with it, on the same connection. Counts, rates, latencies and `--requests`
+//! are in units (confirmed objects); the JSON line says `requests_per_unit`, and
+//! gives server CPU both per unit and per HTTP request.
+//!
 //! ```text
 //! payground-bench run  --url http://127.0.0.1:12111 --key sk_test_... --workload confirm
+//!                      (confirm|create|get|list|list-first|setup-confirm|token-confirm|
+//!                       confirmation-token)
 //!                      [--connections 32] [--duration 10] [--warmup 2] [--requests 2000000]
 //!                      [--rate 5000] [--ids FILE] [--save-ids FILE --save-every 1000]
 //!                      [--pid PID] [--system NAME] [--tag k=v]... [--threads 1] [--idempotency]
@@ -61,6 +69,14 @@ enum Workload {
     Get,
     List,
     ListFirst,
+    /// A SetupIntent created with `confirm=true`: one request, a succeeded setup.
+    SetupConfirm,
+    /// A ConfirmationToken from Stripe's test helper, then a PaymentIntent
+    /// confirmed with it: two requests on one connection per confirmed payment.
+    TokenConfirm,
+    /// The ConfirmationToken alone: with `token-confirm`, what each of its two
+    /// requests costs.
+    ConfirmationToken,
 }
 
 impl Workload {
@@ -71,9 +87,13 @@ impl Workload {
             "get" => Workload::Get,
             "list" => Workload::List,
             "list-first" => Workload::ListFirst,
+            "setup-confirm" => Workload::SetupConfirm,
+            "token-confirm" => Workload::TokenConfirm,
+            "confirmation-token" => Workload::ConfirmationToken,
             _ => {
                 return Err(format!(
-                    "unknown workload {s:?} (confirm, create, get, list, list-first)"
+                    "unknown workload {s:?} (confirm, create, get, list, list-first, \
+                     setup-confirm, token-confirm, confirmation-token)"
                 ))
             }
         })
@@ -85,15 +105,37 @@ impl Workload {
             Workload::Get => "get",
             Workload::List => "list",
             Workload::ListFirst => "list-first",
+            Workload::SetupConfirm => "setup-confirm",
+            Workload::TokenConfirm => "token-confirm",
+            Workload::ConfirmationToken => "confirmation-token",
         }
     }
     fn needs_ids(self) -> bool {
         matches!(self, Workload::Get | Workload::List)
     }
+    /// HTTP requests per unit of work: rates, `--requests` and latencies count
+    /// units (a confirmed object), so a two-request workload compares with a
+    /// one-request one by what it achieves, not by how many calls it made.
+    fn requests_per_unit(self) -> u64 {
+        match self {
+            Workload::TokenConfirm => 2,
+            _ => 1,
+        }
+    }
+    /// Whether a successful unit answers a PaymentIntent whose id `--save-ids` keeps.
+    fn creates_payment_intent(self) -> bool {
+        matches!(
+            self,
+            Workload::Confirm | Workload::Create | Workload::TokenConfirm
+        )
+    }
 }
 
 const CONFIRM_BODY: &str = "amount=2000&currency=usd&payment_method=pm_card_visa&confirm=true";
 const CREATE_BODY: &str = "amount=2000&currency=usd";
+const SETUP_CONFIRM_BODY: &str =
+    "payment_method=pm_card_visa&confirm=true&payment_method_types[]=card";
+const CONFIRMATION_TOKEN_BODY: &str = "payment_method=pm_card_visa";
 
 struct Opts {
     host_header: String,
@@ -129,7 +171,8 @@ struct Opts {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: payground-bench run --url http://127.0.0.1:PORT --key KEY --workload confirm|create|get|list|list-first \
+        "usage: payground-bench run --url http://127.0.0.1:PORT --key KEY \
+         --workload confirm|create|get|list|list-first|setup-confirm|token-confirm|confirmation-token \
          [--connections N] [--duration S] [--warmup S] [--requests N] [--rate R] [--ids FILE] \
          [--save-ids FILE --save-every N] [--pid PID]... [--watch NAME=PID]... [--db-comm NAME] [--system NAME] [--tag k=v] \
          [--threads N] [--idempotency]\n\
@@ -446,6 +489,12 @@ fn find_id(body: &[u8], prefix: &str) -> Option<String> {
     None
 }
 
+/// Whether a JSON answer's `object` is `name`.
+fn is_object(body: &str, name: &str) -> bool {
+    body.contains(&format!("\"object\":\"{name}\""))
+        || body.contains(&format!("\"object\": \"{name}\""))
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -457,9 +506,9 @@ impl Rng {
     }
 }
 
+/// The request a unit of work starts with (the only one but for `token-confirm`).
 fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
-    let o = &sh.opts;
-    let (method, path, body) = match o.workload {
+    let (method, path, body) = match sh.opts.workload {
         Workload::Confirm => (
             Method::POST,
             "/v1/payment_intents".to_string(),
@@ -479,7 +528,28 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
             )
         }
         Workload::ListFirst => (Method::GET, "/v1/payment_intents?limit=10".to_string(), ""),
+        Workload::SetupConfirm => (
+            Method::POST,
+            "/v1/setup_intents".to_string(),
+            SETUP_CONFIRM_BODY,
+        ),
+        Workload::TokenConfirm | Workload::ConfirmationToken => (
+            Method::POST,
+            "/v1/test_helpers/confirmation_tokens".to_string(),
+            CONFIRMATION_TOKEN_BODY,
+        ),
     };
+    request(sh, rng, method, path, Bytes::from_static(body.as_bytes()))
+}
+
+fn request(
+    sh: &Shared,
+    rng: &mut Rng,
+    method: Method,
+    path: String,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let o = &sh.opts;
     let mut b = Request::builder()
         .method(method.clone())
         .uri(path)
@@ -502,8 +572,59 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
             );
         }
     }
-    b.body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("request")
+    b.body(Full::new(body)).expect("request")
+}
+
+/// How a unit of work ended: the answer that ended it (the last one, or the first
+/// that failed) and which of its requests gave it.
+struct Outcome {
+    result: Result<(u16, Bytes), String>,
+    step: &'static str,
+}
+
+/// One unit of work on `conn`: one request, or for `token-confirm` the
+/// ConfirmationToken and then the PaymentIntent confirmed with it. A unit whose
+/// first request fails ends there, counted once.
+async fn unit(sh: &Shared, conn: &mut Option<Sender>, addr: SocketAddr, rng: &mut Rng) -> Outcome {
+    let timeout = sh.opts.timeout;
+    let first = call(conn, addr, timeout, build_request(sh, rng)).await;
+    if sh.opts.workload != Workload::TokenConfirm {
+        return Outcome {
+            result: first,
+            step: sh.opts.workload.name(),
+        };
+    }
+    let token = match &first {
+        Ok((status, body)) if (200..300).contains(status) => find_id(body, "ctoken_"),
+        _ => {
+            return Outcome {
+                result: first,
+                step: "confirmation_token",
+            }
+        }
+    };
+    let Some(token) = token else {
+        let excerpt = match &first {
+            Ok((status, body)) => error_excerpt(*status, body),
+            Err(e) => e.clone(),
+        };
+        return Outcome {
+            result: Err(format!("no ctoken_ id in the answer: {excerpt}")),
+            step: "confirmation_token",
+        };
+    };
+    let body = format!("amount=2000&currency=usd&confirm=true&confirmation_token={token}");
+    let req = request(
+        sh,
+        rng,
+        Method::POST,
+        "/v1/payment_intents".to_string(),
+        Bytes::from(body),
+    );
+    Outcome {
+        result: call(conn, addr, timeout, req).await,
+        step: "payment_intent",
+    }
 }
 
 /// One request on a fresh or kept connection: (status, body). A failed or timed-out
@@ -546,14 +667,16 @@ async fn call(
     }
 }
 
-fn record(
-    st: &mut WorkerStats,
-    sh: &Shared,
-    measured: bool,
-    result: Result<(u16, Bytes), String>,
-    latency: Duration,
-) {
-    match result {
+fn record(st: &mut WorkerStats, sh: &Shared, measured: bool, outcome: Outcome, latency: Duration) {
+    // A unit of several requests names the one that failed.
+    let label = |e: String| {
+        if sh.opts.workload.requests_per_unit() > 1 {
+            format!("{}: {e}", outcome.step)
+        } else {
+            e
+        }
+    };
+    match outcome.result {
         Ok((status, body)) => {
             if (200..300).contains(&status) {
                 if measured {
@@ -564,9 +687,7 @@ fn record(
                 if st.sample_body.is_none() {
                     st.sample_body = Some(String::from_utf8_lossy(&body).into_owned());
                 }
-                if sh.opts.save_ids.is_some()
-                    && matches!(sh.opts.workload, Workload::Confirm | Workload::Create)
-                {
+                if sh.opts.save_ids.is_some() && sh.opts.workload.creates_payment_intent() {
                     let n = sh.created.fetch_add(1, Ordering::Relaxed);
                     if n.is_multiple_of(sh.opts.save_every) {
                         if let Some(id) = find_id(&body, "pi_") {
@@ -577,14 +698,14 @@ fn record(
             } else {
                 *st.bad_status.entry(status).or_default() += 1;
                 if st.first_error.is_none() {
-                    st.first_error = Some(error_excerpt(status, &body));
+                    st.first_error = Some(label(error_excerpt(status, &body)));
                 }
             }
         }
         Err(e) => {
             st.transport_errors += 1;
             if st.first_error.is_none() {
-                st.first_error = Some(e);
+                st.first_error = Some(label(e));
             }
         }
     }
@@ -607,11 +728,10 @@ async fn closed_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerSt
         } else {
             st.warmup_requests += 1;
         }
-        let req = build_request(&sh, &mut rng);
         let t0 = Instant::now();
-        let result = call(&mut conn, addr, sh.opts.timeout, req).await;
-        let failed = result.is_err();
-        record(&mut st, &sh, measured, result, t0.elapsed());
+        let outcome = unit(&sh, &mut conn, addr, &mut rng).await;
+        let failed = outcome.result.is_err();
+        record(&mut st, &sh, measured, outcome, t0.elapsed());
         if failed {
             // Do not spin on a dead server.
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -648,11 +768,10 @@ async fn open_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerStat
         if due > now {
             tokio::time::sleep_until(due.into()).await;
         }
-        let req = build_request(&sh, &mut rng);
-        let result = call(&mut conn, addr, sh.opts.timeout, req).await;
+        let outcome = unit(&sh, &mut conn, addr, &mut rng).await;
         // From the due time, not the send time: waiting for a connection counts.
         let latency = due.elapsed();
-        record(&mut st, &sh, measured, result, latency);
+        record(&mut st, &sh, measured, outcome, latency);
     }
     st
 }
@@ -868,10 +987,14 @@ async fn run(o: Opts) -> Result<Value, String> {
             writeln!(f, "{id}").map_err(|e| e.to_string())?;
         }
     }
+    let succeeded =
+        |b: &str| b.contains("\"status\":\"succeeded\"") || b.contains("\"status\": \"succeeded\"");
     let verified = total.sample_body.as_deref().map(|b| match o.workload {
-        Workload::Confirm => {
-            b.contains("\"status\":\"succeeded\"") || b.contains("\"status\": \"succeeded\"")
-        }
+        Workload::Confirm => succeeded(b),
+        // The answer that ends a unit: the setup, or the payment the token confirmed.
+        Workload::SetupConfirm => is_object(b, "setup_intent") && succeeded(b),
+        Workload::TokenConfirm => is_object(b, "payment_intent") && succeeded(b),
+        Workload::ConfirmationToken => is_object(b, "confirmation_token"),
         Workload::Create => b.contains("requires_payment_method"),
         Workload::Get => b.contains("\"payment_intent\""),
         Workload::List | Workload::ListFirst => b.contains("\"list\""),
@@ -884,6 +1007,8 @@ async fn run(o: Opts) -> Result<Value, String> {
         json!(if o.rate > 0.0 { "open" } else { "closed" }),
     );
     out.insert("connections".into(), json!(o.connections));
+    let per_unit = o.workload.requests_per_unit();
+    out.insert("requests_per_unit".into(), json!(per_unit));
     if o.rate > 0.0 {
         out.insert("target_rate".into(), json!(o.rate));
     }
@@ -912,17 +1037,20 @@ async fn run(o: Opts) -> Result<Value, String> {
     out.insert("p999_ms".into(), quantile_ms(&hist, 0.999));
     out.insert("max_ms".into(), max_ms(&hist));
     out.insert("server_cpu_pct".into(), pct(begun.server, finished.server));
-    // CPU time the server spent per answered request: less sensitive than req/s to
-    // other work competing for the machine.
+    // CPU time the server spent per completed unit (a confirmed object) and per
+    // HTTP request of one: less sensitive than req/s to other work competing for
+    // the machine. `ok` and `rps` count units too.
+    let cpu_us_per = |requests: u64| match (begun.server, finished.server) {
+        (Some(a), Some(b)) if requests > 0 => {
+            json!(((b.saturating_sub(a)) as f64 / hz * 1e6 / requests as f64).round())
+        }
+        _ => Value::Null,
+    };
     out.insert(
         "server_cpu_us_per_req".into(),
-        match (begun.server, finished.server) {
-            (Some(a), Some(b)) if total.ok > 0 => {
-                json!(((b.saturating_sub(a)) as f64 / hz * 1e6 / total.ok as f64).round())
-            }
-            _ => Value::Null,
-        },
+        cpu_us_per(total.ok * per_unit),
     );
+    out.insert("server_cpu_us_per_unit".into(), cpu_us_per(total.ok));
     if let Some(p) = pid {
         out.insert("server_rss_kb".into(), json!(proc_status_kb(p, "VmRSS:")));
         out.insert("server_hwm_kb".into(), json!(proc_status_kb(p, "VmHWM:")));
