@@ -9,6 +9,12 @@
 //! and writes the token's `return_url`, `shipping` and `setup_future_usage` onto
 //! the intent where the intent has none of its own. A token confirms one intent,
 //! once, within 12 hours of the account's clock.
+//!
+//! Using a token only inserts rows: the use is a record of its own ([`TokenUse`],
+//! whose id is derived from the token's, so a second use collides with the first),
+//! and the token's `payment_intent`/`setup_intent` are read from it. A payment
+//! confirmed with a token thus commits as a plain confirm does, new rows only,
+//! which PostgreSQL takes in one statement with the other payments of its group.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -62,21 +68,50 @@ impl StripeObject for ConfirmationToken {
     }
 }
 
-/// payground's private half of a token: the PaymentMethod it stands for (built
-/// and checked when the token was made, saved when it is used), or the existing
-/// one it names. Stripe keeps this without showing it.
+/// A token as payground stores it: Stripe's object, and beside it the
+/// PaymentMethod it stands for (built and checked when the token was made, saved
+/// when it is used) or the existing one it names. Stripe keeps this without
+/// showing it; answers show [`StoredToken::token`] alone.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StoredToken {
+    #[serde(flatten)]
+    pub token: ConfirmationToken,
+    pub payground_method: TokenMethod,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TokenMethod {
-    pub id: String,
-    pub object: String,
-    pub created: i64,
     pub existing: Option<String>,
     pub new: Option<PaymentMethod>,
 }
 
-impl StripeObject for TokenMethod {
-    const OBJECT: &'static str = "payground.confirmation_token_method";
-    const PREFIXES: &'static [&'static str] = &["pgct"];
+impl StripeObject for StoredToken {
+    const OBJECT: &'static str = "confirmation_token";
+    const PREFIXES: &'static [&'static str] = &["ctoken"];
+    const EXPANDABLE: &'static [&'static str] = &[];
+    fn id(&self) -> &str {
+        &self.token.id
+    }
+    fn created(&self) -> i64 {
+        self.token.created
+    }
+}
+
+/// The use of a token: which intent it confirmed. Its id is the token's with
+/// another prefix, so two uses of one token are two inserts of one id, and only
+/// one commits.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenUse {
+    pub id: String,
+    pub object: String,
+    pub created: i64,
+    pub payment_intent: Option<String>,
+    pub setup_intent: Option<String>,
+}
+
+impl StripeObject for TokenUse {
+    const OBJECT: &'static str = "payground.confirmation_token_use";
+    const PREFIXES: &'static [&'static str] = &["pgcu"];
     const EXPANDABLE: &'static [&'static str] = &[];
     fn id(&self) -> &str {
         &self.id
@@ -86,8 +121,8 @@ impl StripeObject for TokenMethod {
     }
 }
 
-fn method_id(token: &str) -> String {
-    format!("pgct_{token}")
+fn use_id(token: &str) -> String {
+    format!("pgcu_{token}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -190,20 +225,33 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
         },
         use_stripe_sdk: p.use_stripe_sdk.unwrap_or(true),
     };
-    ctx.save(&TokenMethod {
-        id: method_id(&id),
-        object: TokenMethod::OBJECT.into(),
-        created: ctx.now,
-        existing: existing.map(|pm| pm.id),
-        new,
+    let answer = encode(&token)?;
+    ctx.save(&StoredToken {
+        token,
+        payground_method: TokenMethod {
+            existing: existing.map(|pm| pm.id),
+            new,
+        },
     })?;
-    Ok(ctx.save(&token)?.into())
+    Ok(Answer::Tree(answer))
 }
 
+fn encode(token: &ConfirmationToken) -> Result<Value, ApiError> {
+    serde_json::to_value(token)
+        .map_err(|e| ApiError::internal("confirmation token does not encode", e))
+}
+
+/// The token as Stripe shows it, with the intent it confirmed once it is used.
 pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
-    ctx.fetch_text::<ConfirmationToken>(id)
-        .await
-        .map(Answer::Text)
+    let Some(stored) = ctx.find::<StoredToken>(id).await? else {
+        return Err(ApiError::no_such(ConfirmationToken::OBJECT, id));
+    };
+    let mut token = stored.token;
+    if let Some(used) = ctx.find::<TokenUse>(&use_id(id)).await? {
+        token.payment_intent = used.payment_intent;
+        token.setup_intent = used.setup_intent;
+    }
+    Ok(Answer::Tree(encode(&token)?))
 }
 
 /// The intent a token is used on.
@@ -232,27 +280,27 @@ fn refused(message: impl Into<String>) -> ApiError {
 /// records the intent, in the intent's own transaction, so a confirm that fails
 /// without a trace leaves the token unused.
 pub async fn redeem(ctx: &mut Ctx, id: &str, on: Use<'_>) -> Result<Redeemed, ApiError> {
-    let Some(mut token) = ctx.find::<ConfirmationToken>(id).await? else {
+    let Some(stored) = ctx.find::<StoredToken>(id).await? else {
         return Err(ApiError::no_such("confirmationtoken", id).referenced_by("confirmation_token"));
     };
-    if token.payment_intent.is_some() || token.setup_intent.is_some() {
+    if let Some(used) = ctx.find::<TokenUse>(&use_id(id)).await? {
         return Err(refused(format!(
             "This ConfirmationToken ({id}) has already been used to confirm a {}. Create a new ConfirmationToken with stripe.createConfirmationToken.",
-            if token.payment_intent.is_some() { "PaymentIntent" } else { "SetupIntent" }
+            if used.payment_intent.is_some() { "PaymentIntent" } else { "SetupIntent" }
         ))
         .with_code("confirmation_token_already_used"));
     }
+    let token = stored.token;
     if token.expires_at.is_some_and(|at| ctx.now >= at) {
         return Err(refused(format!(
             "This ConfirmationToken ({id}) has expired: tokens can be used for 12 hours after they are created. Create a new ConfirmationToken with stripe.createConfirmationToken."
         ))
         .with_code("confirmation_token_expired"));
     }
-    let method: TokenMethod = ctx
-        .find(&method_id(id))
-        .await?
-        .ok_or_else(|| ApiError::internal("a ConfirmationToken has no method", id))?;
-    let payment_method = match (method.existing, method.new) {
+    let payment_method = match (
+        stored.payground_method.existing,
+        stored.payground_method.new,
+    ) {
         (Some(existing), _) => ctx
             .fetch::<PaymentMethod>(&existing)
             .await
@@ -264,11 +312,17 @@ pub async fn redeem(ctx: &mut Ctx, id: &str, on: Use<'_>) -> Result<Redeemed, Ap
         }
         (None, None) => return Err(ApiError::internal("a ConfirmationToken has no method", id)),
     };
-    match on {
-        Use::PaymentIntent(pi) => token.payment_intent = Some(pi.to_string()),
-        Use::SetupIntent(si) => token.setup_intent = Some(si.to_string()),
-    }
-    ctx.save(&token)?;
+    let (payment_intent, setup_intent) = match on {
+        Use::PaymentIntent(pi) => (Some(pi.to_string()), None),
+        Use::SetupIntent(si) => (None, Some(si.to_string())),
+    };
+    ctx.save(&TokenUse {
+        id: use_id(id),
+        object: TokenUse::OBJECT.into(),
+        created: ctx.now,
+        payment_intent,
+        setup_intent,
+    })?;
     Ok(Redeemed {
         payment_method,
         setup_future_usage: token.setup_future_usage,

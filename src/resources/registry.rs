@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use crate::ctx::{has_any_prefix, StripeObject};
 use crate::resources::balance_transaction::BalanceTransaction;
 use crate::resources::charge::{self, Charge};
-use crate::resources::confirmation_token::{ConfirmationToken, TokenMethod};
+use crate::resources::confirmation_token::{ConfirmationToken, TokenUse};
 use crate::resources::customer::{self, Customer};
 use crate::resources::customer_session::CustomerSession;
 use crate::resources::event::Event;
@@ -98,7 +98,7 @@ pub const ALL: &[Resource] = &[
     Resource::of::<SetupAttempt>(),
     Resource::of::<ConfirmationToken>(),
     Resource::of::<CustomerSession>(),
-    Resource::of::<TokenMethod>().internal(),
+    Resource::of::<TokenUse>().internal(),
     Resource::of::<SetupRecord>().internal(),
     Resource::of::<Listener>().internal(),
 ];
