@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod migrations;
 mod object_data;
 pub mod postgres;
 pub mod sqlite;
