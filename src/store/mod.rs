@@ -13,6 +13,7 @@ mod conformance;
 mod migrations;
 mod object_data;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod wal_vfs;
 
@@ -172,34 +173,6 @@ pub enum Cursor {
     Before(i64),
     /// Objects newer than this one (`ending_before`).
     After(i64),
-}
-
-/// The bounds a list page puts on its seq `column` and on `created`, as
-/// (condition, value) pairs, and the order: shared by every backend's list SQL,
-/// which only supplies its own placeholder syntax.
-pub fn page_bounds(query: &ListQuery, column: &str) -> (Vec<(String, i64)>, &'static str) {
-    let c = query.created;
-    let mut bounds: Vec<(String, i64)> = [
-        ("o.created >", c.gt),
-        ("o.created >=", c.gte),
-        ("o.created <", c.lt),
-        ("o.created <=", c.lte),
-    ]
-    .into_iter()
-    .filter_map(|(cond, v)| v.map(|v| (cond.to_string(), v)))
-    .collect();
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bounds.push((format!("{column} <"), seq));
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bounds.push((format!("{column} >"), seq));
-            "ASC"
-        }
-    };
-    (bounds, order)
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,10 +17,13 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::sql::{self, Arg, Dialect};
 use super::*;
+
+const DIALECT: Dialect = Dialect::Postgres;
 
 /// Connections per node.
 const POOL_SIZE: usize = 16;
@@ -35,9 +38,6 @@ const MIGRATION_LOCK: i64 = 0x7061_7967_726f_756e;
 
 /// The schema's steps (`migrations/postgres/`); `schema_migrations` lists those applied.
 pub(super) const MIGRATIONS: &[&str] = super::migrations::POSTGRES;
-
-const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
-const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
 
 const INSERT_OBJECT: &str =
     "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
@@ -79,13 +79,7 @@ const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries
      JOIN object_index i ON i.account = t.a AND i.kind IN ($4::TEXT, $5::TEXT)
         AND i.field = 'target_event' AND i.value IN (t.ty, '*')
      ON CONFLICT (event_id, endpoint_id) DO NOTHING";
-const UPSERT_IDEMPOTENCY: &str =
-    "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (account, key) DO UPDATE SET
-        fingerprint = excluded.fingerprint, status = excluded.status,
-        body = excluded.body, created = excluded.created
-     WHERE idempotency.created < $7";
+const UPSERT_IDEMPOTENCY: &str = sql::UPSERT_IDEMPOTENCY.text(DIALECT);
 
 pub struct PostgresStore {
     pool: Pool,
@@ -155,92 +149,6 @@ fn commit_err(context: &'static str, conflict_on: &str, e: tokio_postgres::Error
         }
     }
     CommitError::Store(pg_err(context, e))
-}
-
-/// An object's JSON read back from the `data` column ([`object_data::pack`]).
-struct ObjectData(String);
-
-impl<'a> FromSql<'a> for ObjectData {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(ObjectData(object_data::unpack(raw)?))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::BYTEA
-    }
-}
-
-fn row_to_object(row: &Row) -> Result<StoredObject, tokio_postgres::Error> {
-    Ok(StoredObject {
-        seq: row.try_get(0)?,
-        id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        version: row.try_get(3)?,
-        created: row.try_get(4)?,
-        deleted: row.try_get(5)?,
-        data: row.try_get::<_, ObjectData>(6)?.0,
-    })
-}
-
-fn row_to_account(row: &Row) -> Result<Account, tokio_postgres::Error> {
-    Ok(Account {
-        id: row.try_get(0)?,
-        secret_key: row.try_get(1)?,
-        publishable_key: row.try_get(2)?,
-        clock_offset: row.try_get(3)?,
-        created: row.try_get(4)?,
-    })
-}
-
-/// One bound parameter of a list query.
-#[derive(Debug)]
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-impl Arg {
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Arg::Text(s) => s,
-            Arg::Int(i) => i,
-        }
-    }
-}
-
-/// The SQL for one list page, as `list_sql` in the SQLite store. Conditions are
-/// built from the query's shape only; every value, the limit included, is bound.
-fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<Arg>) {
-    let mut sql =
-        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
-    let mut args = vec![
-        Arg::Text(account.to_string()),
-        Arg::Text(query.kind.clone()),
-    ];
-    let column = if let Some((field, value)) = &query.filter {
-        sql.push_str(
-            "object_index i JOIN objects o
-               ON o.account = i.account AND o.kind = i.kind AND o.seq = i.seq
-             WHERE i.account = $1 AND i.kind = $2 AND i.field = $3 AND i.value = $4",
-        );
-        args.push(Arg::Text(field.clone()));
-        args.push(Arg::Text(value.clone()));
-        "i.seq"
-    } else {
-        sql.push_str("objects o WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted");
-        "o.seq"
-    };
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(Arg::Int(v));
-        sql.push_str(&format!(" AND {cond} ${}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, column);
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY {column} {order} LIMIT ${}", args.len()));
-    (sql, args)
 }
 
 impl PostgresStore {
@@ -1135,31 +1043,22 @@ impl Store for PostgresStore {
     }
 
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
-        self.query_opt(
-            "reading meta",
-            "SELECT value FROM meta WHERE key = $1",
-            &[&key],
-            |r| r.try_get(0),
-        )
+        self.query_opt("reading meta", sql::META_GET.text(DIALECT), &[&key], |r| {
+            r.try_get(0)
+        })
         .await
     }
 
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
-        self.execute(
-            "writing meta",
-            "INSERT INTO meta (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&key, &value],
-        )
-        .await
-        .map(|_| ())
+        self.execute("writing meta", sql::META_SET.text(DIALECT), &[&key, &value])
+            .await
+            .map(|_| ())
     }
 
     async fn create_account(&self, account: &Account) -> StoreResult<()> {
         self.execute(
             "creating an account",
-            "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
-             VALUES ($1, $2, $3, $4, $5)",
+            sql::CREATE_ACCOUNT.text(DIALECT),
             &[
                 &account.id,
                 &account.secret_key,
@@ -1175,9 +1074,9 @@ impl Store for PostgresStore {
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         self.query_opt(
             "reading an account",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            sql::ACCOUNT.text(DIALECT),
             &[&id],
-            row_to_account,
+            sql::account,
         )
         .await
     }
@@ -1185,9 +1084,9 @@ impl Store for PostgresStore {
     async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>> {
         self.query_opt(
             "reading an account by key",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE secret_key = $1 OR publishable_key = $1"),
+            sql::ACCOUNT_BY_KEY.text(DIALECT),
             &[&key],
-            row_to_account,
+            sql::account,
         )
         .await
     }
@@ -1195,9 +1094,9 @@ impl Store for PostgresStore {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.query(
             "listing accounts",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"),
+            sql::ACCOUNTS.text(DIALECT),
             &[],
-            row_to_account,
+            sql::account,
         )
         .await
     }
@@ -1215,17 +1114,26 @@ impl Store for PostgresStore {
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
         self.query_opt(
             "reading an object",
-            &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1 AND account = $2"),
+            sql::OBJECT.text(DIALECT),
             &[&id, &account],
-            row_to_object,
+            sql::object,
         )
         .await
     }
 
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_sql(account, query);
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing objects", &sql, &params, row_to_object)
+        let (text, args) = sql::list(DIALECT, account, query, |b, at, field, value| {
+            let kind = b.bind(query.kind.as_str());
+            let (field, value) = (b.bind(field), b.bind(value));
+            b.push(&format!(
+                "object_index i JOIN objects o
+                   ON o.account = i.account AND o.kind = i.kind AND o.seq = i.seq
+                 WHERE i.account = {at} AND i.kind = {kind} AND i.field = {field} AND i.value = {value}"
+            ));
+            "i.seq"
+        });
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing objects", &text, &params, sql::object)
             .await
     }
 
@@ -1234,38 +1142,13 @@ impl Store for PostgresStore {
         account: &str,
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
-        let record = self
-            .query_opt(
-                "reading an idempotency record",
-                "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = $1 AND key = $2",
-                &[&account, &key],
-                |r| {
-                    Ok((
-                        r.try_get::<_, String>(0)?,
-                        r.try_get::<_, String>(1)?,
-                        r.try_get::<_, i32>(2)?,
-                        r.try_get::<_, String>(3)?,
-                        r.try_get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .await?;
-        record
-            .map(|(key, fingerprint, status, body, created)| {
-                let status = u16::try_from(status).map_err(|_| {
-                    StoreError::Unavailable(format!(
-                        "idempotency record {key:?} has an invalid status {status}"
-                    ))
-                })?;
-                Ok(IdempotencyRecord {
-                    key,
-                    fingerprint,
-                    status,
-                    body,
-                    created,
-                })
-            })
-            .transpose()
+        self.query_opt(
+            "reading an idempotency record",
+            sql::IDEMPOTENCY_RECORD.text(DIALECT),
+            &[&account, &key],
+            sql::idempotency_record,
+        )
+        .await
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
@@ -1284,7 +1167,7 @@ impl Store for PostgresStore {
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
         self.execute(
             "purging idempotency records",
-            "DELETE FROM idempotency WHERE account = $1 AND created < $2",
+            sql::PURGE_IDEMPOTENCY.text(DIALECT),
             &[&account, &cutoff],
         )
         .await
@@ -1296,16 +1179,16 @@ impl Store for PostgresStore {
         query: &ListQuery,
         conditions: &[IndexCondition],
     ) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_where_sql(account, query, conditions);
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing objects by index", &sql, &params, row_to_object)
+        let (text, args) = sql::list_where(DIALECT, account, query, conditions);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing objects by index", &text, &params, sql::object)
             .await
     }
 
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
         let lease_until = claim.now_ms + claim.lease_ms;
-        let returning = DELIVERY_COLUMNS
+        let returning = sql::DELIVERY_COLUMNS
             .split(", ")
             .map(|c| format!("d.{c}"))
             .collect::<Vec<_>>()
@@ -1382,7 +1265,7 @@ impl Store for PostgresStore {
             }
         };
         let mut rows = self
-            .query("claiming deliveries", &sql, &params, row_to_delivery)
+            .query("claiming deliveries", &sql, &params, sql::delivery)
             .await?;
         rows.sort_by(|a, b| {
             (a.next_attempt_at, &a.event_id).cmp(&(b.next_attempt_at, &b.event_id))
@@ -1490,8 +1373,7 @@ impl Store for PostgresStore {
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
         self.execute(
             "releasing delivery leases",
-            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
-             WHERE lease_owner = $1",
+            sql::RELEASE_DELIVERIES.text(DIALECT),
             &[&owner],
         )
         .await
@@ -1507,13 +1389,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         self.execute(
             "scheduling a redelivery",
-            "INSERT INTO webhook_deliveries
-                (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
-             ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
-                status = 'pending', next_attempt_at = excluded.next_attempt_at,
-                lease_owner = NULL, lease_expires_at = NULL
-             WHERE webhook_deliveries.account = excluded.account",
+            sql::REDELIVER.text(DIALECT),
             &[&account, &event_id, &endpoint_id, &push, &now_ms],
         )
         .await
@@ -1528,12 +1404,9 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<Delivery>> {
         self.query_opt(
             "reading a delivery",
-            &format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE event_id = $1 AND endpoint_id = $2 AND account = $3"
-            ),
+            sql::DELIVERY.text(DIALECT),
             &[&event_id, &endpoint_id, &account],
-            row_to_delivery,
+            sql::delivery,
         )
         .await
     }
@@ -1556,47 +1429,10 @@ impl Store for PostgresStore {
         account: &str,
         query: &AttemptQuery,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        let mut sql = String::from(
-            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
-                    latency_ms, response_body, error, succeeded
-             FROM webhook_attempts WHERE account = $1",
-        );
-        let mut args = vec![Arg::Text(account.to_string())];
-        if let Some(event) = &query.event_id {
-            args.push(Arg::Text(event.clone()));
-            sql.push_str(&format!(" AND event_id = ${}", args.len()));
-        }
-        if let Some(endpoint) = &query.endpoint_id {
-            args.push(Arg::Text(endpoint.clone()));
-            sql.push_str(&format!(" AND endpoint_id = ${}", args.len()));
-        }
-        if let Some(after) = &query.starting_after {
-            args.push(Arg::Text(after.clone()));
-            sql.push_str(&format!(
-                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ${} AND account = $1)",
-                args.len()
-            ));
-        }
-        args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing attempts", &sql, &params, |r| {
-            Ok(AttemptRecord {
-                seq: r.try_get(0)?,
-                id: r.try_get(1)?,
-                account: r.try_get(2)?,
-                event_id: r.try_get(3)?,
-                endpoint_id: r.try_get(4)?,
-                attempt: r.try_get(5)?,
-                attempted_at: r.try_get(6)?,
-                status_code: r.try_get(7)?,
-                latency_ms: r.try_get(8)?,
-                response_body: r.try_get(9)?,
-                error: r.try_get(10)?,
-                succeeded: r.try_get(11)?,
-            })
-        })
-        .await
+        let (text, args) = sql::attempts(DIALECT, account, query);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing attempts", &text, &params, sql::attempt)
+            .await
     }
 
     async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
@@ -1606,9 +1442,7 @@ impl Store for PostgresStore {
         // The doomed events once; every table that refers to them goes with them.
         let ids: Vec<String> = tx
             .query(
-                "SELECT id FROM (SELECT id, created FROM objects
-                                  WHERE account = $1 AND kind = 'event' ORDER BY seq LIMIT $3) oldest
-                 WHERE created < $2",
+                sql::OLDEST_EVENTS.text(DIALECT),
                 &[&account, &cutoff, &(super::sqlite::PURGE_BATCH as i64)],
             )
             .await
@@ -1636,138 +1470,5 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(fail)?;
         Ok(ids.len() as u64)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Webhook delivery helpers.
-
-const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
-
-fn row_to_delivery(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
-    let status: String = row.try_get(4)?;
-    Ok(Delivery {
-        account: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        endpoint_id: row.try_get(2)?,
-        push: row.try_get(3)?,
-        // Only this module writes the column; an unknown value reads as failed.
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
-        attempts: row.try_get(5)?,
-        next_attempt_at: row.try_get(6)?,
-        lease_owner: row.try_get(7)?,
-        lease_expires_at: row.try_get(8)?,
-        succeeded_at: row.try_get(9)?,
-    })
-}
-
-/// The SQL of `list_where`, as in the SQLite store; every value is bound.
-fn list_where_sql(
-    account: &str,
-    query: &ListQuery,
-    conditions: &[IndexCondition],
-) -> (String, Vec<Arg>) {
-    let mut sql = String::from(
-        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
-         WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted",
-    );
-    let mut args = vec![
-        Arg::Text(account.to_string()),
-        Arg::Text(query.kind.clone()),
-    ];
-    for condition in conditions {
-        args.push(Arg::Text(condition.field.clone()));
-        let field = args.len();
-        let mut alternatives = Vec::new();
-        for value in &condition.any_of {
-            match value {
-                IndexValue::Exact(v) => {
-                    args.push(Arg::Text(v.clone()));
-                    alternatives.push(format!("i.value = ${}", args.len()));
-                }
-                IndexValue::Prefix(p) => {
-                    args.push(Arg::Text(p.clone()));
-                    args.push(Arg::Int(p.chars().count() as i64));
-                    let n = args.len();
-                    alternatives.push(format!(
-                        "substr(i.value, 1, ${n}::BIGINT::INT) = ${}",
-                        n - 1
-                    ));
-                }
-            }
-        }
-        let any = if alternatives.is_empty() {
-            "FALSE".to_string()
-        } else {
-            alternatives.join(" OR ")
-        };
-        let not = if condition.negated { "NOT " } else { "" };
-        // Checked against the candidate row's own keys: a page costs the rows it
-        // walks, however many objects share a value.
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM (SELECT k->>0 AS field, k->>1 AS value
-                FROM json_array_elements(o.index_keys::JSON) k) i
-                WHERE i.field = ${field} AND ({any}))"
-        ));
-    }
-    if let Some(success) = query.delivery_success {
-        let not = if success { "NOT " } else { "" };
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
-                WHERE d.event_id = o.id AND d.account = o.account AND d.push
-                  AND d.succeeded_at IS NULL)"
-        ));
-    }
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(Arg::Int(v));
-        sql.push_str(&format!(" AND {cond} ${}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, "o.seq");
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ${}", args.len()));
-    (sql, args)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_sql_binds_every_value() {
-        let query = ListQuery {
-            kind: "customer".into(),
-            filter: Some(("email".into(), "a@b.c".into())),
-            created: CreatedRange {
-                gt: Some(1),
-                gte: None,
-                lt: Some(9),
-                lte: None,
-            },
-            cursor: Cursor::After(42),
-            limit: 11,
-            delivery_success: None,
-        };
-        let (sql, args) = list_sql("acct_1", &query);
-        assert_eq!(args.len(), 8);
-        assert!(sql.contains("o.created > $5"), "{sql}");
-        assert!(sql.contains("o.created < $6"), "{sql}");
-        assert!(sql.contains("i.seq > $7"), "{sql}");
-        assert!(sql.ends_with("ORDER BY i.seq ASC LIMIT $8"), "{sql}");
-        assert!(!sql.contains("a@b.c") && !sql.contains("42"), "{sql}");
-
-        let (sql, args) = list_sql(
-            "acct_1",
-            &ListQuery {
-                kind: "charge".into(),
-                limit: 3,
-                ..Default::default()
-            },
-        );
-        assert_eq!(args.len(), 3);
-        assert!(sql.contains("NOT o.deleted"), "{sql}");
-        assert!(sql.ends_with("ORDER BY o.seq DESC LIMIT $3"), "{sql}");
     }
 }

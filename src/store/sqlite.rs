@@ -15,7 +15,10 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::sql::{self, Dialect};
 use super::*;
+
+const DIALECT: Dialect = Dialect::Sqlite;
 
 /// Batches applied per transaction at most; bounds the latency of the first in a group.
 const MAX_GROUP: usize = 512;
@@ -754,14 +757,7 @@ fn apply_batch(
     }
     if let Some(record) = &batch.idempotency {
         let written = conn
-            .prepare_cached(
-                "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(account, key) DO UPDATE SET
-                    fingerprint = excluded.fingerprint, status = excluded.status,
-                    body = excluded.body, created = excluded.created
-                 WHERE idempotency.created < ?7",
-            )
+            .prepare_cached(sql::UPSERT_IDEMPOTENCY.text(DIALECT))
             .and_then(|mut s| {
                 s.execute(params![
                     account,
@@ -832,77 +828,6 @@ impl EventTargets {
     }
 }
 
-fn row_to_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
-    Ok(StoredObject {
-        seq: row.get(0)?,
-        id: row.get(1)?,
-        kind: row.get(2)?,
-        version: row.get(3)?,
-        created: row.get(4)?,
-        deleted: row.get(5)?,
-        data: row.get::<_, ObjectData>(6)?.0,
-    })
-}
-
-/// An object's JSON read back from the `data` column: packed
-/// ([`object_data::pack`]) since objects were compressed, JSON text before.
-struct ObjectData(String);
-
-impl rusqlite::types::FromSql for ObjectData {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        use rusqlite::types::{FromSqlError, ValueRef};
-        match value {
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => object_data::unpack(bytes)
-                .map(ObjectData)
-                .map_err(|e| FromSqlError::Other(Box::new(e))),
-            _ => Err(FromSqlError::InvalidType),
-        }
-    }
-}
-
-fn row_to_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: row.get(0)?,
-        secret_key: row.get(1)?,
-        publishable_key: row.get(2)?,
-        clock_offset: row.get(3)?,
-        created: row.get(4)?,
-    })
-}
-
-const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
-
-/// The SQL for one list page. Conditions are built from the query's shape only;
-/// every value is a bound parameter.
-fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql =
-        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
-    let mut args: Vec<V> = Vec::new();
-    let column = if let Some((field, value)) = &query.filter {
-        sql.push_str(
-            "object_keys i JOIN objects o ON o.seq = i.seq
-             WHERE i.key = ?2 AND o.account = ?1",
-        );
-        args.push(V::Text(index_key(account, &query.kind, field, value)));
-        "i.seq"
-    } else {
-        sql.push_str("objects o WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0");
-        args.push(V::Text(query.kind.clone()));
-        "o.seq"
-    };
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(V::Integer(v));
-        sql.push_str(&format!(" AND {cond} ?{}", args.len() + 1));
-    };
-    let (bounds, order) = page_bounds(query, column);
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    sql.push_str(&format!(" ORDER BY {column} {order} LIMIT {}", query.limit));
-    (sql, args)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -912,10 +837,8 @@ impl Store for SqliteStore {
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()
+            c.query_row(sql::META_GET.text(DIALECT), params![key], |r| r.get(0))
+                .optional()
         })
         .await
     }
@@ -923,12 +846,8 @@ impl Store for SqliteStore {
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
         let (key, value) = (key.to_string(), value.to_string());
         self.admin(move |c| {
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(|_| ())
+            c.execute(sql::META_SET.text(DIALECT), params![key, value])
+                .map(|_| ())
         })
         .await
     }
@@ -937,8 +856,7 @@ impl Store for SqliteStore {
         let a = account.clone();
         self.admin(move |c| {
             c.execute(
-                "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                sql::CREATE_ACCOUNT.text(DIALECT),
                 params![
                     a.id,
                     a.secret_key,
@@ -955,12 +873,8 @@ impl Store for SqliteStore {
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         let id = id.to_string();
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                params![id],
-                row_to_account,
-            )
-            .optional()
+            c.query_row(sql::ACCOUNT.text(DIALECT), params![id], |r| sql::account(r))
+                .optional()
         })
         .await
     }
@@ -968,11 +882,9 @@ impl Store for SqliteStore {
     async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE secret_key = ?1 OR publishable_key = ?1"),
-                params![key],
-                row_to_account,
-            )
+            c.query_row(sql::ACCOUNT_BY_KEY.text(DIALECT), params![key], |r| {
+                sql::account(r)
+            })
             .optional()
         })
         .await
@@ -980,10 +892,8 @@ impl Store for SqliteStore {
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
-            ))?;
-            let rows = stmt.query_map([], row_to_account)?;
+            let mut stmt = c.prepare(sql::ACCOUNTS.text(DIALECT))?;
+            let rows = stmt.query_map([], |r| sql::account(r))?;
             rows.collect()
         })
         .await
@@ -1004,21 +914,27 @@ impl Store for SqliteStore {
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
         let (account, id) = (account.to_string(), id.to_string());
         self.read_point(move |c| {
-            c.prepare_cached(
-                "SELECT seq, id, kind, version, created, deleted, data FROM objects WHERE id = ?1 AND account = ?2",
-            )?
-            .query_row(params![id, account], row_to_object)
-            .optional()
+            c.prepare_cached(sql::OBJECT.text(DIALECT))?
+                .query_row(params![id, account], |r| sql::object(r))
+                .optional()
         })
         .await
     }
 
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
-        let (sql, mut args) = list_sql(account, query);
-        args.insert(0, rusqlite::types::Value::Text(account.to_string()));
+        // A filtered page walks the index rows of one key, each joined to its
+        // object by seq (the rowid).
+        let (text, args) = sql::list(DIALECT, account, query, |b, at, field, value| {
+            let key = b.bind(index_key(account, &query.kind, field, value));
+            b.push(&format!(
+                "object_keys i JOIN objects o ON o.seq = i.seq WHERE i.key = {key} AND o.account = {at}"
+            ));
+            "i.seq"
+        });
         let page = move |c: &Connection| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_object)?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::object(r))?;
             rows.collect()
         };
         if query.limit <= INLINE_PAGE_ROWS {
@@ -1035,19 +951,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<IdempotencyRecord>> {
         let (account, key) = (account.to_string(), key.to_string());
         self.read_point(move |c| {
-            c.prepare_cached(
-                "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = ?1 AND key = ?2",
-            )?
-            .query_row(params![account, key], |r| {
-                Ok(IdempotencyRecord {
-                    key: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    status: r.get(2)?,
-                    body: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })
-            .optional()
+            c.prepare_cached(sql::IDEMPOTENCY_RECORD.text(DIALECT))?
+                .query_row(params![account, key], |r| sql::idempotency_record(r))
+                .optional()
         })
         .await
     }
@@ -1067,7 +973,7 @@ impl Store for SqliteStore {
         let counter = count.clone();
         self.admin(move |c| {
             let n = c.execute(
-                "DELETE FROM idempotency WHERE account = ?1 AND created < ?2",
+                sql::PURGE_IDEMPOTENCY.text(DIALECT),
                 params![account, cutoff],
             )?;
             counter.store(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1083,10 +989,11 @@ impl Store for SqliteStore {
         query: &ListQuery,
         conditions: &[IndexCondition],
     ) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_where_sql(account, query, conditions);
+        let (text, args) = sql::list_where(DIALECT, account, query, conditions);
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_object)?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::object(r))?;
             rows.collect()
         })
         .await
@@ -1108,13 +1015,14 @@ impl Store for SqliteStore {
                           AND next_attempt_at <= ?5
                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?5)
                         ORDER BY next_attempt_at LIMIT ?6
-                     ) RETURNING {DELIVERY_COLUMNS}"
+                     ) RETURNING {}",
+                    sql::DELIVERY_COLUMNS
                 ))?;
                 let mut take_from = |endpoint: &str, push: bool, n: usize| {
                     let n = i64::try_from(n).unwrap_or(i64::MAX);
                     take.query_map(
                         params![claim.owner, lease_until, endpoint, push, claim.now_ms, n],
-                        row_to_delivery,
+                        |r| sql::delivery(r),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 };
@@ -1207,11 +1115,7 @@ impl Store for SqliteStore {
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_string();
         self.write_store(move |c| {
-            let n = c.execute(
-                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
-                 WHERE lease_owner = ?1",
-                params![owner],
-            )?;
+            let n = c.execute(sql::RELEASE_DELIVERIES.text(DIALECT), params![owner])?;
             Ok(n as u64)
         })
         .await
@@ -1232,13 +1136,7 @@ impl Store for SqliteStore {
         );
         self.admin(move |c| {
             c.execute(
-                "INSERT INTO webhook_deliveries
-                    (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
-                 ON CONFLICT(event_id, endpoint_id) DO UPDATE SET
-                    status = 'pending', next_attempt_at = excluded.next_attempt_at,
-                    lease_owner = NULL, lease_expires_at = NULL
-                 WHERE webhook_deliveries.account = excluded.account",
+                sql::REDELIVER.text(DIALECT),
                 params![account, event_id, endpoint_id, push, now_ms],
             )
             .map(|_| ())
@@ -1258,12 +1156,11 @@ impl Store for SqliteStore {
             endpoint_id.to_string(),
         );
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE event_id = ?1 AND endpoint_id = ?2 AND account = ?3"
-            ))?
-            .query_row(params![event_id, endpoint_id, account], row_to_delivery)
-            .optional()
+            c.prepare_cached(sql::DELIVERY.text(DIALECT))?
+                .query_row(params![event_id, endpoint_id, account], |r| {
+                    sql::delivery(r)
+                })
+                .optional()
         })
         .await
     }
@@ -1291,48 +1188,11 @@ impl Store for SqliteStore {
         account: &str,
         query: &AttemptQuery,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        use rusqlite::types::Value as V;
-        let mut sql = String::from(
-            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
-                    latency_ms, response_body, error, succeeded
-             FROM webhook_attempts WHERE account = ?1",
-        );
-        let mut args = vec![V::Text(account.to_string())];
-        if let Some(event) = &query.event_id {
-            args.push(V::Text(event.clone()));
-            sql.push_str(&format!(" AND event_id = ?{}", args.len()));
-        }
-        if let Some(endpoint) = &query.endpoint_id {
-            args.push(V::Text(endpoint.clone()));
-            sql.push_str(&format!(" AND endpoint_id = ?{}", args.len()));
-        }
-        if let Some(after) = &query.starting_after {
-            args.push(V::Text(after.clone()));
-            sql.push_str(&format!(
-                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ?{} AND account = ?1)",
-                args.len()
-            ));
-        }
-        args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+        let (text, args) = sql::attempts(DIALECT, account, query);
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok(AttemptRecord {
-                    seq: r.get(0)?,
-                    id: r.get(1)?,
-                    account: r.get(2)?,
-                    event_id: r.get(3)?,
-                    endpoint_id: r.get(4)?,
-                    attempt: r.get(5)?,
-                    attempted_at: r.get(6)?,
-                    status_code: r.get(7)?,
-                    latency_ms: r.get(8)?,
-                    response_body: r.get(9)?,
-                    error: r.get(10)?,
-                    succeeded: r.get(11)?,
-                })
-            })?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::attempt(r))?;
             rows.collect()
         })
         .await
@@ -1348,13 +1208,10 @@ impl Store for SqliteStore {
             )?;
             c.execute("DELETE FROM temp.purged_events", [])?;
             let n = c.execute(
-                // Only the oldest events are looked at: an account's events are stored in
-                // the order of its clock, so the doomed ones come first, and the writer is
-                // never held up by a scan of every event.
-                "INSERT INTO temp.purged_events (id)
-                 SELECT id FROM (SELECT id, created FROM objects
-                                 WHERE account = ?1 AND kind = 'event' ORDER BY seq LIMIT ?3)
-                 WHERE created < ?2",
+                &format!(
+                    "INSERT INTO temp.purged_events (id) {}",
+                    sql::OLDEST_EVENTS.text(DIALECT)
+                ),
                 params![account, cutoff, PURGE_BATCH as i64],
             )?;
             if n > 0 {
@@ -1386,100 +1243,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
-// ---------------------------------------------------------------------------
-// Webhook delivery helpers.
-
-const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, \
-     next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
-
-fn row_to_delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
-    let status: String = row.get(4)?;
-    Ok(Delivery {
-        account: row.get(0)?,
-        event_id: row.get(1)?,
-        endpoint_id: row.get(2)?,
-        push: row.get(3)?,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                4,
-                rusqlite::types::Type::Text,
-                format!("unknown delivery status {status:?}").into(),
-            )
-        })?,
-        attempts: row.get(5)?,
-        next_attempt_at: row.get(6)?,
-        lease_owner: row.get(7)?,
-        lease_expires_at: row.get(8)?,
-        succeeded_at: row.get(9)?,
-    })
-}
-
-/// The SQL of `list_where`. Conditions are built from the query's shape only; every
-/// value is a bound parameter.
-fn list_where_sql(
-    account: &str,
-    query: &ListQuery,
-    conditions: &[IndexCondition],
-) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql = String::from(
-        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
-         WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0",
-    );
-    let mut args: Vec<V> = vec![V::Text(account.to_string()), V::Text(query.kind.clone())];
-    for condition in conditions {
-        args.push(V::Text(condition.field.clone()));
-        let field = args.len();
-        let mut alternatives = Vec::new();
-        for value in &condition.any_of {
-            match value {
-                IndexValue::Exact(v) => {
-                    args.push(V::Text(v.clone()));
-                    alternatives.push(format!("i.value = ?{}", args.len()));
-                }
-                IndexValue::Prefix(p) => {
-                    args.push(V::Text(p.clone()));
-                    args.push(V::Integer(p.chars().count() as i64));
-                    let n = args.len();
-                    alternatives.push(format!("substr(i.value, 1, ?{n}) = ?{}", n - 1));
-                }
-            }
-        }
-        let any = if alternatives.is_empty() {
-            "0".to_string()
-        } else {
-            alternatives.join(" OR ")
-        };
-        let not = if condition.negated { "NOT " } else { "" };
-        // Checked against the candidate row's own keys: a page costs the rows it
-        // walks, however many objects share a value.
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM (SELECT json_extract(k.value, '$[0]') AS field,
-                json_extract(k.value, '$[1]') AS value FROM json_each(o.index_keys) k) i
-                WHERE i.field = ?{field} AND ({any}))"
-        ));
-    }
-    if let Some(success) = query.delivery_success {
-        let not = if success { "NOT " } else { "" };
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
-                WHERE d.event_id = o.id AND d.account = o.account AND +d.push = 1
-                  AND d.succeeded_at IS NULL)"
-        ));
-    }
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(V::Integer(v));
-        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, "o.seq");
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ?{}", args.len()));
-    (sql, args)
 }
 
 #[cfg(test)]
