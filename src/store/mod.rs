@@ -8,13 +8,13 @@
 //! apart by row versions: a batch that updates a row someone else changed first
 //! fails with [`CommitError::Conflict`] and the operation runs again on fresh data.
 
-#[cfg(test)]
-mod conformance;
 mod migrations;
 mod object_data;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 mod wal_vfs;
 
 use std::sync::Arc;
