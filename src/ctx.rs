@@ -407,6 +407,7 @@ impl Ctx {
             events: if keep { self.events } else { Vec::new() },
             idempotency: None,
             idempotency_cutoff: 0,
+            ..WriteBatch::default()
         }
     }
 }

@@ -22,6 +22,7 @@ pub const SQLITE: &[&str] = steps!("sqlite":
     "0004_deliveries_at_commit",
     "0005_idempotency_in_order",
     "0006_index_key_text",
+    "0007_scheduled_jobs",
 );
 
 pub const POSTGRES: &[&str] = steps!("postgres":
@@ -33,6 +34,7 @@ pub const POSTGRES: &[&str] = steps!("postgres":
     "0006_collate_c",
     "0007_drop_objects_pkey",
     "0008_compressed_data",
+    "0009_scheduled_jobs",
 );
 
 #[cfg(test)]

@@ -316,11 +316,10 @@ impl PostgresStore {
 }
 
 /// Applies every write of the batch inside `tx`; any `Err` means the caller rolls back.
-/// Applies a batch; returns how many deliveries its events called for.
 async fn apply_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &WriteBatch,
-) -> Result<u64, CommitError> {
+) -> Result<Committed, CommitError> {
     let account = batch.account.as_str();
     for object in &batch.objects {
         let id = object.id.as_str();
@@ -409,6 +408,20 @@ async fn apply_batch(
         .map(|o| o.id.as_str())
         .or(batch.idempotency.as_ref().map(|r| r.key.as_str()))
         .unwrap_or("batch");
+    let scheduled = match &batch.finishes {
+        _ if !batch.has_jobs() => None,
+        finishes => {
+            let jobs = JobColumns::of(std::iter::once(batch));
+            let written = jobs
+                .write(tx)
+                .await
+                .map_err(|e| commit_err("writing jobs", label, e))?;
+            if let Some(lease) = finishes.as_ref().filter(|_| written.finished == 0) {
+                return Err(CommitError::Conflict(lease.label()));
+            }
+            written.earliest
+        }
+    };
     let mut deliveries = 0;
     if !batch.events.is_empty() {
         let stmt = tx
@@ -445,7 +458,153 @@ async fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(deliveries)
+    Ok(Committed {
+        deliveries: deliveries > 0,
+        scheduled,
+    })
+}
+
+/// Removes the jobs whose leases `$1..$4` (account, kind, object, owner) still hold.
+const FINISH_JOBS: &str = "DELETE FROM scheduled_jobs j
+     USING unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS f(a, k, o, l)
+     WHERE j.account = f.a AND j.kind = f.k AND j.object = f.o AND j.lease_owner = f.l";
+const CANCEL_JOBS: &str = "DELETE FROM scheduled_jobs j
+     USING unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS c(a, k, o)
+     WHERE j.account = c.a AND j.kind = c.k AND j.object = c.o";
+/// Schedules jobs, or reschedules them (their lease and attempts start over). A
+/// job on the account's clock runs when the real time reaches its due time less
+/// the account's offset (none for an account not stored). The account's row is
+/// read FOR SHARE: a clock move under way (which holds it to update it) commits
+/// first and is read here, and one that comes later waits for this transaction
+/// and then moves these jobs with the others.
+const SCHEDULE_JOBS: &str = "INSERT INTO scheduled_jobs
+        (account, kind, object, due_at, clock, runnable_at, attempts, created_at)
+     SELECT t.a, t.k, t.o, t.d, t.c,
+            CASE WHEN t.c IS NULL THEN (t.d - COALESCE(
+                (SELECT clock_offset FROM accounts WHERE id = t.a FOR SHARE), 0)) * 1000 END,
+            0, $6::BIGINT
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[])
+          AS t(a, k, o, d, c)
+     ON CONFLICT (account, kind, object) DO UPDATE SET
+        due_at = excluded.due_at, clock = excluded.clock, runnable_at = excluded.runnable_at,
+        lease_owner = NULL, lease_expires_at = NULL, attempts = 0, last_error = NULL
+     RETURNING runnable_at";
+
+/// The jobs some batches finish, cancel and schedule, as the columns of
+/// [`FINISH_JOBS`], [`CANCEL_JOBS`] and [`SCHEDULE_JOBS`].
+#[derive(Default)]
+struct JobColumns<'a> {
+    /// Account, kind, object and lease owner of each job finished.
+    finished: [Vec<&'a str>; 4],
+    /// Account, kind and object of each job cancelled.
+    cancelled: [Vec<&'a str>; 3],
+    /// Account, kind and object of each job scheduled, then its due time and clock.
+    scheduled: [Vec<&'a str>; 3],
+    due_at: Vec<i64>,
+    clocks: Vec<Option<&'a str>>,
+}
+
+/// What [`JobColumns::write`] did.
+#[derive(Default)]
+struct JobsWritten {
+    /// Jobs finished under a lease still held.
+    finished: u64,
+    /// The earliest `runnable_at` scheduled.
+    earliest: Option<i64>,
+}
+
+impl<'a> JobColumns<'a> {
+    fn of(batches: impl IntoIterator<Item = &'a WriteBatch>) -> Self {
+        let mut columns = JobColumns::default();
+        for batch in batches {
+            if let Some(lease) = &batch.finishes {
+                let row = [
+                    &lease.account,
+                    &lease.job.kind,
+                    &lease.job.object,
+                    &lease.owner,
+                ];
+                for (column, text) in columns.finished.iter_mut().zip(row) {
+                    column.push(text);
+                }
+            }
+            for job in &batch.cancelled_jobs {
+                for (column, text) in
+                    columns
+                        .cancelled
+                        .iter_mut()
+                        .zip([&batch.account, &job.kind, &job.object])
+                {
+                    column.push(text);
+                }
+            }
+            for job in &batch.jobs {
+                for (column, text) in columns.scheduled.iter_mut().zip([
+                    &batch.account,
+                    &job.job.kind,
+                    &job.job.object,
+                ]) {
+                    column.push(text);
+                }
+                columns.due_at.push(job.due_at);
+                columns.clocks.push(job.clock.as_deref());
+            }
+        }
+        columns
+    }
+
+    /// Jobs finished: the batches that finish one.
+    fn finishes(&self) -> usize {
+        self.finished[0].len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.finished[0].is_empty() && self.cancelled[0].is_empty() && self.scheduled[0].is_empty()
+    }
+
+    /// Finishes, cancels and schedules, in that order (a handler may schedule its
+    /// own job again), the statements sent together.
+    async fn write(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<JobsWritten, tokio_postgres::Error> {
+        let finished = async {
+            if self.finished[0].is_empty() {
+                return Ok(0);
+            }
+            let stmt = tx.prepare_cached(FINISH_JOBS).await?;
+            let [a, k, o, l] = &self.finished;
+            tx.execute(&stmt, &[a, k, o, l]).await
+        };
+        let cancelled = async {
+            if self.cancelled[0].is_empty() {
+                return Ok(0);
+            }
+            let stmt = tx.prepare_cached(CANCEL_JOBS).await?;
+            let [a, k, o] = &self.cancelled;
+            tx.execute(&stmt, &[a, k, o]).await
+        };
+        let scheduled = async {
+            if self.scheduled[0].is_empty() {
+                return Ok(Vec::new());
+            }
+            let stmt = tx.prepare_cached(SCHEDULE_JOBS).await?;
+            let [a, k, o] = &self.scheduled;
+            let now_ms = crate::clock::system_now_millis();
+            tx.query(&stmt, &[a, k, o, &self.due_at, &self.clocks, &now_ms])
+                .await
+        };
+        let (finished, cancelled, scheduled) = futures::join!(finished, cancelled, scheduled);
+        cancelled?;
+        let mut earliest = None;
+        for row in scheduled? {
+            earliest = super::earliest(earliest, row.try_get(0)?);
+        }
+        Ok(JobsWritten {
+            finished: finished?,
+            earliest,
+        })
+    }
 }
 
 /// The events of some batches as the columns of [`INSERT_DELIVERIES`].
@@ -512,12 +671,10 @@ async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<Committed, Commit
         .await
         .map_err(|e| commit_err("starting a transaction", label, e))?;
     match apply_batch(&tx, batch).await {
-        Ok(deliveries) => tx
+        Ok(committed) => tx
             .commit()
             .await
-            .map(|()| Committed {
-                deliveries: deliveries > 0,
-            })
+            .map(|()| committed)
             .map_err(|e| commit_err("committing a batch", label, e)),
         Err(err) => {
             if let Err(e) = tx.rollback().await {
@@ -564,13 +721,14 @@ async fn group_commit_loop(
     }
 }
 
-/// Splits off the batches that touch an object or idempotency key an earlier batch
-/// of the group also touches (two writers of one PaymentIntent): they are
+/// Splits off the batches that touch an object, idempotency key or job an earlier
+/// batch of the group also touches (two writers of one PaymentIntent): they are
 /// committed on their own after the group, so the group need not roll back for
 /// them, and each then sees the group's result (and conflicts as it would alone).
 fn split_overlapping(group: Vec<PendingCommit>) -> (Vec<PendingCommit>, Vec<PendingCommit>) {
     let mut ids = std::collections::HashSet::new();
     let mut keys = std::collections::HashSet::new();
+    let mut jobs = std::collections::HashSet::new();
     let (mut disjoint, mut overlapping) = (Vec::new(), Vec::new());
     for pending in group {
         let batch = &pending.batch;
@@ -578,14 +736,29 @@ fn split_overlapping(group: Vec<PendingCommit>) -> (Vec<PendingCommit>, Vec<Pend
             .idempotency
             .as_ref()
             .map(|r| (batch.account.clone(), r.key.clone()));
+        let batch_jobs: Vec<(String, JobId)> = if batch.has_jobs() {
+            let account = &batch.account;
+            batch
+                .finishes
+                .iter()
+                .map(|lease| (&lease.account, &lease.job))
+                .chain(batch.cancelled_jobs.iter().map(|job| (account, job)))
+                .chain(batch.jobs.iter().map(|job| (account, &job.job)))
+                .map(|(account, job)| (account.clone(), job.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let clashes = batch.objects.iter().any(|o| ids.contains(&o.id))
-            || key.as_ref().is_some_and(|k| keys.contains(k));
+            || key.as_ref().is_some_and(|k| keys.contains(k))
+            || batch_jobs.iter().any(|j| jobs.contains(j));
         if clashes {
             overlapping.push(pending);
             continue;
         }
         ids.extend(batch.objects.iter().map(|o| o.id.clone()));
         keys.extend(key);
+        jobs.extend(batch_jobs);
         disjoint.push(pending);
     }
     (disjoint, overlapping)
@@ -780,7 +953,8 @@ fn idempotency_window(batch: &WriteBatch) -> Option<i64> {
 /// idempotency window (it takes one for all; 0 when no batch has a record): they
 /// only create objects, none of them a webhook endpoint or listener (whose index
 /// rows say where events go: the statement's deliveries would not see them, where a
-/// transaction's later statement would), and their records share one window.
+/// transaction's later statement would), and their records share one window. None
+/// of them writes jobs: those take statements of their own ([`JobColumns`]).
 fn only_inserts(batches: &[&WriteBatch]) -> Option<i64> {
     let window = batches.iter().find_map(|b| idempotency_window(b));
     let one_window = batches
@@ -790,7 +964,8 @@ fn only_inserts(batches: &[&WriteBatch]) -> Option<i64> {
         .iter()
         .flat_map(|b| &b.objects)
         .all(|o| o.expected_version.is_none() && !EVENT_TARGET_KINDS.contains(&o.kind.as_str()));
-    (one_window && only_new).then(|| window.unwrap_or_default())
+    let no_jobs = batches.iter().all(|b| !b.has_jobs());
+    (one_window && only_new && no_jobs).then(|| window.unwrap_or_default())
 }
 
 /// Commits a group of batches that pass [`only_inserts`] with [`INSERT_GROUP`]
@@ -865,7 +1040,10 @@ async fn insert_group(
         })?;
     // Committed: should the count not read, the deliverer looks anyway.
     let deliveries = row.try_get::<_, i64>(0).map_or(true, |n| n > 0);
-    Ok(GroupOutcome::Committed(Committed { deliveries }))
+    Ok(GroupOutcome::Committed(Committed {
+        deliveries,
+        scheduled: None,
+    }))
 }
 
 enum GroupOutcome {
@@ -986,6 +1164,13 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         )
         .await
     };
+    let jobs = JobColumns::of(batches.iter().copied());
+    let jobs_written = async {
+        if jobs.is_empty() {
+            return Ok(JobsWritten::default());
+        }
+        jobs.write(&tx).await
+    };
     let deliveries = events.insert(&tx, &insert_deliveries);
     // Idempotency records are few (only requests that carry a key) and each has
     // its own replacement cutoff: one upsert each.
@@ -1010,29 +1195,38 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
             })
         }));
     // The old index rows are found through the keys the rows hold before the update.
-    let (old_index_deleted, inserted, updated, index_written, deliveries, upserts) = futures::join!(
+    let (old_index_deleted, inserted, updated, index_written, jobs_written, deliveries, upserts) = futures::join!(
         old_index_deleted,
         inserted,
         updated,
         index_written,
+        jobs_written,
         deliveries,
         upserts
     );
     let (inserted, updated) = (inserted?, updated?);
     old_index_deleted?;
     index_written?;
+    let jobs_written = jobs_written?;
     let deliveries = deliveries?;
     let mut keys_written = true;
     for written in upserts {
         keys_written &= written? == 1;
     }
-    if inserted != rows.new_ids.len() || updated != update_ids.len() || !keys_written {
+    // A job whose lease was lost is the batch's failure, as a stale version is.
+    let leases_held = jobs_written.finished == jobs.finishes() as u64;
+    if inserted != rows.new_ids.len()
+        || updated != update_ids.len()
+        || !keys_written
+        || !leases_held
+    {
         tx.rollback().await?;
         return Ok(GroupOutcome::RolledBack);
     }
     tx.commit().await.map_err(GroupError::Commit)?;
     Ok(GroupOutcome::Committed(Committed {
         deliveries: deliveries > 0,
+        scheduled: jobs_written.earliest,
     }))
 }
 
@@ -1102,13 +1296,34 @@ impl Store for PostgresStore {
     }
 
     async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
-        self.execute(
-            "moving an account clock",
-            "UPDATE accounts SET clock_offset = GREATEST(clock_offset, $2) WHERE id = $1",
-            &[&account, &offset],
-        )
-        .await
-        .map(|_| ())
+        let fail = |e| pg_err("moving an account clock", e);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        // The account's row stays locked until the commit: a batch scheduling one
+        // of its jobs meanwhile waits (it reads the row FOR SHARE) and then reads
+        // the moved clock.
+        let moved = tx
+            .execute(
+                "UPDATE accounts SET clock_offset = GREATEST(clock_offset, $2) WHERE id = $1",
+                &[&account, &offset],
+            )
+            .await
+            .map_err(fail)?;
+        if moved > 0 {
+            // A statement of its own, so it sees the jobs of batches that held the
+            // account's row until a moment ago. The account's jobs on its clock
+            // that no one holds run by the moved clock: one whose due time it
+            // passed is runnable now.
+            tx.execute(
+                "UPDATE scheduled_jobs SET runnable_at = LEAST(runnable_at,
+                    (due_at - (SELECT clock_offset FROM accounts WHERE id = $1)) * 1000)
+                 WHERE account = $1 AND clock IS NULL AND lease_owner IS NULL",
+                &[&account],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
     }
 
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
@@ -1470,5 +1685,74 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(fail)?;
         Ok(ids.len() as u64)
+    }
+
+    async fn claim_jobs(&self, claim: &JobClaim) -> StoreResult<Vec<ScheduledJob>> {
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let lease_until = claim.now_ms + claim.lease_ms;
+        // Rows another claim has locked are skipped, not waited for; the lease's
+        // end becomes the job's runnable time, so a held job leaves the range
+        // claims scan until the lease runs out.
+        self.query(
+            "claiming jobs",
+            &format!(
+                "UPDATE scheduled_jobs j SET lease_owner = $1, lease_expires_at = $2,
+                    runnable_at = $2, attempts = j.attempts + 1
+                 FROM (SELECT account, kind, object FROM scheduled_jobs
+                       WHERE runnable_at <= $3 ORDER BY runnable_at LIMIT $4
+                       FOR UPDATE SKIP LOCKED) c
+                 WHERE j.account = c.account AND j.kind = c.kind AND j.object = c.object
+                 RETURNING {}",
+                sql::JOB_COLUMNS_OF_J
+            ),
+            &[&claim.owner, &lease_until, &claim.now_ms, &limit],
+            sql::scheduled_job,
+        )
+        .await
+    }
+
+    async fn retry_job(
+        &self,
+        lease: &JobLease,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .execute(
+                "releasing a job for a retry",
+                sql::RETRY_JOB.text(DIALECT),
+                &[
+                    &lease.account,
+                    &lease.job.kind,
+                    &lease.job.object,
+                    &lease.owner,
+                    &retry_at_ms,
+                    &error,
+                ],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        let next = self
+            .query_opt(
+                "reading the next job's time",
+                sql::NEXT_JOB_AT.text(DIALECT),
+                &[],
+                |r| r.try_get::<_, Option<i64>>(0),
+            )
+            .await?;
+        Ok(next.flatten())
+    }
+
+    async fn job(&self, account: &str, job: &JobId) -> StoreResult<Option<ScheduledJob>> {
+        self.query_opt(
+            "reading a job",
+            sql::JOB.text(DIALECT),
+            &[&account, &job.kind, &job.object],
+            sql::scheduled_job,
+        )
+        .await
     }
 }

@@ -18,7 +18,7 @@ use std::fmt;
 
 use super::{
     object_data, Account, AttemptQuery, AttemptRecord, Cursor, Delivery, DeliveryStatus,
-    IdempotencyRecord, IndexCondition, IndexValue, ListQuery, StoredObject,
+    IdempotencyRecord, IndexCondition, IndexValue, JobId, ListQuery, ScheduledJob, StoredObject,
 };
 
 /// Which backend a statement is written for.
@@ -168,6 +168,39 @@ macro_rules! delivery_columns {
 
 pub const DELIVERY_COLUMNS: &str = delivery_columns!();
 
+/// The columns [`scheduled_job`] reads, of jobs as `j` when `$prefix` is `"j."`.
+macro_rules! job_columns {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "account, ",
+            $prefix,
+            "kind, ",
+            $prefix,
+            "object, ",
+            $prefix,
+            "due_at, ",
+            $prefix,
+            "clock, ",
+            $prefix,
+            "runnable_at, ",
+            $prefix,
+            "lease_owner, ",
+            $prefix,
+            "lease_expires_at, ",
+            $prefix,
+            "attempts, ",
+            $prefix,
+            "last_error, ",
+            $prefix,
+            "created_at"
+        )
+    };
+}
+
+pub const JOB_COLUMNS: &str = job_columns!("");
+pub const JOB_COLUMNS_OF_J: &str = job_columns!("j.");
+
 pub const META_GET: Shared = shared!("SELECT value FROM meta WHERE key = ?1");
 pub const META_SET: Shared = shared!(
     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -241,6 +274,21 @@ pub const OLDEST_EVENTS: Shared = shared!(
                      WHERE account = ?1 AND kind = 'event' ORDER BY seq LIMIT ?3) oldest
      WHERE created < ?2"
 );
+
+pub const JOB: Shared = shared!(concat!(
+    "SELECT ",
+    job_columns!(""),
+    " FROM scheduled_jobs WHERE account = ?1 AND kind = ?2 AND object = ?3"
+));
+/// Releases a job its owner `?4` still holds, runnable again at `?5`, keeping
+/// the error `?6`.
+pub const RETRY_JOB: Shared = shared!(
+    "UPDATE scheduled_jobs SET lease_owner = NULL, lease_expires_at = NULL,
+        runnable_at = ?5, last_error = ?6
+     WHERE account = ?1 AND kind = ?2 AND object = ?3 AND lease_owner = ?4"
+);
+/// The earliest runnable time, read off the end of the `runnable_at` index.
+pub const NEXT_JOB_AT: Shared = shared!("SELECT MIN(runnable_at) FROM scheduled_jobs");
 
 /// One bound value of a built statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,6 +655,25 @@ pub fn attempt<R: Row>(row: &R) -> Result<AttemptRecord, R::Error> {
         response_body: row.column(9)?,
         error: row.column(10)?,
         succeeded: row.column(11)?,
+    })
+}
+
+/// A row of [`JOB_COLUMNS`].
+pub fn scheduled_job<R: Row>(row: &R) -> Result<ScheduledJob, R::Error> {
+    Ok(ScheduledJob {
+        account: row.column(0)?,
+        job: JobId {
+            kind: row.column(1)?,
+            object: row.column(2)?,
+        },
+        due_at: row.column(3)?,
+        clock: row.column(4)?,
+        runnable_at: row.column(5)?,
+        lease_owner: row.column(6)?,
+        lease_expires_at: row.column(7)?,
+        attempts: row.column(8)?,
+        last_error: row.column(9)?,
+        created_at: row.column(10)?,
     })
 }
 

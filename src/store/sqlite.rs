@@ -66,6 +66,10 @@ type Reply = oneshot::Sender<Result<Committed, CommitError>>;
 type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
+/// What the writer thread is sent. Nearly every message is a batch, so the batch
+/// travels unboxed: an allocation per batch would buy nothing but a smaller
+/// `RestartWal`.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     /// A batch and what its objects store ([`prepare`]).
     Batch(WriteBatch, Vec<PreparedObject>, Reply),
@@ -496,11 +500,11 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Err(e) => return fail_all(batches, closures, e.to_string()),
     };
     let mut targets = EventTargets::default();
-    let mut deliveries = 0;
+    let mut committed = Committed::default();
     let mut clean = true;
     for (batch, keys, _) in &batches {
         match apply_batch(&tx, batch, keys, &mut targets) {
-            Ok(n) => deliveries += n,
+            Ok(one) => committed = committed.and(one),
             Err(_) => {
                 clean = false;
                 break;
@@ -511,9 +515,6 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Vec::with_capacity(batches.len() + closures.len());
     let mut poisoned = false;
     let tx = if clean {
-        let committed = Committed {
-            deliveries: deliveries > 0,
-        };
         outcomes.extend(
             batches
                 .into_iter()
@@ -533,7 +534,6 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
                 targets = EventTargets::default();
             }
             poisoned |= is_poisoned(&result);
-            let result = result.map(|n| Committed { deliveries: n > 0 });
             outcomes.push((reply, result));
         }
         tx
@@ -625,14 +625,13 @@ fn prepare(batch: &WriteBatch) -> Vec<PreparedObject> {
         .collect()
 }
 
-/// Applies a batch; `prepared` holds [`prepare`] the batch. Returns how many
-/// deliveries its events called for.
+/// Applies a batch; `prepared` holds [`prepare`] the batch.
 fn apply_batch(
     conn: &Connection,
     batch: &WriteBatch,
     prepared: &[PreparedObject],
     targets: &mut EventTargets,
-) -> Result<usize, CommitError> {
+) -> Result<Committed, CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
     // Each statement is taken from the cache once per batch, not once per row: the
@@ -726,6 +725,11 @@ fn apply_batch(
     {
         targets.forget(account);
     }
+    let scheduled = if batch.has_jobs() {
+        apply_jobs(conn, batch)?
+    } else {
+        None
+    };
     let mut deliveries = 0;
     if !batch.events.is_empty() && targets.any(conn, account)? {
         let [endpoint, listener] = EVENT_TARGET_KINDS;
@@ -774,7 +778,81 @@ fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(deliveries)
+    Ok(Committed {
+        deliveries: deliveries > 0,
+        scheduled,
+    })
+}
+
+/// Writes a batch's jobs: the one it finishes first (so its handler may schedule
+/// it again), then those it removes and those it schedules. Returns the earliest
+/// `runnable_at` scheduled.
+fn apply_jobs(conn: &Connection, batch: &WriteBatch) -> Result<Option<i64>, CommitError> {
+    let account = batch.account.as_str();
+    let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
+    if let Some(lease) = &batch.finishes {
+        let removed = conn
+            .prepare_cached(
+                "DELETE FROM scheduled_jobs
+                 WHERE account = ?1 AND kind = ?2 AND object = ?3 AND lease_owner = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    lease.account,
+                    lease.job.kind,
+                    lease.job.object,
+                    lease.owner
+                ])
+            })
+            .map_err(store_err)?;
+        if removed == 0 {
+            return Err(CommitError::Conflict(lease.label()));
+        }
+    }
+    for job in &batch.cancelled_jobs {
+        conn.prepare_cached(
+            "DELETE FROM scheduled_jobs WHERE account = ?1 AND kind = ?2 AND object = ?3",
+        )
+        .and_then(|mut s| s.execute(params![account, job.kind, job.object]))
+        .map_err(store_err)?;
+    }
+    let mut first = None;
+    if !batch.jobs.is_empty() {
+        let now_ms = crate::clock::system_now_millis();
+        // A job on the account's clock runs when the real time reaches its due
+        // time less the account's offset (none for an account not stored).
+        let mut schedule = conn
+            .prepare_cached(
+                "INSERT INTO scheduled_jobs
+                    (account, kind, object, due_at, clock, runnable_at, attempts, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN
+                    (?4 - COALESCE((SELECT clock_offset FROM accounts WHERE id = ?1), 0)) * 1000
+                    END, 0, ?6)
+                 ON CONFLICT (account, kind, object) DO UPDATE SET
+                    due_at = excluded.due_at, clock = excluded.clock,
+                    runnable_at = excluded.runnable_at, lease_owner = NULL,
+                    lease_expires_at = NULL, attempts = 0, last_error = NULL
+                 RETURNING runnable_at",
+            )
+            .map_err(store_err)?;
+        for job in &batch.jobs {
+            let runnable: Option<i64> = schedule
+                .query_row(
+                    params![
+                        account,
+                        job.job.kind,
+                        job.job.object,
+                        job.due_at,
+                        job.clock,
+                        now_ms
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            first = earliest(first, runnable);
+        }
+    }
+    Ok(first)
 }
 
 /// The statement in `slot`, taken from the connection's cache the first time.
@@ -902,11 +980,21 @@ impl Store for SqliteStore {
     async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
         let account = account.to_string();
         self.admin(move |c| {
-            c.execute(
+            let moved = c.execute(
                 "UPDATE accounts SET clock_offset = MAX(clock_offset, ?2) WHERE id = ?1",
                 params![account, offset],
-            )
-            .map(|_| ())
+            )?;
+            if moved > 0 {
+                // The account's jobs on its clock that no one holds run by the
+                // moved clock: one whose due time it passed is runnable now.
+                c.prepare_cached(
+                    "UPDATE scheduled_jobs SET runnable_at = MIN(runnable_at,
+                        (due_at - (SELECT clock_offset FROM accounts WHERE id = ?1)) * 1000)
+                     WHERE account = ?1 AND clock IS NULL AND lease_owner IS NULL",
+                )?
+                .execute(params![account])?;
+            }
+            Ok(())
         })
         .await
     }
@@ -1243,6 +1331,74 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn claim_jobs(&self, claim: &JobClaim) -> StoreResult<Vec<ScheduledJob>> {
+        let claim = claim.clone();
+        self.write_store(move |c| {
+            // The lease's end becomes the job's runnable time: held, it leaves the
+            // range a claim scans, and comes back into it when the lease runs out.
+            let lease_until = claim.now_ms + claim.lease_ms;
+            let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+            let mut take = c.prepare_cached(&format!(
+                "UPDATE scheduled_jobs SET lease_owner = ?1, lease_expires_at = ?2,
+                    runnable_at = ?2, attempts = attempts + 1
+                 WHERE (account, kind, object) IN (
+                    SELECT account, kind, object FROM scheduled_jobs
+                    WHERE runnable_at <= ?3 ORDER BY runnable_at LIMIT ?4
+                 ) RETURNING {}",
+                sql::JOB_COLUMNS
+            ))?;
+            let rows = take.query_map(
+                params![claim.owner, lease_until, claim.now_ms, limit],
+                |r| sql::scheduled_job(r),
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn retry_job(
+        &self,
+        lease: &JobLease,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let (lease, error) = (lease.clone(), error.to_string());
+        self.write_store(move |c| {
+            let changed = c
+                .prepare_cached(sql::RETRY_JOB.text(DIALECT))?
+                .execute(params![
+                    lease.account,
+                    lease.job.kind,
+                    lease.job.object,
+                    lease.owner,
+                    retry_at_ms,
+                    error
+                ])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        self.read_point(|c| {
+            c.prepare_cached(sql::NEXT_JOB_AT.text(DIALECT))?
+                .query_row([], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn job(&self, account: &str, job: &JobId) -> StoreResult<Option<ScheduledJob>> {
+        let (account, job) = (account.to_string(), job.clone());
+        self.read(move |c| {
+            c.prepare_cached(sql::JOB.text(DIALECT))?
+                .query_row(params![account, job.kind, job.object], |r| {
+                    sql::scheduled_job(r)
+                })
+                .optional()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1291,6 +1447,7 @@ mod tests {
                             events: vec![],
                             idempotency: None,
                             idempotency_cutoff: 0,
+                            ..Default::default()
                         })
                         .await
                         .expect("commit");
@@ -1441,6 +1598,7 @@ mod tests {
             events: vec![],
             idempotency: Some(record("key_old")),
             idempotency_cutoff: cutoff,
+            ..Default::default()
         };
         assert!(
             matches!(
@@ -1599,6 +1757,7 @@ mod tests {
                 .collect(),
             idempotency: None,
             idempotency_cutoff: 0,
+            ..Default::default()
         };
         let endpoint = |version| ObjectWrite {
             index: vec![(TARGET_EVENTS_FIELD.into(), "*".into())],
@@ -1624,8 +1783,20 @@ mod tests {
                 },
             ],
         );
-        assert!(matches!(outcomes[0], Ok(Committed { deliveries: false })));
-        assert!(matches!(outcomes[2], Ok(Committed { deliveries: true })));
+        assert!(matches!(
+            outcomes[0],
+            Ok(Committed {
+                deliveries: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            outcomes[2],
+            Ok(Committed {
+                deliveries: true,
+                ..
+            })
+        ));
         assert!(outcomes[1].is_ok());
         assert!(matches!(&outcomes[3], Err(CommitError::Conflict(id)) if id == "cus_none"));
         assert!(outcomes[4].is_ok());

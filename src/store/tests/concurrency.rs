@@ -46,6 +46,7 @@ async fn concurrent_batches_commit_together_or_alone(f: &Fixture) {
                     events: vec![emitted(&format!("evt_g{i}"), "customer.created")],
                     idempotency: Some(record(&format!("key_g{key}"), "fp", 200, "{}", 10)),
                     idempotency_cutoff: 0,
+                    ..Default::default()
                 })
                 .await;
             (i, result)
@@ -326,7 +327,13 @@ async fn a_group_delivers_to_the_targets_of_its_earlier_batches(f: &Fixture) {
     }
     for (name, outcome) in [("evt_g2", &g2), ("evt_gb", &gb), ("evt_gc2", &gc2)] {
         assert!(
-            matches!(outcome, Ok(Committed { deliveries: true })),
+            matches!(
+                outcome,
+                Ok(Committed {
+                    deliveries: true,
+                    ..
+                })
+            ),
             "{name}: {outcome:?}"
         );
     }
@@ -398,6 +405,7 @@ async fn groups_of_new_objects(f: &Fixture) {
                 events: vec![emitted(&event_id, "customer.created")],
                 idempotency: Some(record(&key_of(round, i), &fingerprint, 200, "{}", now)),
                 idempotency_cutoff: cutoff,
+                ..Default::default()
             };
             tasks.push(tokio::spawn(async move { (i, store.commit(batch).await) }));
         }
@@ -414,7 +422,13 @@ async fn groups_of_new_objects(f: &Fixture) {
                 );
             } else {
                 assert!(
-                    matches!(outcome, Ok(Committed { deliveries: true })),
+                    matches!(
+                        outcome,
+                        Ok(Committed {
+                            deliveries: true,
+                            ..
+                        })
+                    ),
                     "writer {round}{i}: {outcome:?}"
                 );
             }

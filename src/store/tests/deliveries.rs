@@ -195,8 +195,14 @@ async fn targets_follow_their_index_rows(f: &Fixture) {
 /// and false when nothing could have: every commit here runs alone.
 async fn committed_says_whether_deliveries_were_created(f: &Fixture) {
     let s = &f.store;
-    let none = Committed { deliveries: false };
-    let some = Committed { deliveries: true };
+    let none = Committed {
+        deliveries: false,
+        scheduled: None,
+    };
+    let some = Committed {
+        deliveries: true,
+        scheduled: None,
+    };
     assert_eq!(
         emit(s, "acct_a", &[("evt_1", "customer.created")]).await,
         none,

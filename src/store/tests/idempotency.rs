@@ -123,6 +123,7 @@ async fn idempotency_taken_rolls_back_batch(f: &Fixture) {
             events: vec![emitted("evt_lost", "customer.created")],
             idempotency: Some(record("key_1", "fp_2", 200, "{}", 1001)),
             idempotency_cutoff: 500,
+            ..Default::default()
         })
         .await;
     assert!(

@@ -348,6 +348,7 @@ mod attempts;
 mod concurrency;
 mod deliveries;
 mod idempotency;
+mod jobs;
 mod lists;
 mod migrations;
 mod objects;

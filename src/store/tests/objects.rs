@@ -271,6 +271,7 @@ async fn stale_update_rolls_back_batch(f: &Fixture) {
             events: vec![emitted("evt_lost", "customer.created")],
             idempotency: Some(record("key_lost", "fp", 200, "{}", 10)),
             idempotency_cutoff: 0,
+            ..Default::default()
         })
         .await;
     assert_conflict(result, "cus_a");
