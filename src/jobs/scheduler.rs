@@ -56,6 +56,9 @@ pub const IDLE_MS: i64 = 1_000;
 /// The first retry of a failed job, doubled at each failure up to the last.
 const FIRST_RETRY_MS: i64 = 1_000;
 const LAST_RETRY_MS: i64 = 600_000;
+/// How long to wait before looking again at a runnable job that a claim passed
+/// over because another transaction held its row.
+const BUSY_ROW_MS: i64 = 50;
 /// How long shutdown waits for the jobs in hand.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -121,8 +124,17 @@ async fn run(
                 continue;
             }
         };
-        let full = jobs.len() == CLAIM;
-        futures::future::join_all(jobs.iter().map(|job| run_job(&engine, handlers, job))).await;
+        let (claimed, full) = (!jobs.is_empty(), jobs.len() == CLAIM);
+        // Each job on a task of its own: one whose handler panics loses only its
+        // run (its lease runs out and it is claimed again).
+        let runs = jobs
+            .into_iter()
+            .map(|job| tokio::spawn(run_job(engine.clone(), handlers, job)));
+        for run in futures::future::join_all(runs).await {
+            if let Err(e) = run {
+                tracing::error!(error = %e, "a scheduled job's run ended abnormally");
+            }
+        }
         if full {
             continue;
         }
@@ -131,9 +143,14 @@ async fn run(
             None
         });
         let now = clock::system_now_millis();
-        let wake_at = next.map_or(now + idle_ms, |at| at.min(now + idle_ms));
+        let mut wake_at = next.map_or(now + idle_ms, |at| at.min(now + idle_ms));
         if wake_at <= now {
-            continue;
+            if claimed {
+                continue;
+            }
+            // Runnable yet not claimed: another node's claim or finish holds the
+            // row for a moment (PostgreSQL's SKIP LOCKED passed it over).
+            wake_at = now + BUSY_ROW_MS;
         }
         engine.wakers.scheduler_sleeps_until(wake_at);
         let nap = Duration::from_millis(u64::try_from(wake_at - now).unwrap_or(0));
@@ -156,7 +173,8 @@ async fn sleep_or_stop(ms: i64, stop: &mut watch::Receiver<bool>) -> bool {
 
 /// Runs one claimed job to its end: done (or moot) and removed with its effect,
 /// released for a retry, or left to whoever took its lease over.
-async fn run_job(engine: &Engine, handlers: Handlers, job: &ScheduledJob) {
+async fn run_job(engine: Arc<Engine>, handlers: Handlers, job: ScheduledJob) {
+    let (engine, job) = (engine.as_ref(), &job);
     let Some(lease) = job.lease() else {
         return;
     };
