@@ -4,7 +4,9 @@
 //! the new versions and the events they cause. Nothing reaches the store until the
 //! http layer commits the whole [`WriteBatch`] (with the idempotency record) in one
 //! transaction. Objects written earlier in the same request are read back from the
-//! pending writes, so an operation sees its own changes.
+//! pending writes, so an operation sees its own changes. Work the change calls
+//! for later (a debit's settlement) is scheduled through the Ctx too
+//! ([`Ctx::schedule`]) and commits with it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +19,16 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::ids;
 use crate::store::{
-    Account, DynStore, EmittedEvent, ListQuery, ObjectWrite, StoredObject, WriteBatch,
+    Account, DynStore, EmittedEvent, JobId, JobSchedule, ListQuery, ObjectWrite, StoredObject,
+    WriteBatch,
 };
 
 /// The API version payground speaks and stamps on events.
 pub const API_VERSION: &str = "2024-04-10";
+
+/// Stripe's test clock object, whose `frozen_time` is "now" for what is attached
+/// to it.
+const TEST_CLOCK: &str = "test_helpers.test_clock";
 
 /// A Stripe object stored by payground: its serde form is exactly Stripe's JSON,
 /// and its JSON schema (derived from the same type) is what the OpenAPI document
@@ -147,19 +154,32 @@ pub fn push_json(out: &mut String, value: &(impl Serialize + ?Sized)) {
     }
 }
 
+/// How the server was started, as operations need to know it.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How long a bank debit stays `processing` before it settles
+    /// (`--settlement-delay`).
+    pub settlement_delay: std::time::Duration,
+}
+
 pub struct Ctx {
     pub store: DynStore,
     pub account: Arc<Account>,
-    /// The account's time when the request started.
+    /// The account's time when the request started: "now" for every object on
+    /// the account's clock (see [`Ctx::now_on`]).
     pub now: i64,
     pub request: RequestInfo,
     pub public_url: String,
+    pub settings: Arc<Settings>,
     /// Versions of objects this request read, for optimistic concurrency.
     versions: HashMap<String, i64>,
     /// Latest pending write per id, in first-write order.
     writes: Vec<ObjectWrite>,
     write_index: HashMap<String, usize>,
     events: Vec<EmittedEvent>,
+    /// Jobs scheduled, and jobs removed, by this unit of work.
+    jobs: Vec<JobSchedule>,
+    cancelled_jobs: Vec<JobId>,
     /// The operation fails, and yet its writes stand: see [`Ctx::commit_with_error`].
     commit_with_error: bool,
 }
@@ -188,6 +208,7 @@ impl Ctx {
         now: i64,
         request: RequestInfo,
         public_url: String,
+        settings: Arc<Settings>,
     ) -> Self {
         Ctx {
             store,
@@ -195,10 +216,13 @@ impl Ctx {
             now,
             request,
             public_url,
+            settings,
             versions: HashMap::new(),
             writes: Vec::new(),
             write_index: HashMap::new(),
             events: Vec::new(),
+            jobs: Vec::new(),
+            cancelled_jobs: Vec::new(),
             commit_with_error: false,
         }
     }
@@ -415,6 +439,52 @@ impl Ctx {
             .map_err(internal)
     }
 
+    /// The time on `clock` as this unit of work sees it: the account's (`None`:
+    /// [`Ctx::now`]), or a test clock's frozen time, read from the clock object
+    /// (pending writes first). Objects attached to a test clock read their time
+    /// through it, as their jobs are due on it.
+    pub async fn now_on(&mut self, clock: Option<&str>) -> Result<i64, ApiError> {
+        let Some(id) = clock else {
+            return Ok(self.now);
+        };
+        let frozen = self
+            .find_value(id)
+            .await?
+            .and_then(|clock| clock.get("frozen_time").and_then(Value::as_i64));
+        frozen.ok_or_else(|| ApiError::no_such(TEST_CLOCK, id))
+    }
+
+    /// Schedules job `kind` for `object`, due at `due_at` (unix seconds on the
+    /// account's clock): it commits with this unit of work or not at all, and the
+    /// scheduler runs its handler once it is due. Scheduling the same job again
+    /// replaces its due time.
+    pub fn schedule(&mut self, kind: &str, object: &str, due_at: i64) {
+        let job = JobId {
+            kind: kind.to_string(),
+            object: object.to_string(),
+        };
+        self.cancelled_jobs.retain(|j| *j != job);
+        self.jobs.retain(|j| j.job != job);
+        self.jobs.push(JobSchedule {
+            job,
+            due_at,
+            clock: None,
+        });
+    }
+
+    /// Removes job `kind` of `object`, if there is one, with this unit of work:
+    /// the change it waited for came about another way.
+    pub fn unschedule(&mut self, kind: &str, object: &str) {
+        let job = JobId {
+            kind: kind.to_string(),
+            object: object.to_string(),
+        };
+        self.jobs.retain(|j| j.job != job);
+        if !self.cancelled_jobs.contains(&job) {
+            self.cancelled_jobs.push(job);
+        }
+    }
+
     /// Marks the failure this operation is about to answer with as one that
     /// Stripe records: what it wrote commits with the error. A card decline is
     /// the case: its failed charge, the PaymentIntent's `last_payment_error` and
@@ -431,13 +501,21 @@ impl Ctx {
     /// Hands the recorded writes over for commit. When the operation `failed`,
     /// they are dropped unless it chose [`Ctx::commit_with_error`].
     pub fn into_batch(self, failed: bool) -> WriteBatch {
-        let keep = !failed || self.commit_with_error;
+        if failed && !self.commit_with_error {
+            return WriteBatch {
+                account: self.account.id.clone(),
+                ..WriteBatch::default()
+            };
+        }
         WriteBatch {
             account: self.account.id.clone(),
-            objects: if keep { self.writes } else { Vec::new() },
-            events: if keep { self.events } else { Vec::new() },
+            objects: self.writes,
+            events: self.events,
             idempotency: None,
             idempotency_cutoff: 0,
+            jobs: self.jobs,
+            cancelled_jobs: self.cancelled_jobs,
+            finishes: None,
         }
     }
 }
@@ -488,6 +566,108 @@ mod tests {
         let mut none = String::new();
         push_json(&mut none, &Option::<String>::None);
         assert_eq!(none, "null");
+    }
+
+    /// A unit of work on a fresh SQLite file; the file's folder.
+    fn context(now: i64) -> (Ctx, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("payground-ctx-{}", ids::random_string(12)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("ctx.db");
+        let store: DynStore = Arc::new(
+            crate::store::sqlite::SqliteStore::open(path.to_str().expect("utf-8 path"))
+                .expect("open"),
+        );
+        let account = Account {
+            id: "acct_a".into(),
+            secret_key: "sk_test_a".into(),
+            publishable_key: "pk_test_a".into(),
+            clock_offset: 0,
+            created: 1,
+        };
+        let request = RequestInfo {
+            request_id: String::new(),
+            idempotency_key: None,
+            key_kind: KeyKind::Secret,
+        };
+        let settings = Arc::new(Settings::default());
+        let ctx = Ctx::new(
+            store,
+            Arc::new(account),
+            now,
+            request,
+            "http://x".into(),
+            settings,
+        );
+        (ctx, dir)
+    }
+
+    /// Scheduling a job again replaces it, removing one after scheduling it
+    /// leaves only the removal, and the jobs go with the writes of a failure.
+    #[test]
+    fn jobs_go_with_the_unit_of_work() {
+        let (mut ctx, dir) = context(100);
+        ctx.schedule("k", "o1", 10);
+        ctx.schedule("k", "o1", 20);
+        ctx.unschedule("k", "o2");
+        ctx.schedule("k", "o2", 30);
+        ctx.schedule("k", "o3", 40);
+        ctx.unschedule("k", "o3");
+        let batch = ctx.into_batch(false);
+        let scheduled: Vec<(&str, i64)> = batch
+            .jobs
+            .iter()
+            .map(|j| (j.job.object.as_str(), j.due_at))
+            .collect();
+        assert_eq!(scheduled, [("o1", 20), ("o2", 30)]);
+        let removed: Vec<&str> = batch
+            .cancelled_jobs
+            .iter()
+            .map(|j| j.object.as_str())
+            .collect();
+        assert_eq!(removed, ["o3"]);
+
+        let (mut failed, failed_dir) = context(100);
+        failed.schedule("k", "o1", 10);
+        assert!(
+            failed.into_batch(true).is_empty(),
+            "a failure leaves no job"
+        );
+        let (mut declined, declined_dir) = context(100);
+        declined.schedule("k", "o1", 10);
+        declined.commit_with_error();
+        assert_eq!(declined.into_batch(true).jobs.len(), 1);
+        for dir in [dir, failed_dir, declined_dir] {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// "Now" on the account's clock is the unit of work's; on a test clock, the
+    /// clock's frozen time; a clock that is not there is Stripe's 404.
+    #[tokio::test]
+    async fn now_on_reads_the_objects_clock() {
+        let (mut ctx, dir) = context(1_000);
+        assert_eq!(ctx.now_on(None).await.ok(), Some(1_000));
+        let clock = ObjectWrite {
+            id: "clock_1".into(),
+            kind: TEST_CLOCK.into(),
+            created: 1,
+            data: r#"{"id":"clock_1","object":"test_helpers.test_clock","frozen_time":500}"#.into(),
+            expected_version: None,
+            index: Vec::new(),
+            deleted: false,
+        };
+        ctx.store
+            .commit(WriteBatch {
+                account: "acct_a".into(),
+                objects: vec![clock],
+                ..WriteBatch::default()
+            })
+            .await
+            .expect("commit");
+        assert_eq!(ctx.now_on(Some("clock_1")).await.ok(), Some(500));
+        let missing = ctx.now_on(Some("clock_2")).await.err().map(|e| e.status);
+        assert_eq!(missing, Some(404));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

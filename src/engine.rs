@@ -6,15 +6,18 @@
 //! commit them with it ([`Ctx::commit_with_error`]: a card decline, which Stripe
 //! keeps with its failed charge and the PaymentIntent's `last_payment_error`).
 //! The http layer adds what only an API request has on top (idempotency,
-//! expansion, the answer); jobs and hosted pages use [`run_as!`](crate::run_as).
+//! expansion, the answer); jobs and hosted pages use [`run_as!`](crate::run_as),
+//! and the scheduler runs each job's handler in an [`Engine::internal_context`]
+//! whose batch also finishes the job.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::ctx::{Ctx, KeyKind, RequestInfo};
+use crate::ctx::{Ctx, KeyKind, RequestInfo, Settings};
 use crate::error::{ApiError, ErrorType};
-use crate::store::{Account, CommitError, Committed, DynStore, WriteBatch};
+use crate::store::{Account, CommitError, Committed, DynStore, StoreResult, WriteBatch};
 
 /// Attempts of one operation that keeps losing optimistic-concurrency races.
 pub const MAX_ATTEMPTS: u32 = 50;
@@ -36,10 +39,26 @@ pub fn conflict_exhausted(attempts: u32) -> ApiError {
 
 /// Background work that a commit can make due, woken at once instead of at its
 /// next poll.
-#[derive(Default)]
 pub struct Wakers {
     /// A commit created webhook deliveries (or a resend made one due).
     pub deliveries: Notify,
+    /// A job became runnable before the scheduler meant to wake (see
+    /// [`Wakers::job_runnable_at`]), or an account's clock moved.
+    pub scheduled: Notify,
+    /// When the scheduler wakes by itself (unix milliseconds, real time);
+    /// `i64::MAX` while it looks for work, so that whatever is scheduled
+    /// meanwhile wakes it again.
+    scheduler_wakes_at: AtomicI64,
+}
+
+impl Default for Wakers {
+    fn default() -> Self {
+        Wakers {
+            deliveries: Notify::new(),
+            scheduled: Notify::new(),
+            scheduler_wakes_at: AtomicI64::new(i64::MAX),
+        }
+    }
 }
 
 impl Wakers {
@@ -47,6 +66,28 @@ impl Wakers {
         if committed.deliveries {
             self.deliveries.notify_one();
         }
+        if let Some(at) = committed.scheduled {
+            self.job_runnable_at(at);
+        }
+    }
+
+    /// A job is runnable at `at` (unix milliseconds): wakes the scheduler when it
+    /// sleeps past that. A job further off costs no wake-up.
+    pub fn job_runnable_at(&self, at: i64) {
+        if at < self.scheduler_wakes_at.load(Ordering::SeqCst) {
+            self.scheduled.notify_one();
+        }
+    }
+
+    /// The scheduler is about to look for work: every job scheduled from now
+    /// until it sleeps wakes it again (it may have looked too early to see it).
+    pub fn scheduler_looking(&self) {
+        self.scheduler_wakes_at.store(i64::MAX, Ordering::SeqCst);
+    }
+
+    /// The scheduler sleeps until `at` unless woken.
+    pub fn scheduler_sleeps_until(&self, at: i64) {
+        self.scheduler_wakes_at.store(at, Ordering::SeqCst);
     }
 }
 
@@ -54,14 +95,16 @@ pub struct Engine {
     pub store: DynStore,
     /// The base of URLs handed out in objects (hosted pages, receipts).
     pub public_url: String,
+    pub settings: Arc<Settings>,
     pub wakers: Arc<Wakers>,
 }
 
 impl Engine {
-    pub fn new(store: DynStore, public_url: String) -> Self {
+    pub fn new(store: DynStore, public_url: String, settings: Arc<Settings>) -> Self {
         Engine {
             store,
             public_url,
+            settings,
             wakers: Arc::default(),
         }
     }
@@ -75,6 +118,7 @@ impl Engine {
             now,
             request,
             self.public_url.clone(),
+            self.settings.clone(),
         )
     }
 
@@ -96,6 +140,14 @@ impl Engine {
         let committed = self.store.commit(batch).await?;
         self.wakers.committed(committed);
         Ok(committed)
+    }
+
+    /// Moves an account's clock forward (never back): its jobs on that clock
+    /// whose due time it passes become runnable, and the scheduler looks at once.
+    pub async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
+        self.store.set_clock_offset(account, offset).await?;
+        self.wakers.scheduled.notify_one();
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::accounts;
+use crate::ctx::Settings;
 use crate::engine::Engine;
 use crate::http::app::App;
 use crate::http::router::router;
@@ -46,13 +47,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    let engine = Arc::new(Engine::new(store.clone(), public_url.clone()));
+    let settings = Arc::new(Settings {
+        settlement_delay: config.settlement_delay,
+    });
+    let engine = Arc::new(Engine::new(store.clone(), public_url.clone(), settings));
     let app =
         App::new(engine.clone(), config.admin_token.clone()).with_rate_limit(config.rate_limit);
-    tokio::spawn(crate::jobs::settlement::run(
-        engine,
-        config.settlement_delay,
-    ));
+    // A database written before settlement was scheduled work: its processing
+    // debits get their jobs, once.
+    crate::jobs::settlement::schedule_earlier_debits(&engine)
+        .await
+        .map_err(|e| anyhow::anyhow!("scheduling the settlement of processing debits: {e}"))?;
+    // Scheduled work runs on a task of its own; commits wake it through the engine.
+    let scheduler = crate::jobs::scheduler::start(engine);
     // Webhook delivery runs on tasks of its own; commits wake it through the hub.
     let webhooks =
         crate::jobs::webhooks::start(store.clone(), app.webhooks.clone(), config.webhooks.clone())?;
@@ -91,6 +98,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await?;
     tracing::info!("stopped serving; stopping webhook delivery");
     webhooks.shutdown().await;
+    tracing::info!("stopping scheduled work");
+    scheduler.shutdown().await;
     tracing::info!("stopped serving; closing the store");
     drop(store);
     Ok(())

@@ -118,12 +118,7 @@ async fn clock_advance(State(app): State<App>, req: SecretRequest) -> Response {
         .into_response();
     }
     let offset = req.account.clock_offset + params.seconds;
-    if let Err(e) = app
-        .engine
-        .store
-        .set_clock_offset(&req.account.id, offset)
-        .await
-    {
+    if let Err(e) = app.engine.set_clock_offset(&req.account.id, offset).await {
         return ApiError::internal("clock update failed", e).into_response();
     }
     app.forget_account(&req.account.id);

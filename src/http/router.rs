@@ -143,6 +143,7 @@ pub mod testing {
             let engine = Arc::new(crate::engine::Engine::new(
                 store.clone(),
                 "http://127.0.0.1:1".to_string(),
+                Arc::default(),
             ));
             let app = App::new(engine, Some(ADMIN_TOKEN.to_string()));
             TestRouter {

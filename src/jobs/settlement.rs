@@ -1,80 +1,111 @@
-//! Settles processing bank debits once their delay has passed.
-//!
-//! Nothing is kept in memory: each pass looks up the processing PaymentIntents of
-//! every account (an index row per status), so pending settlements survive restarts.
-//! Several nodes may run this at once: settling is a version-checked write, and the
-//! state machine refuses to settle twice, so each payment settles exactly once.
+//! Bank-debit settlement, as scheduled work: a debit that starts `processing`
+//! schedules `payment_intent.settle` at the end of `--settlement-delay`, in the
+//! same transaction, and the scheduler runs [`settle`] once it is due; a
+//! bank-debit SetupIntent does the same with `setup_intent.settle`
+//! ([`settle_setup`]). The test helpers that settle at once remove the job in
+//! their own transaction.
 
-use std::time::Duration;
+use futures::future::BoxFuture;
 
-use crate::ctx::StripeObject;
+use crate::ctx::{Ctx, StripeObject};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::resources::charge::Charge;
 use crate::resources::payment_intent::{self, PaymentIntent};
-use crate::store::ListQuery;
+use crate::resources::setup_intent;
+use crate::store::{Cursor, ListQuery, ScheduledJob};
 
-const PASS_INTERVAL: Duration = Duration::from_millis(500);
-const BATCH: usize = 100;
-
-/// Runs until the process stops.
-pub async fn run(engine: std::sync::Arc<Engine>, delay: Duration) {
-    loop {
-        if let Err(e) = pass(&engine, delay).await {
-            tracing::warn!(error = %e, "settlement pass failed; retrying");
-        }
-        tokio::time::sleep(PASS_INTERVAL).await;
-    }
+/// The handler of [`payment_intent::SETTLE_JOB`]: settles the debit by its test
+/// account numbers. A PaymentIntent no longer processing (or gone) is refused,
+/// which finishes the job without effect.
+pub fn settle<'a>(ctx: &'a mut Ctx, job: &'a ScheduledJob) -> BoxFuture<'a, Result<(), ApiError>> {
+    Box::pin(async move { payment_intent::settle(ctx, &job.job.object).await.map(drop) })
 }
 
-/// One pass over every account; returns how many payments settled.
-pub async fn pass(engine: &Engine, delay: Duration) -> Result<usize, ApiError> {
-    let accounts = engine
-        .store
+/// The handler of [`setup_intent::SETTLE_JOB`]: settles a bank-debit setup as
+/// [`settle`] does a debit.
+pub fn settle_setup<'a>(
+    ctx: &'a mut Ctx,
+    job: &'a ScheduledJob,
+) -> BoxFuture<'a, Result<(), ApiError>> {
+    Box::pin(async move { setup_intent::settle(ctx, &job.job.object).await.map(drop) })
+}
+
+/// Set in `meta` once every processing PaymentIntent has its settlement job.
+const EARLIER_DEBITS_SCHEDULED: &str = "settlement_jobs_scheduled";
+/// Processing PaymentIntents scheduled per batch.
+const PAGE: usize = 100;
+
+/// Gives the processing PaymentIntents of a database written before settlement
+/// was scheduled work their jobs, due when they were due then (their charge's
+/// creation plus the delay), once per database: a `meta` key says it was done.
+/// Nodes starting together may both do it; scheduling a job again only writes
+/// the same due time. Returns how many were scheduled.
+pub async fn schedule_earlier_debits(engine: &Engine) -> Result<usize, ApiError> {
+    let store = &engine.store;
+    let store_err =
+        |what: &'static str| move |e: crate::store::StoreError| ApiError::internal(what, e);
+    if store
+        .meta_get(EARLIER_DEBITS_SCHEDULED)
+        .await
+        .map_err(store_err("reading meta"))?
+        .is_some()
+    {
+        return Ok(0);
+    }
+    let delay = i64::try_from(engine.settings.settlement_delay.as_secs()).unwrap_or(i64::MAX);
+    let mut scheduled = 0;
+    for account in store
         .list_accounts()
         .await
-        .map_err(|e| ApiError::internal("listing accounts", e))?;
-    let mut settled = 0;
-    for account in accounts {
+        .map_err(store_err("listing accounts"))?
+    {
         let account = std::sync::Arc::new(account);
-        let now = account.now();
-        let query = ListQuery {
-            kind: PaymentIntent::OBJECT.to_string(),
-            filter: Some(("status".to_string(), "processing".to_string())),
-            limit: BATCH,
-            ..Default::default()
-        };
-        let rows = engine
-            .store
-            .list(&account.id, &query)
-            .await
-            .map_err(|e| ApiError::internal("listing processing payments", e))?;
-        for row in rows {
-            let Ok(pi) = serde_json::from_str::<PaymentIntent>(&row.data) else {
-                continue;
+        let mut cursor = Cursor::Newest;
+        loop {
+            let query = ListQuery {
+                kind: PaymentIntent::OBJECT.to_string(),
+                filter: Some(("status".to_string(), "processing".to_string())),
+                cursor,
+                limit: PAGE,
+                ..Default::default()
             };
-            let Some(charge_id) = pi.latest_charge.clone() else {
-                continue;
-            };
+            let rows = store
+                .list(&account.id, &query)
+                .await
+                .map_err(store_err("listing processing payments"))?;
             let mut ctx = engine.internal_context(account.clone());
-            let started = match ctx.find::<Charge>(&charge_id).await? {
-                Some(c) => c.created,
-                None => continue,
-            };
-            if now < started + delay.as_secs() as i64 {
-                continue;
+            for row in &rows {
+                let Ok(pi) = serde_json::from_str::<PaymentIntent>(&row.data) else {
+                    continue;
+                };
+                let started = match &pi.latest_charge {
+                    Some(id) => ctx.find::<Charge>(id).await?.map(|c| c.created),
+                    None => None,
+                };
+                let due_at = started.unwrap_or(ctx.now).saturating_add(delay);
+                ctx.schedule(payment_intent::SETTLE_JOB, &pi.id, due_at);
+                scheduled += 1;
             }
-            let result = crate::run_as!(engine, account, |ctx| payment_intent::settle(
-                &mut ctx, &pi.id
-            )
-            .await);
-            match result {
-                Ok(_) => settled += 1,
-                // Another node (or the test helper) settled it first.
-                Err(e) if e.code.as_deref() == Some("payment_intent_unexpected_state") => {}
-                Err(e) => tracing::warn!(payment_intent = %pi.id, error = %e, "settlement failed"),
+            engine
+                .commit(ctx.into_batch(false))
+                .await
+                .map_err(|e| ApiError::internal("scheduling settlements", e))?;
+            match rows.last() {
+                Some(last) if rows.len() == PAGE => cursor = Cursor::Before(last.seq),
+                _ => break,
             }
         }
     }
-    Ok(settled)
+    store
+        .meta_set(EARLIER_DEBITS_SCHEDULED, "1")
+        .await
+        .map_err(store_err("writing meta"))?;
+    if scheduled > 0 {
+        tracing::info!(
+            scheduled,
+            "processing debits of an earlier version scheduled to settle"
+        );
+    }
+    Ok(scheduled)
 }

@@ -1691,6 +1691,8 @@ async fn start_delayed(
     save_for_future_use(ctx, &pi, &pm).await?;
     ctx.emit("charge.pending", &charge_value, None);
     let value = transition(ctx, &mut pi, action, Processing)?;
+    let delay = i64::try_from(ctx.settings.settlement_delay.as_secs()).unwrap_or(i64::MAX);
+    ctx.schedule(SETTLE_JOB, &pi.id, ctx.now.saturating_add(delay));
     Ok(answer_for(ctx, value))
 }
 
@@ -1914,10 +1916,15 @@ pub async fn increment_authorization(
     Ok(value.into())
 }
 
+/// The scheduled job that settles a processing bank debit when its delay is over.
+pub const SETTLE_JOB: &str = "payment_intent.settle";
+
 /// Settles a processing bank debit by its test account numbers.
 pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     let mut pi: PaymentIntent = ctx.fetch(id).await?;
     check(&pi, Action::Settle)?;
+    // Settled now, the debit's scheduled settlement goes with this change.
+    ctx.unschedule(SETTLE_JOB, &pi.id);
     let charge_id = pi.latest_charge.clone().unwrap_or_default();
     let mut charge: Charge = ctx.fetch(&charge_id).await?;
     let pm_id = charge.payment_method.clone().unwrap_or_default();

@@ -983,6 +983,9 @@ async fn attempt_setup(
             attempt.status = setup_attempt::Status::Processing;
             ctx.save(&attempt)?;
             let value = transition(ctx, &mut si, action, Processing)?;
+            // The bank answers after the settlement delay, as it does for a debit.
+            let delay = i64::try_from(ctx.settings.settlement_delay.as_secs()).unwrap_or(i64::MAX);
+            ctx.schedule(SETTLE_JOB, &si.id, ctx.now.saturating_add(delay));
             return Ok(answer_for(ctx, value));
         }
         "card" => {}
@@ -1134,11 +1137,17 @@ pub async fn cancel(ctx: &mut Ctx, id: &str, params: &CancelParams) -> Result<Va
     Ok(value.into())
 }
 
+/// The scheduled job that settles a processing bank-debit setup when the
+/// settlement delay is over.
+pub const SETTLE_JOB: &str = "setup_intent.settle";
+
 /// Settles a processing bank-debit setup by Stripe's test account numbers: the
 /// mandate is accepted, or the account fails as a debit from it would.
 pub async fn settle(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
     let mut si: SetupIntent = ctx.fetch(id).await?;
     check(&si, Action::Settle)?;
+    // Settled now (the test helper), the scheduled settlement goes with it.
+    ctx.unschedule(SETTLE_JOB, &si.id);
     let pm_id = si.payment_method.clone().unwrap_or_default();
     let pm: PaymentMethod = ctx.fetch(&pm_id).await?;
     let attempt_id = si.latest_attempt.clone().unwrap_or_default();

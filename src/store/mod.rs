@@ -7,12 +7,19 @@
 //! committed atomically before the response is sent. Concurrent writers are kept
 //! apart by row versions: a batch that updates a row someone else changed first
 //! fails with [`CommitError::Conflict`] and the operation runs again on fresh data.
+//!
+//! Work due later (a debit's settlement, and later expiries and renewals) is a row
+//! of `scheduled_jobs`, written by the batch of the state change that calls for it
+//! and removed by the batch of the handler that does it ([`WriteBatch::jobs`],
+//! [`WriteBatch::finishes`]).
 
-#[cfg(test)]
-mod conformance;
+mod migrations;
 mod object_data;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 mod wal_vfs;
 
 use std::sync::Arc;
@@ -138,11 +145,38 @@ pub struct WriteBatch {
     pub idempotency: Option<IdempotencyRecord>,
     /// Records older than this (account time) may be replaced by `idempotency`.
     pub idempotency_cutoff: i64,
+    /// Jobs the batch schedules, in the account: scheduling a job again (the same
+    /// kind and object) replaces its due time, its lease and its attempts.
+    pub jobs: Vec<JobSchedule>,
+    /// Jobs the batch removes, whoever holds them: the state change made them moot.
+    pub cancelled_jobs: Vec<JobId>,
+    /// The job this batch is the handler's work of: the commit removes it only while
+    /// the lease is still held, and otherwise fails with a conflict on
+    /// [`JobLease::label`], so the handler's effect and the job's removal are one
+    /// transaction and a job whose lease another node took over is done once.
+    pub finishes: Option<JobLease>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.events.is_empty() && self.idempotency.is_none()
+        self.objects.is_empty()
+            && self.events.is_empty()
+            && self.idempotency.is_none()
+            && self.jobs.is_empty()
+            && self.cancelled_jobs.is_empty()
+            && self.finishes.is_none()
+    }
+
+    /// Whether the batch writes or removes jobs.
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty() || !self.cancelled_jobs.is_empty() || self.finishes.is_some()
+    }
+
+    /// Makes the batch finish the job `lease` holds; a removal of the same job it
+    /// asked for is dropped, as it would not wait for the lease.
+    pub fn finish_job(&mut self, lease: JobLease) {
+        self.cancelled_jobs.retain(|job| *job != lease.job);
+        self.finishes = Some(lease);
     }
 }
 
@@ -152,6 +186,108 @@ pub struct Committed {
     /// Deliveries were created (by this batch or another of its group): the
     /// delivery worker has work.
     pub deliveries: bool,
+    /// The earliest time (unix milliseconds, real time) at which a job the batch
+    /// (or another of its group) scheduled can run: the scheduler may have to wake
+    /// earlier than it meant to.
+    pub scheduled: Option<i64>,
+}
+
+impl Committed {
+    /// What a group's commits did together.
+    pub fn and(self, other: Committed) -> Committed {
+        Committed {
+            deliveries: self.deliveries || other.deliveries,
+            scheduled: earliest(self.scheduled, other.scheduled),
+        }
+    }
+}
+
+/// The earlier of two times either of which may be unknown.
+pub fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A job, named within its account by what it does and to which object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId {
+    /// What to do, e.g. `payment_intent.settle`: the scheduler runs the handler
+    /// of this kind.
+    pub kind: String,
+    /// The id of the object it concerns.
+    pub object: String,
+}
+
+/// A job a batch schedules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSchedule {
+    pub job: JobId,
+    /// When it is due: unix seconds on its clock.
+    pub due_at: i64,
+    /// Whose clock `due_at` is on: `None`, the account's (whose offset, moved by
+    /// [`Store::set_clock_offset`], makes its jobs due earlier); `Some(id)`, a
+    /// test clock's, whose jobs wait until that clock is advanced past them.
+    pub clock: Option<String>,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledJob {
+    pub account: String,
+    pub job: JobId,
+    pub due_at: i64,
+    pub clock: Option<String>,
+    /// When a claim may take it (unix milliseconds, real time): its due time on
+    /// the account's clock, then the end of its lease while it is held, then its
+    /// retry after a failure. `None` for a job on a test clock.
+    pub runnable_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    /// Claims so far, the current one included.
+    pub attempts: i64,
+    /// What the last failed attempt said.
+    pub last_error: Option<String>,
+    /// When it was first scheduled (unix milliseconds, real time).
+    pub created_at: i64,
+}
+
+impl ScheduledJob {
+    /// The lease a claim gave this job, if it holds one.
+    pub fn lease(&self) -> Option<JobLease> {
+        Some(JobLease {
+            account: self.account.clone(),
+            job: self.job.clone(),
+            owner: self.lease_owner.clone()?,
+        })
+    }
+}
+
+/// A job held by a claimer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    pub account: String,
+    pub job: JobId,
+    pub owner: String,
+}
+
+impl JobLease {
+    /// What a commit that finds the lease lost names in its conflict. Object ids
+    /// have no spaces, so it is never an object's.
+    pub fn label(&self) -> String {
+        format!("job {} of {}", self.job.kind, self.job.object)
+    }
+}
+
+/// Which runnable jobs a claim takes.
+#[derive(Debug, Clone)]
+pub struct JobClaim {
+    /// Written as the lease owner; finishing requires it.
+    pub owner: String,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,34 +307,6 @@ pub enum Cursor {
     Before(i64),
     /// Objects newer than this one (`ending_before`).
     After(i64),
-}
-
-/// The bounds a list page puts on its seq `column` and on `created`, as
-/// (condition, value) pairs, and the order: shared by every backend's list SQL,
-/// which only supplies its own placeholder syntax.
-pub fn page_bounds(query: &ListQuery, column: &str) -> (Vec<(String, i64)>, &'static str) {
-    let c = query.created;
-    let mut bounds: Vec<(String, i64)> = [
-        ("o.created >", c.gt),
-        ("o.created >=", c.gte),
-        ("o.created <", c.lt),
-        ("o.created <=", c.lte),
-    ]
-    .into_iter()
-    .filter_map(|(cond, v)| v.map(|v| (cond.to_string(), v)))
-    .collect();
-    let order = match query.cursor {
-        Cursor::Newest => "DESC",
-        Cursor::Before(seq) => {
-            bounds.push((format!("{column} <"), seq));
-            "DESC"
-        }
-        Cursor::After(seq) => {
-            bounds.push((format!("{column} >"), seq));
-            "ASC"
-        }
-    };
-    (bounds, order)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -427,7 +535,9 @@ pub trait Store: Send + Sync + 'static {
     async fn account(&self, id: &str) -> StoreResult<Option<Account>>;
     async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>>;
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
-    /// Moves the account's clock; only ever forward.
+    /// Moves the account's clock; only ever forward. The account's jobs on its
+    /// clock that no one holds become runnable by the new time, in the same
+    /// transaction.
     async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()>;
 
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>>;
@@ -499,6 +609,24 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the account's events created before `cutoff` (account time) with their
     /// index rows, deliveries and attempts; returns how many events went.
     async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64>;
+
+    /// Leases up to `claim.limit` runnable jobs of any account (the earliest
+    /// first) to `claim.owner` until `now_ms + lease_ms`, counting an attempt for
+    /// each. A job whose lease ran out is runnable again; several claimers at once
+    /// get disjoint jobs.
+    async fn claim_jobs(&self, claim: &JobClaim) -> StoreResult<Vec<ScheduledJob>>;
+
+    /// A handler failed: while `lease` is still held, the job is released,
+    /// runnable again at `retry_at_ms`, with `error` kept. `false` when the lease
+    /// was lost (nothing changes).
+    async fn retry_job(&self, lease: &JobLease, retry_at_ms: i64, error: &str)
+        -> StoreResult<bool>;
+
+    /// When the next job becomes runnable (unix milliseconds, real time), whether
+    /// it is due, held by a lease that ends then, or waiting for a retry.
+    async fn next_job_at(&self) -> StoreResult<Option<i64>>;
+
+    async fn job(&self, account: &str, job: &JobId) -> StoreResult<Option<ScheduledJob>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

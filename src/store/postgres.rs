@@ -17,10 +17,13 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use super::sql::{self, Arg, Dialect};
 use super::*;
+
+const DIALECT: Dialect = Dialect::Postgres;
 
 /// Connections per node.
 const POOL_SIZE: usize = 16;
@@ -33,214 +36,8 @@ const RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Advisory lock key that serialises migrations between nodes booting at once ("paygroun").
 const MIGRATION_LOCK: i64 = 0x7061_7967_726f_756e;
 
-pub(super) const MIGRATIONS: &[&str] = &[
-    // 1: the core tables.
-    r#"
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE accounts (
-        id TEXT PRIMARY KEY,
-        secret_key TEXT NOT NULL UNIQUE,
-        publishable_key TEXT NOT NULL UNIQUE,
-        clock_offset BIGINT NOT NULL DEFAULT 0,
-        created BIGINT NOT NULL
-    );
-    CREATE TABLE objects (
-        seq BIGSERIAL PRIMARY KEY,
-        account TEXT NOT NULL,
-        id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        created BIGINT NOT NULL,
-        version BIGINT NOT NULL,
-        deleted BOOLEAN NOT NULL DEFAULT FALSE,
-        data TEXT NOT NULL
-    );
-    CREATE UNIQUE INDEX objects_by_id ON objects(id);
-    CREATE INDEX objects_by_list ON objects(account, kind, seq);
-    CREATE TABLE object_index (
-        account TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        field TEXT NOT NULL,
-        value TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        id TEXT NOT NULL,
-        PRIMARY KEY (account, kind, field, value, seq)
-    );
-    CREATE INDEX object_index_by_id ON object_index(id);
-    CREATE TABLE idempotency (
-        account TEXT NOT NULL,
-        key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        created BIGINT NOT NULL,
-        PRIMARY KEY (account, key)
-    );
-    CREATE TABLE outbox (
-        seq BIGSERIAL PRIMARY KEY,
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        created BIGINT NOT NULL
-    );
-    "#,
-    // 2: webhook delivery, as in the SQLite store. Claims take rows with
-    // FOR UPDATE SKIP LOCKED, so several nodes share the work without waiting on
-    // each other. Times are unix milliseconds.
-    r#"
-    ALTER TABLE outbox ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
-    CREATE INDEX outbox_by_lease ON outbox(lease_until, seq);
-    CREATE TABLE webhook_deliveries (
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        push BOOLEAN NOT NULL,
-        status TEXT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        next_attempt_at BIGINT NOT NULL,
-        lease_owner TEXT,
-        lease_expires_at BIGINT,
-        succeeded_at BIGINT,
-        created_at BIGINT NOT NULL,
-        PRIMARY KEY (event_id, endpoint_id)
-    );
-    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(push, status, next_attempt_at);
-    CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, status, next_attempt_at);
-    CREATE TABLE webhook_attempts (
-        seq BIGSERIAL PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        attempt BIGINT NOT NULL,
-        attempted_at BIGINT NOT NULL,
-        status_code INTEGER,
-        latency_ms BIGINT NOT NULL,
-        response_body TEXT,
-        error TEXT,
-        succeeded BOOLEAN NOT NULL
-    );
-    CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
-    CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
-    "#,
-    // 3: objects (PaymentIntents, events embedding them) are 1.5-3 KB of JSON, just
-    // over the 2 KB at which PostgreSQL starts compressing a row's values: every
-    // insert paid for a pglz compression attempt. Rows up to a page stay as written.
-    r#"
-    ALTER TABLE objects SET (toast_tuple_target = 8160);
-    ALTER TABLE idempotency SET (toast_tuple_target = 8160);
-    "#,
-    // 4: each object row keeps its own index keys, so a new version removes its
-    // predecessor's index rows by primary key and the by-id index can go.
-    r#"
-    ALTER TABLE objects ADD COLUMN index_keys TEXT NOT NULL DEFAULT '[]';
-    UPDATE objects o SET index_keys = k.keys
-    FROM (SELECT seq, json_agg(json_build_array(field, value))::TEXT AS keys
-          FROM object_index GROUP BY seq) k
-    WHERE o.seq = k.seq;
-    DROP INDEX object_index_by_id;
-    "#,
-    // 5: deliveries are created with their events, from the index rows through
-    // which webhook endpoints and listeners name the event types they take; the
-    // outbox and the fan-out go. `pending_webhooks` and `delivery_success` are
-    // read from the deliveries, so events are no longer rewritten as they are
-    // delivered and their `delivery` index rows go. The due index keeps only
-    // pending rows, by endpoint, for the claim.
-    //
-    // The target rows get an index of their own: every commit with events looks
-    // them up, and through the primary key a plan made while the tables were
-    // still empty (a prepared statement's generic plan) matched only `account`
-    // and filtered the rest, reading every index row of the account per event:
-    // confirms fell from ~2,000/s to ~400/s with both cores in PostgreSQL.
-    r#"
-    CREATE INDEX object_index_targets ON object_index(account, value) INCLUDE (kind, id)
-        WHERE field = 'target_event';
-    INSERT INTO object_index (account, kind, field, value, seq, id)
-    SELECT DISTINCT o.account, o.kind, 'target_event', je.value, o.seq, o.id
-    FROM objects o, json_array_elements_text(o.data::JSON -> 'enabled_events') AS je(value)
-    WHERE o.kind IN ('webhook_endpoint', 'payground.listener') AND NOT o.deleted
-      AND (o.kind = 'payground.listener' OR o.data::JSON ->> 'status' = 'enabled')
-    ON CONFLICT DO NOTHING;
-    UPDATE objects o SET index_keys = k.keys
-    FROM (SELECT seq, json_agg(json_build_array(field, value))::TEXT AS keys
-          FROM object_index WHERE kind IN ('webhook_endpoint', 'payground.listener')
-          GROUP BY seq) k
-    WHERE o.seq = k.seq;
-    INSERT INTO webhook_deliveries
-        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-    SELECT DISTINCT ob.account, ob.event_id, i.id, i.kind = 'webhook_endpoint', 'pending', 0,
-           (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT,
-           (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
-    FROM outbox ob
-    JOIN objects e ON e.id = ob.event_id
-    JOIN object_index i ON i.account = ob.account
-        AND i.kind IN ('webhook_endpoint', 'payground.listener') AND i.field = 'target_event'
-        AND i.value IN (e.data::JSON ->> 'type', '*') AND i.seq < e.seq
-    ON CONFLICT DO NOTHING;
-    DROP TABLE outbox;
-    DELETE FROM object_index WHERE kind = 'event' AND field = 'delivery';
-    DROP INDEX webhook_deliveries_due;
-    DROP INDEX webhook_deliveries_by_endpoint;
-    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id, next_attempt_at)
-        WHERE status = 'pending';
-    "#,
-    // 6: every text that a key or an index holds compares as bytes (COLLATE "C").
-    // Under the database's default collation (C.UTF-8 or en_US.UTF-8 on most
-    // servers, neither of which PostgreSQL 15 treats as C) each comparison in a
-    // B-tree copied both strings and called strcoll; ids, kinds and keys are ASCII,
-    // so byte order is the order they already had. The indexes are rebuilt; the
-    // rows stay where they are.
-    r#"
-    ALTER TABLE meta ALTER COLUMN key TYPE TEXT COLLATE "C";
-    ALTER TABLE accounts
-        ALTER COLUMN id TYPE TEXT COLLATE "C",
-        ALTER COLUMN secret_key TYPE TEXT COLLATE "C",
-        ALTER COLUMN publishable_key TYPE TEXT COLLATE "C";
-    ALTER TABLE objects
-        ALTER COLUMN account TYPE TEXT COLLATE "C",
-        ALTER COLUMN id TYPE TEXT COLLATE "C",
-        ALTER COLUMN kind TYPE TEXT COLLATE "C";
-    ALTER TABLE object_index
-        ALTER COLUMN account TYPE TEXT COLLATE "C",
-        ALTER COLUMN kind TYPE TEXT COLLATE "C",
-        ALTER COLUMN field TYPE TEXT COLLATE "C",
-        ALTER COLUMN value TYPE TEXT COLLATE "C",
-        ALTER COLUMN id TYPE TEXT COLLATE "C";
-    ALTER TABLE idempotency
-        ALTER COLUMN account TYPE TEXT COLLATE "C",
-        ALTER COLUMN key TYPE TEXT COLLATE "C";
-    ALTER TABLE webhook_deliveries
-        ALTER COLUMN account TYPE TEXT COLLATE "C",
-        ALTER COLUMN event_id TYPE TEXT COLLATE "C",
-        ALTER COLUMN endpoint_id TYPE TEXT COLLATE "C",
-        ALTER COLUMN status TYPE TEXT COLLATE "C";
-    ALTER TABLE webhook_attempts
-        ALTER COLUMN id TYPE TEXT COLLATE "C",
-        ALTER COLUMN account TYPE TEXT COLLATE "C",
-        ALTER COLUMN event_id TYPE TEXT COLLATE "C",
-        ALTER COLUMN endpoint_id TYPE TEXT COLLATE "C";
-    "#,
-    // 7: objects are found by id (`objects_by_id`) or by account, kind and seq
-    // (`objects_by_list`, which also serves the joins from index rows, which carry
-    // all three), never by seq alone, so the primary key on seq was a third B-tree
-    // written for every object and read by nothing. Dropping it: 201-207 against
-    // 208-216 µs of PostgreSQL CPU per confirmed payment, 4,693-4,845 against
-    // 4,479-4,668 confirms/s. seq still comes from its sequence, so it stays unique
-    // and ordered without the index.
-    r#"
-    ALTER TABLE objects DROP CONSTRAINT objects_pkey;
-    "#,
-    // 8: an object's JSON is stored as bytes, LZ4-compressed against a dictionary
-    // of typical objects ([`object_data`]). A confirmed payment is ~9.5 KB of JSON
-    // in seven rows, mostly under the 2 KB at which PostgreSQL would compress a
-    // value itself; every byte of it was written to the WAL, to a new heap page
-    // (whose extension copies a page into the kernel's cache) and later to the data
-    // file. Rows written before keep their JSON as it was, which reads as it is.
-    r#"
-    ALTER TABLE objects ALTER COLUMN data TYPE BYTEA USING convert_to(data, 'UTF8');
-    "#,
-];
-
-const OBJECT_COLUMNS: &str = "seq, id, kind, version, created, deleted, data";
-const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
+/// The schema's steps (`migrations/postgres/`); `schema_migrations` lists those applied.
+pub(super) const MIGRATIONS: &[&str] = super::migrations::POSTGRES;
 
 const INSERT_OBJECT: &str =
     "INSERT INTO objects (account, id, kind, created, version, deleted, data, index_keys)
@@ -282,13 +79,7 @@ const INSERT_DELIVERIES: &str = "INSERT INTO webhook_deliveries
      JOIN object_index i ON i.account = t.a AND i.kind IN ($4::TEXT, $5::TEXT)
         AND i.field = 'target_event' AND i.value IN (t.ty, '*')
      ON CONFLICT (event_id, endpoint_id) DO NOTHING";
-const UPSERT_IDEMPOTENCY: &str =
-    "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (account, key) DO UPDATE SET
-        fingerprint = excluded.fingerprint, status = excluded.status,
-        body = excluded.body, created = excluded.created
-     WHERE idempotency.created < $7";
+const UPSERT_IDEMPOTENCY: &str = sql::UPSERT_IDEMPOTENCY.text(DIALECT);
 
 pub struct PostgresStore {
     pool: Pool,
@@ -358,92 +149,6 @@ fn commit_err(context: &'static str, conflict_on: &str, e: tokio_postgres::Error
         }
     }
     CommitError::Store(pg_err(context, e))
-}
-
-/// An object's JSON read back from the `data` column ([`object_data::pack`]).
-struct ObjectData(String);
-
-impl<'a> FromSql<'a> for ObjectData {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(ObjectData(object_data::unpack(raw)?))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::BYTEA
-    }
-}
-
-fn row_to_object(row: &Row) -> Result<StoredObject, tokio_postgres::Error> {
-    Ok(StoredObject {
-        seq: row.try_get(0)?,
-        id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        version: row.try_get(3)?,
-        created: row.try_get(4)?,
-        deleted: row.try_get(5)?,
-        data: row.try_get::<_, ObjectData>(6)?.0,
-    })
-}
-
-fn row_to_account(row: &Row) -> Result<Account, tokio_postgres::Error> {
-    Ok(Account {
-        id: row.try_get(0)?,
-        secret_key: row.try_get(1)?,
-        publishable_key: row.try_get(2)?,
-        clock_offset: row.try_get(3)?,
-        created: row.try_get(4)?,
-    })
-}
-
-/// One bound parameter of a list query.
-#[derive(Debug)]
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-impl Arg {
-    fn as_sql(&self) -> &(dyn ToSql + Sync) {
-        match self {
-            Arg::Text(s) => s,
-            Arg::Int(i) => i,
-        }
-    }
-}
-
-/// The SQL for one list page, as `list_sql` in the SQLite store. Conditions are
-/// built from the query's shape only; every value, the limit included, is bound.
-fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<Arg>) {
-    let mut sql =
-        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
-    let mut args = vec![
-        Arg::Text(account.to_string()),
-        Arg::Text(query.kind.clone()),
-    ];
-    let column = if let Some((field, value)) = &query.filter {
-        sql.push_str(
-            "object_index i JOIN objects o
-               ON o.account = i.account AND o.kind = i.kind AND o.seq = i.seq
-             WHERE i.account = $1 AND i.kind = $2 AND i.field = $3 AND i.value = $4",
-        );
-        args.push(Arg::Text(field.clone()));
-        args.push(Arg::Text(value.clone()));
-        "i.seq"
-    } else {
-        sql.push_str("objects o WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted");
-        "o.seq"
-    };
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(Arg::Int(v));
-        sql.push_str(&format!(" AND {cond} ${}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, column);
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY {column} {order} LIMIT ${}", args.len()));
-    (sql, args)
 }
 
 impl PostgresStore {
@@ -611,11 +316,10 @@ impl PostgresStore {
 }
 
 /// Applies every write of the batch inside `tx`; any `Err` means the caller rolls back.
-/// Applies a batch; returns how many deliveries its events called for.
 async fn apply_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &WriteBatch,
-) -> Result<u64, CommitError> {
+) -> Result<Committed, CommitError> {
     let account = batch.account.as_str();
     for object in &batch.objects {
         let id = object.id.as_str();
@@ -704,6 +408,20 @@ async fn apply_batch(
         .map(|o| o.id.as_str())
         .or(batch.idempotency.as_ref().map(|r| r.key.as_str()))
         .unwrap_or("batch");
+    let scheduled = match &batch.finishes {
+        _ if !batch.has_jobs() => None,
+        finishes => {
+            let jobs = JobColumns::of(std::iter::once(batch));
+            let written = jobs
+                .write(tx)
+                .await
+                .map_err(|e| commit_err("writing jobs", label, e))?;
+            if let Some(lease) = finishes.as_ref().filter(|_| written.finished == 0) {
+                return Err(CommitError::Conflict(lease.label()));
+            }
+            written.earliest
+        }
+    };
     let mut deliveries = 0;
     if !batch.events.is_empty() {
         let stmt = tx
@@ -740,7 +458,153 @@ async fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(deliveries)
+    Ok(Committed {
+        deliveries: deliveries > 0,
+        scheduled,
+    })
+}
+
+/// Removes the jobs whose leases `$1..$4` (account, kind, object, owner) still hold.
+const FINISH_JOBS: &str = "DELETE FROM scheduled_jobs j
+     USING unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS f(a, k, o, l)
+     WHERE j.account = f.a AND j.kind = f.k AND j.object = f.o AND j.lease_owner = f.l";
+const CANCEL_JOBS: &str = "DELETE FROM scheduled_jobs j
+     USING unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS c(a, k, o)
+     WHERE j.account = c.a AND j.kind = c.k AND j.object = c.o";
+/// Schedules jobs, or reschedules them (their lease and attempts start over). A
+/// job on the account's clock runs when the real time reaches its due time less
+/// the account's offset (none for an account not stored). The account's row is
+/// read FOR SHARE: a clock move under way (which holds it to update it) commits
+/// first and is read here, and one that comes later waits for this transaction
+/// and then moves these jobs with the others.
+const SCHEDULE_JOBS: &str = "INSERT INTO scheduled_jobs
+        (account, kind, object, due_at, clock, runnable_at, attempts, created_at)
+     SELECT t.a, t.k, t.o, t.d, t.c,
+            CASE WHEN t.c IS NULL THEN (t.d - COALESCE(
+                (SELECT clock_offset FROM accounts WHERE id = t.a FOR SHARE), 0)) * 1000 END,
+            0, $6::BIGINT
+     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[])
+          AS t(a, k, o, d, c)
+     ON CONFLICT (account, kind, object) DO UPDATE SET
+        due_at = excluded.due_at, clock = excluded.clock, runnable_at = excluded.runnable_at,
+        lease_owner = NULL, lease_expires_at = NULL, attempts = 0, last_error = NULL
+     RETURNING runnable_at";
+
+/// The jobs some batches finish, cancel and schedule, as the columns of
+/// [`FINISH_JOBS`], [`CANCEL_JOBS`] and [`SCHEDULE_JOBS`].
+#[derive(Default)]
+struct JobColumns<'a> {
+    /// Account, kind, object and lease owner of each job finished.
+    finished: [Vec<&'a str>; 4],
+    /// Account, kind and object of each job cancelled.
+    cancelled: [Vec<&'a str>; 3],
+    /// Account, kind and object of each job scheduled, then its due time and clock.
+    scheduled: [Vec<&'a str>; 3],
+    due_at: Vec<i64>,
+    clocks: Vec<Option<&'a str>>,
+}
+
+/// What [`JobColumns::write`] did.
+#[derive(Default)]
+struct JobsWritten {
+    /// Jobs finished under a lease still held.
+    finished: u64,
+    /// The earliest `runnable_at` scheduled.
+    earliest: Option<i64>,
+}
+
+impl<'a> JobColumns<'a> {
+    fn of(batches: impl IntoIterator<Item = &'a WriteBatch>) -> Self {
+        let mut columns = JobColumns::default();
+        for batch in batches {
+            if let Some(lease) = &batch.finishes {
+                let row = [
+                    &lease.account,
+                    &lease.job.kind,
+                    &lease.job.object,
+                    &lease.owner,
+                ];
+                for (column, text) in columns.finished.iter_mut().zip(row) {
+                    column.push(text);
+                }
+            }
+            for job in &batch.cancelled_jobs {
+                for (column, text) in
+                    columns
+                        .cancelled
+                        .iter_mut()
+                        .zip([&batch.account, &job.kind, &job.object])
+                {
+                    column.push(text);
+                }
+            }
+            for job in &batch.jobs {
+                for (column, text) in columns.scheduled.iter_mut().zip([
+                    &batch.account,
+                    &job.job.kind,
+                    &job.job.object,
+                ]) {
+                    column.push(text);
+                }
+                columns.due_at.push(job.due_at);
+                columns.clocks.push(job.clock.as_deref());
+            }
+        }
+        columns
+    }
+
+    /// Jobs finished: the batches that finish one.
+    fn finishes(&self) -> usize {
+        self.finished[0].len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.finished[0].is_empty() && self.cancelled[0].is_empty() && self.scheduled[0].is_empty()
+    }
+
+    /// Finishes, cancels and schedules, in that order (a handler may schedule its
+    /// own job again), the statements sent together.
+    async fn write(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<JobsWritten, tokio_postgres::Error> {
+        let finished = async {
+            if self.finished[0].is_empty() {
+                return Ok(0);
+            }
+            let stmt = tx.prepare_cached(FINISH_JOBS).await?;
+            let [a, k, o, l] = &self.finished;
+            tx.execute(&stmt, &[a, k, o, l]).await
+        };
+        let cancelled = async {
+            if self.cancelled[0].is_empty() {
+                return Ok(0);
+            }
+            let stmt = tx.prepare_cached(CANCEL_JOBS).await?;
+            let [a, k, o] = &self.cancelled;
+            tx.execute(&stmt, &[a, k, o]).await
+        };
+        let scheduled = async {
+            if self.scheduled[0].is_empty() {
+                return Ok(Vec::new());
+            }
+            let stmt = tx.prepare_cached(SCHEDULE_JOBS).await?;
+            let [a, k, o] = &self.scheduled;
+            let now_ms = crate::clock::system_now_millis();
+            tx.query(&stmt, &[a, k, o, &self.due_at, &self.clocks, &now_ms])
+                .await
+        };
+        let (finished, cancelled, scheduled) = futures::join!(finished, cancelled, scheduled);
+        cancelled?;
+        let mut earliest = None;
+        for row in scheduled? {
+            earliest = super::earliest(earliest, row.try_get(0)?);
+        }
+        Ok(JobsWritten {
+            finished: finished?,
+            earliest,
+        })
+    }
 }
 
 /// The events of some batches as the columns of [`INSERT_DELIVERIES`].
@@ -807,12 +671,10 @@ async fn commit_one(pool: &Pool, batch: &WriteBatch) -> Result<Committed, Commit
         .await
         .map_err(|e| commit_err("starting a transaction", label, e))?;
     match apply_batch(&tx, batch).await {
-        Ok(deliveries) => tx
+        Ok(committed) => tx
             .commit()
             .await
-            .map(|()| Committed {
-                deliveries: deliveries > 0,
-            })
+            .map(|()| committed)
             .map_err(|e| commit_err("committing a batch", label, e)),
         Err(err) => {
             if let Err(e) = tx.rollback().await {
@@ -859,13 +721,14 @@ async fn group_commit_loop(
     }
 }
 
-/// Splits off the batches that touch an object or idempotency key an earlier batch
-/// of the group also touches (two writers of one PaymentIntent): they are
+/// Splits off the batches that touch an object, idempotency key or job an earlier
+/// batch of the group also touches (two writers of one PaymentIntent): they are
 /// committed on their own after the group, so the group need not roll back for
 /// them, and each then sees the group's result (and conflicts as it would alone).
 fn split_overlapping(group: Vec<PendingCommit>) -> (Vec<PendingCommit>, Vec<PendingCommit>) {
     let mut ids = std::collections::HashSet::new();
     let mut keys = std::collections::HashSet::new();
+    let mut jobs = std::collections::HashSet::new();
     let (mut disjoint, mut overlapping) = (Vec::new(), Vec::new());
     for pending in group {
         let batch = &pending.batch;
@@ -873,14 +736,29 @@ fn split_overlapping(group: Vec<PendingCommit>) -> (Vec<PendingCommit>, Vec<Pend
             .idempotency
             .as_ref()
             .map(|r| (batch.account.clone(), r.key.clone()));
+        let batch_jobs: Vec<(String, JobId)> = if batch.has_jobs() {
+            let account = &batch.account;
+            batch
+                .finishes
+                .iter()
+                .map(|lease| (&lease.account, &lease.job))
+                .chain(batch.cancelled_jobs.iter().map(|job| (account, job)))
+                .chain(batch.jobs.iter().map(|job| (account, &job.job)))
+                .map(|(account, job)| (account.clone(), job.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let clashes = batch.objects.iter().any(|o| ids.contains(&o.id))
-            || key.as_ref().is_some_and(|k| keys.contains(k));
+            || key.as_ref().is_some_and(|k| keys.contains(k))
+            || batch_jobs.iter().any(|j| jobs.contains(j));
         if clashes {
             overlapping.push(pending);
             continue;
         }
         ids.extend(batch.objects.iter().map(|o| o.id.clone()));
         keys.extend(key);
+        jobs.extend(batch_jobs);
         disjoint.push(pending);
     }
     (disjoint, overlapping)
@@ -1075,7 +953,8 @@ fn idempotency_window(batch: &WriteBatch) -> Option<i64> {
 /// idempotency window (it takes one for all; 0 when no batch has a record): they
 /// only create objects, none of them a webhook endpoint or listener (whose index
 /// rows say where events go: the statement's deliveries would not see them, where a
-/// transaction's later statement would), and their records share one window.
+/// transaction's later statement would), and their records share one window. None
+/// of them writes jobs: those take statements of their own ([`JobColumns`]).
 fn only_inserts(batches: &[&WriteBatch]) -> Option<i64> {
     let window = batches.iter().find_map(|b| idempotency_window(b));
     let one_window = batches
@@ -1085,7 +964,8 @@ fn only_inserts(batches: &[&WriteBatch]) -> Option<i64> {
         .iter()
         .flat_map(|b| &b.objects)
         .all(|o| o.expected_version.is_none() && !EVENT_TARGET_KINDS.contains(&o.kind.as_str()));
-    (one_window && only_new).then(|| window.unwrap_or_default())
+    let no_jobs = batches.iter().all(|b| !b.has_jobs());
+    (one_window && only_new && no_jobs).then(|| window.unwrap_or_default())
 }
 
 /// Commits a group of batches that pass [`only_inserts`] with [`INSERT_GROUP`]
@@ -1160,7 +1040,10 @@ async fn insert_group(
         })?;
     // Committed: should the count not read, the deliverer looks anyway.
     let deliveries = row.try_get::<_, i64>(0).map_or(true, |n| n > 0);
-    Ok(GroupOutcome::Committed(Committed { deliveries }))
+    Ok(GroupOutcome::Committed(Committed {
+        deliveries,
+        scheduled: None,
+    }))
 }
 
 enum GroupOutcome {
@@ -1281,6 +1164,13 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
         )
         .await
     };
+    let jobs = JobColumns::of(batches.iter().copied());
+    let jobs_written = async {
+        if jobs.is_empty() {
+            return Ok(JobsWritten::default());
+        }
+        jobs.write(&tx).await
+    };
     let deliveries = events.insert(&tx, &insert_deliveries);
     // Idempotency records are few (only requests that carry a key) and each has
     // its own replacement cutoff: one upsert each.
@@ -1305,29 +1195,38 @@ async fn try_group(pool: &Pool, batches: &[&WriteBatch]) -> Result<GroupOutcome,
             })
         }));
     // The old index rows are found through the keys the rows hold before the update.
-    let (old_index_deleted, inserted, updated, index_written, deliveries, upserts) = futures::join!(
+    let (old_index_deleted, inserted, updated, index_written, jobs_written, deliveries, upserts) = futures::join!(
         old_index_deleted,
         inserted,
         updated,
         index_written,
+        jobs_written,
         deliveries,
         upserts
     );
     let (inserted, updated) = (inserted?, updated?);
     old_index_deleted?;
     index_written?;
+    let jobs_written = jobs_written?;
     let deliveries = deliveries?;
     let mut keys_written = true;
     for written in upserts {
         keys_written &= written? == 1;
     }
-    if inserted != rows.new_ids.len() || updated != update_ids.len() || !keys_written {
+    // A job whose lease was lost is the batch's failure, as a stale version is.
+    let leases_held = jobs_written.finished == jobs.finishes() as u64;
+    if inserted != rows.new_ids.len()
+        || updated != update_ids.len()
+        || !keys_written
+        || !leases_held
+    {
         tx.rollback().await?;
         return Ok(GroupOutcome::RolledBack);
     }
     tx.commit().await.map_err(GroupError::Commit)?;
     Ok(GroupOutcome::Committed(Committed {
         deliveries: deliveries > 0,
+        scheduled: jobs_written.earliest,
     }))
 }
 
@@ -1338,31 +1237,22 @@ impl Store for PostgresStore {
     }
 
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
-        self.query_opt(
-            "reading meta",
-            "SELECT value FROM meta WHERE key = $1",
-            &[&key],
-            |r| r.try_get(0),
-        )
+        self.query_opt("reading meta", sql::META_GET.text(DIALECT), &[&key], |r| {
+            r.try_get(0)
+        })
         .await
     }
 
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
-        self.execute(
-            "writing meta",
-            "INSERT INTO meta (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&key, &value],
-        )
-        .await
-        .map(|_| ())
+        self.execute("writing meta", sql::META_SET.text(DIALECT), &[&key, &value])
+            .await
+            .map(|_| ())
     }
 
     async fn create_account(&self, account: &Account) -> StoreResult<()> {
         self.execute(
             "creating an account",
-            "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
-             VALUES ($1, $2, $3, $4, $5)",
+            sql::CREATE_ACCOUNT.text(DIALECT),
             &[
                 &account.id,
                 &account.secret_key,
@@ -1378,9 +1268,9 @@ impl Store for PostgresStore {
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         self.query_opt(
             "reading an account",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            sql::ACCOUNT.text(DIALECT),
             &[&id],
-            row_to_account,
+            sql::account,
         )
         .await
     }
@@ -1388,9 +1278,9 @@ impl Store for PostgresStore {
     async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>> {
         self.query_opt(
             "reading an account by key",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE secret_key = $1 OR publishable_key = $1"),
+            sql::ACCOUNT_BY_KEY.text(DIALECT),
             &[&key],
-            row_to_account,
+            sql::account,
         )
         .await
     }
@@ -1398,37 +1288,67 @@ impl Store for PostgresStore {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.query(
             "listing accounts",
-            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"),
+            sql::ACCOUNTS.text(DIALECT),
             &[],
-            row_to_account,
+            sql::account,
         )
         .await
     }
 
     async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
-        self.execute(
-            "moving an account clock",
-            "UPDATE accounts SET clock_offset = GREATEST(clock_offset, $2) WHERE id = $1",
-            &[&account, &offset],
-        )
-        .await
-        .map(|_| ())
+        let fail = |e| pg_err("moving an account clock", e);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        // The account's row stays locked until the commit: a batch scheduling one
+        // of its jobs meanwhile waits (it reads the row FOR SHARE) and then reads
+        // the moved clock.
+        let moved = tx
+            .execute(
+                "UPDATE accounts SET clock_offset = GREATEST(clock_offset, $2) WHERE id = $1",
+                &[&account, &offset],
+            )
+            .await
+            .map_err(fail)?;
+        if moved > 0 {
+            // A statement of its own, so it sees the jobs of batches that held the
+            // account's row until a moment ago. The account's jobs on its clock
+            // that no one holds run by the moved clock: one whose due time it
+            // passed is runnable now.
+            tx.execute(
+                "UPDATE scheduled_jobs SET runnable_at = LEAST(runnable_at,
+                    (due_at - (SELECT clock_offset FROM accounts WHERE id = $1)) * 1000)
+                 WHERE account = $1 AND clock IS NULL AND lease_owner IS NULL",
+                &[&account],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
     }
 
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
         self.query_opt(
             "reading an object",
-            &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1 AND account = $2"),
+            sql::OBJECT.text(DIALECT),
             &[&id, &account],
-            row_to_object,
+            sql::object,
         )
         .await
     }
 
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_sql(account, query);
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing objects", &sql, &params, row_to_object)
+        let (text, args) = sql::list(DIALECT, account, query, |b, at, field, value| {
+            let kind = b.bind(query.kind.as_str());
+            let (field, value) = (b.bind(field), b.bind(value));
+            b.push(&format!(
+                "object_index i JOIN objects o
+                   ON o.account = i.account AND o.kind = i.kind AND o.seq = i.seq
+                 WHERE i.account = {at} AND i.kind = {kind} AND i.field = {field} AND i.value = {value}"
+            ));
+            "i.seq"
+        });
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing objects", &text, &params, sql::object)
             .await
     }
 
@@ -1437,38 +1357,13 @@ impl Store for PostgresStore {
         account: &str,
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
-        let record = self
-            .query_opt(
-                "reading an idempotency record",
-                "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = $1 AND key = $2",
-                &[&account, &key],
-                |r| {
-                    Ok((
-                        r.try_get::<_, String>(0)?,
-                        r.try_get::<_, String>(1)?,
-                        r.try_get::<_, i32>(2)?,
-                        r.try_get::<_, String>(3)?,
-                        r.try_get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .await?;
-        record
-            .map(|(key, fingerprint, status, body, created)| {
-                let status = u16::try_from(status).map_err(|_| {
-                    StoreError::Unavailable(format!(
-                        "idempotency record {key:?} has an invalid status {status}"
-                    ))
-                })?;
-                Ok(IdempotencyRecord {
-                    key,
-                    fingerprint,
-                    status,
-                    body,
-                    created,
-                })
-            })
-            .transpose()
+        self.query_opt(
+            "reading an idempotency record",
+            sql::IDEMPOTENCY_RECORD.text(DIALECT),
+            &[&account, &key],
+            sql::idempotency_record,
+        )
+        .await
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<Committed, CommitError> {
@@ -1487,7 +1382,7 @@ impl Store for PostgresStore {
     async fn purge_idempotency(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
         self.execute(
             "purging idempotency records",
-            "DELETE FROM idempotency WHERE account = $1 AND created < $2",
+            sql::PURGE_IDEMPOTENCY.text(DIALECT),
             &[&account, &cutoff],
         )
         .await
@@ -1499,16 +1394,16 @@ impl Store for PostgresStore {
         query: &ListQuery,
         conditions: &[IndexCondition],
     ) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_where_sql(account, query, conditions);
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing objects by index", &sql, &params, row_to_object)
+        let (text, args) = sql::list_where(DIALECT, account, query, conditions);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing objects by index", &text, &params, sql::object)
             .await
     }
 
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> StoreResult<Vec<Delivery>> {
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
         let lease_until = claim.now_ms + claim.lease_ms;
-        let returning = DELIVERY_COLUMNS
+        let returning = sql::DELIVERY_COLUMNS
             .split(", ")
             .map(|c| format!("d.{c}"))
             .collect::<Vec<_>>()
@@ -1585,7 +1480,7 @@ impl Store for PostgresStore {
             }
         };
         let mut rows = self
-            .query("claiming deliveries", &sql, &params, row_to_delivery)
+            .query("claiming deliveries", &sql, &params, sql::delivery)
             .await?;
         rows.sort_by(|a, b| {
             (a.next_attempt_at, &a.event_id).cmp(&(b.next_attempt_at, &b.event_id))
@@ -1693,8 +1588,7 @@ impl Store for PostgresStore {
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
         self.execute(
             "releasing delivery leases",
-            "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
-             WHERE lease_owner = $1",
+            sql::RELEASE_DELIVERIES.text(DIALECT),
             &[&owner],
         )
         .await
@@ -1710,13 +1604,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         self.execute(
             "scheduling a redelivery",
-            "INSERT INTO webhook_deliveries
-                (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
-             ON CONFLICT (event_id, endpoint_id) DO UPDATE SET
-                status = 'pending', next_attempt_at = excluded.next_attempt_at,
-                lease_owner = NULL, lease_expires_at = NULL
-             WHERE webhook_deliveries.account = excluded.account",
+            sql::REDELIVER.text(DIALECT),
             &[&account, &event_id, &endpoint_id, &push, &now_ms],
         )
         .await
@@ -1731,12 +1619,9 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<Delivery>> {
         self.query_opt(
             "reading a delivery",
-            &format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE event_id = $1 AND endpoint_id = $2 AND account = $3"
-            ),
+            sql::DELIVERY.text(DIALECT),
             &[&event_id, &endpoint_id, &account],
-            row_to_delivery,
+            sql::delivery,
         )
         .await
     }
@@ -1759,47 +1644,10 @@ impl Store for PostgresStore {
         account: &str,
         query: &AttemptQuery,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        let mut sql = String::from(
-            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
-                    latency_ms, response_body, error, succeeded
-             FROM webhook_attempts WHERE account = $1",
-        );
-        let mut args = vec![Arg::Text(account.to_string())];
-        if let Some(event) = &query.event_id {
-            args.push(Arg::Text(event.clone()));
-            sql.push_str(&format!(" AND event_id = ${}", args.len()));
-        }
-        if let Some(endpoint) = &query.endpoint_id {
-            args.push(Arg::Text(endpoint.clone()));
-            sql.push_str(&format!(" AND endpoint_id = ${}", args.len()));
-        }
-        if let Some(after) = &query.starting_after {
-            args.push(Arg::Text(after.clone()));
-            sql.push_str(&format!(
-                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ${} AND account = $1)",
-                args.len()
-            ));
-        }
-        args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
-        self.query("listing attempts", &sql, &params, |r| {
-            Ok(AttemptRecord {
-                seq: r.try_get(0)?,
-                id: r.try_get(1)?,
-                account: r.try_get(2)?,
-                event_id: r.try_get(3)?,
-                endpoint_id: r.try_get(4)?,
-                attempt: r.try_get(5)?,
-                attempted_at: r.try_get(6)?,
-                status_code: r.try_get(7)?,
-                latency_ms: r.try_get(8)?,
-                response_body: r.try_get(9)?,
-                error: r.try_get(10)?,
-                succeeded: r.try_get(11)?,
-            })
-        })
-        .await
+        let (text, args) = sql::attempts(DIALECT, account, query);
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_postgres).collect();
+        self.query("listing attempts", &text, &params, sql::attempt)
+            .await
     }
 
     async fn purge_events(&self, account: &str, cutoff: i64) -> StoreResult<u64> {
@@ -1809,9 +1657,7 @@ impl Store for PostgresStore {
         // The doomed events once; every table that refers to them goes with them.
         let ids: Vec<String> = tx
             .query(
-                "SELECT id FROM (SELECT id, created FROM objects
-                                  WHERE account = $1 AND kind = 'event' ORDER BY seq LIMIT $3) oldest
-                 WHERE created < $2",
+                sql::OLDEST_EVENTS.text(DIALECT),
                 &[&account, &cutoff, &(super::sqlite::PURGE_BATCH as i64)],
             )
             .await
@@ -1840,137 +1686,73 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(fail)?;
         Ok(ids.len() as u64)
     }
-}
 
-// ---------------------------------------------------------------------------
-// Webhook delivery helpers.
-
-const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
-
-fn row_to_delivery(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
-    let status: String = row.try_get(4)?;
-    Ok(Delivery {
-        account: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        endpoint_id: row.try_get(2)?,
-        push: row.try_get(3)?,
-        // Only this module writes the column; an unknown value reads as failed.
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Failed),
-        attempts: row.try_get(5)?,
-        next_attempt_at: row.try_get(6)?,
-        lease_owner: row.try_get(7)?,
-        lease_expires_at: row.try_get(8)?,
-        succeeded_at: row.try_get(9)?,
-    })
-}
-
-/// The SQL of `list_where`, as in the SQLite store; every value is bound.
-fn list_where_sql(
-    account: &str,
-    query: &ListQuery,
-    conditions: &[IndexCondition],
-) -> (String, Vec<Arg>) {
-    let mut sql = String::from(
-        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
-         WHERE o.account = $1 AND o.kind = $2 AND NOT o.deleted",
-    );
-    let mut args = vec![
-        Arg::Text(account.to_string()),
-        Arg::Text(query.kind.clone()),
-    ];
-    for condition in conditions {
-        args.push(Arg::Text(condition.field.clone()));
-        let field = args.len();
-        let mut alternatives = Vec::new();
-        for value in &condition.any_of {
-            match value {
-                IndexValue::Exact(v) => {
-                    args.push(Arg::Text(v.clone()));
-                    alternatives.push(format!("i.value = ${}", args.len()));
-                }
-                IndexValue::Prefix(p) => {
-                    args.push(Arg::Text(p.clone()));
-                    args.push(Arg::Int(p.chars().count() as i64));
-                    let n = args.len();
-                    alternatives.push(format!(
-                        "substr(i.value, 1, ${n}::BIGINT::INT) = ${}",
-                        n - 1
-                    ));
-                }
-            }
-        }
-        let any = if alternatives.is_empty() {
-            "FALSE".to_string()
-        } else {
-            alternatives.join(" OR ")
-        };
-        let not = if condition.negated { "NOT " } else { "" };
-        // Checked against the candidate row's own keys: a page costs the rows it
-        // walks, however many objects share a value.
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM (SELECT k->>0 AS field, k->>1 AS value
-                FROM json_array_elements(o.index_keys::JSON) k) i
-                WHERE i.field = ${field} AND ({any}))"
-        ));
+    async fn claim_jobs(&self, claim: &JobClaim) -> StoreResult<Vec<ScheduledJob>> {
+        let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+        let lease_until = claim.now_ms + claim.lease_ms;
+        // Rows another claim has locked are skipped, not waited for; the lease's
+        // end becomes the job's runnable time, so a held job leaves the range
+        // claims scan until the lease runs out.
+        self.query(
+            "claiming jobs",
+            &format!(
+                "UPDATE scheduled_jobs j SET lease_owner = $1, lease_expires_at = $2,
+                    runnable_at = $2, attempts = j.attempts + 1
+                 FROM (SELECT account, kind, object FROM scheduled_jobs
+                       WHERE runnable_at <= $3 ORDER BY runnable_at LIMIT $4
+                       FOR UPDATE SKIP LOCKED) c
+                 WHERE j.account = c.account AND j.kind = c.kind AND j.object = c.object
+                 RETURNING {}",
+                sql::JOB_COLUMNS_OF_J
+            ),
+            &[&claim.owner, &lease_until, &claim.now_ms, &limit],
+            sql::scheduled_job,
+        )
+        .await
     }
-    if let Some(success) = query.delivery_success {
-        let not = if success { "NOT " } else { "" };
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
-                WHERE d.event_id = o.id AND d.account = o.account AND d.push
-                  AND d.succeeded_at IS NULL)"
-        ));
+
+    async fn retry_job(
+        &self,
+        lease: &JobLease,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .execute(
+                "releasing a job for a retry",
+                sql::RETRY_JOB.text(DIALECT),
+                &[
+                    &lease.account,
+                    &lease.job.kind,
+                    &lease.job.object,
+                    &lease.owner,
+                    &retry_at_ms,
+                    &error,
+                ],
+            )
+            .await?;
+        Ok(changed > 0)
     }
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(Arg::Int(v));
-        sql.push_str(&format!(" AND {cond} ${}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, "o.seq");
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
+
+    async fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        let next = self
+            .query_opt(
+                "reading the next job's time",
+                sql::NEXT_JOB_AT.text(DIALECT),
+                &[],
+                |r| r.try_get::<_, Option<i64>>(0),
+            )
+            .await?;
+        Ok(next.flatten())
     }
-    args.push(Arg::Int(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ${}", args.len()));
-    (sql, args)
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_sql_binds_every_value() {
-        let query = ListQuery {
-            kind: "customer".into(),
-            filter: Some(("email".into(), "a@b.c".into())),
-            created: CreatedRange {
-                gt: Some(1),
-                gte: None,
-                lt: Some(9),
-                lte: None,
-            },
-            cursor: Cursor::After(42),
-            limit: 11,
-            delivery_success: None,
-        };
-        let (sql, args) = list_sql("acct_1", &query);
-        assert_eq!(args.len(), 8);
-        assert!(sql.contains("o.created > $5"), "{sql}");
-        assert!(sql.contains("o.created < $6"), "{sql}");
-        assert!(sql.contains("i.seq > $7"), "{sql}");
-        assert!(sql.ends_with("ORDER BY i.seq ASC LIMIT $8"), "{sql}");
-        assert!(!sql.contains("a@b.c") && !sql.contains("42"), "{sql}");
-
-        let (sql, args) = list_sql(
-            "acct_1",
-            &ListQuery {
-                kind: "charge".into(),
-                limit: 3,
-                ..Default::default()
-            },
-        );
-        assert_eq!(args.len(), 3);
-        assert!(sql.contains("NOT o.deleted"), "{sql}");
-        assert!(sql.ends_with("ORDER BY o.seq DESC LIMIT $3"), "{sql}");
+    async fn job(&self, account: &str, job: &JobId) -> StoreResult<Option<ScheduledJob>> {
+        self.query_opt(
+            "reading a job",
+            sql::JOB.text(DIALECT),
+            &[&account, &job.kind, &job.object],
+            sql::scheduled_job,
+        )
+        .await
     }
 }

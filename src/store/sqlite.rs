@@ -15,7 +15,10 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::sql::{self, Dialect};
 use super::*;
+
+const DIALECT: Dialect = Dialect::Sqlite;
 
 /// Batches applied per transaction at most; bounds the latency of the first in a group.
 const MAX_GROUP: usize = 512;
@@ -27,195 +30,8 @@ const READERS: usize = 4;
 /// request holds a runtime thread for long.
 const INLINE_PAGE_ROWS: usize = 20;
 
-const MIGRATIONS: &[&str] = &[
-    // 1: the core tables.
-    r#"
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE accounts (
-        id TEXT PRIMARY KEY,
-        secret_key TEXT NOT NULL UNIQUE,
-        publishable_key TEXT NOT NULL UNIQUE,
-        clock_offset INTEGER NOT NULL DEFAULT 0,
-        created INTEGER NOT NULL
-    );
-    CREATE TABLE objects (
-        seq INTEGER PRIMARY KEY,
-        account TEXT NOT NULL,
-        id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        created INTEGER NOT NULL,
-        version INTEGER NOT NULL,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        data TEXT NOT NULL
-    );
-    CREATE UNIQUE INDEX objects_by_id ON objects(id);
-    CREATE INDEX objects_by_list ON objects(account, kind, seq);
-    CREATE TABLE object_index (
-        account TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        field TEXT NOT NULL,
-        value TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        id TEXT NOT NULL,
-        PRIMARY KEY (account, kind, field, value, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX object_index_by_id ON object_index(id);
-    CREATE TABLE idempotency (
-        account TEXT NOT NULL,
-        key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        created INTEGER NOT NULL,
-        PRIMARY KEY (account, key)
-    ) WITHOUT ROWID;
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY,
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        created INTEGER NOT NULL
-    );
-    "#,
-    // 2: webhook delivery. The outbox gains a lease so one node fans each row out;
-    // every (event, endpoint) pair is a delivery row with its own schedule and
-    // lease, and every HTTP attempt is kept. Times are unix milliseconds.
-    r#"
-    ALTER TABLE outbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX outbox_by_lease ON outbox(lease_until, seq);
-    CREATE TABLE webhook_deliveries (
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        push INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        lease_owner TEXT,
-        lease_expires_at INTEGER,
-        succeeded_at INTEGER,
-        created_at INTEGER NOT NULL,
-        PRIMARY KEY (event_id, endpoint_id)
-    );
-    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(push, status, next_attempt_at);
-    CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries(endpoint_id, status, next_attempt_at);
-    CREATE TABLE webhook_attempts (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        attempted_at INTEGER NOT NULL,
-        status_code INTEGER,
-        latency_ms INTEGER NOT NULL,
-        response_body TEXT,
-        error TEXT,
-        succeeded INTEGER NOT NULL
-    );
-    CREATE INDEX webhook_attempts_by_event ON webhook_attempts(event_id, seq);
-    CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts(endpoint_id, seq);
-    "#,
-    // 3: each object row keeps its own index keys, so a new version removes its
-    // predecessor's index rows by primary key and the by-id index can go.
-    r#"
-    ALTER TABLE objects ADD COLUMN index_keys TEXT NOT NULL DEFAULT '[]';
-    UPDATE objects SET index_keys = (
-        SELECT json_group_array(json_array(i.field, i.value))
-        FROM object_index i WHERE i.seq = objects.seq)
-    WHERE seq IN (SELECT seq FROM object_index);
-    DROP INDEX object_index_by_id;
-    "#,
-    // 4: deliveries are created with their events, from the index rows through
-    // which webhook endpoints and listeners name the event types they take; the
-    // outbox and the fan-out go. `pending_webhooks` and `delivery_success` are
-    // read from the deliveries, so events are no longer rewritten as they are
-    // delivered and their `delivery` index rows go. Deliveries are keyed by their
-    // primary key alone (one b-tree fewer per delivery), and the due index keeps
-    // only pending rows, by endpoint, for the claim.
-    r#"
-    INSERT OR IGNORE INTO object_index (account, kind, field, value, seq, id)
-    SELECT o.account, o.kind, 'target_event', je.value, o.seq, o.id
-    FROM objects o, json_each(o.data, '$.enabled_events') je
-    WHERE o.kind IN ('webhook_endpoint', 'payground.listener') AND o.deleted = 0
-      AND (o.kind = 'payground.listener' OR json_extract(o.data, '$.status') = 'enabled');
-    UPDATE objects SET index_keys = COALESCE((
-        SELECT json_group_array(json_array(i.field, i.value))
-        FROM object_index i WHERE i.seq = objects.seq), '[]')
-    WHERE kind IN ('webhook_endpoint', 'payground.listener') AND deleted = 0;
-    CREATE TABLE webhook_deliveries_keyed (
-        account TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        push INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        lease_owner TEXT,
-        lease_expires_at INTEGER,
-        succeeded_at INTEGER,
-        created_at INTEGER NOT NULL,
-        PRIMARY KEY (event_id, endpoint_id)
-    ) WITHOUT ROWID;
-    INSERT INTO webhook_deliveries_keyed
-    SELECT account, event_id, endpoint_id, push, status, attempts, next_attempt_at,
-           lease_owner, lease_expires_at, succeeded_at, created_at
-    FROM webhook_deliveries;
-    DROP TABLE webhook_deliveries;
-    ALTER TABLE webhook_deliveries_keyed RENAME TO webhook_deliveries;
-    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(endpoint_id, next_attempt_at)
-        WHERE status = 'pending';
-    INSERT OR IGNORE INTO webhook_deliveries
-        (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-    SELECT ob.account, ob.event_id, i.id, i.kind = 'webhook_endpoint', 'pending', 0,
-           CAST(unixepoch('subsec') * 1000 AS INTEGER), CAST(unixepoch('subsec') * 1000 AS INTEGER)
-    FROM outbox ob
-    JOIN objects e ON e.id = ob.event_id
-    JOIN object_index i ON i.account = ob.account
-        AND i.kind IN ('webhook_endpoint', 'payground.listener') AND i.field = 'target_event'
-        AND i.value IN (json_extract(e.data, '$.type'), '*') AND i.seq < e.seq;
-    DROP TABLE outbox;
-    DELETE FROM object_index WHERE kind = 'event' AND field = 'delivery';
-    "#,
-    // 5: idempotency records go in a rowid table, in the order they are written,
-    // found through a small unique index by (account, key). Keyed by (account, key)
-    // WITHOUT ROWID, a record landed wherever its key sorts (the SDKs' keys are
-    // random), and an answer over ~1 KB, the most an index b-tree cell holds,
-    // spilled into an overflow page: two or three pages written per record, where
-    // an append shares its page with the records before it.
-    r#"
-    CREATE TABLE idempotency_in_order (
-        id INTEGER PRIMARY KEY,
-        account TEXT NOT NULL,
-        key TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        body TEXT NOT NULL,
-        created INTEGER NOT NULL
-    );
-    INSERT INTO idempotency_in_order (account, key, fingerprint, status, body, created)
-    SELECT account, key, fingerprint, status, body, created FROM idempotency ORDER BY created;
-    DROP TABLE idempotency;
-    ALTER TABLE idempotency_in_order RENAME TO idempotency;
-    CREATE UNIQUE INDEX idempotency_by_key ON idempotency(account, key);
-    "#,
-    // 6: index rows keyed by one text, account, kind, field and value joined by
-    // U+001F (see `index_key`), then seq. Every insert walks the B-tree twice
-    // (the IGNORE check, then the insert), and with five key columns each step
-    // compared account, kind, field and value one by one before reaching seq; one
-    // memcmp does it now (5.6% of a confirmed payment's instructions).
-    r#"
-    CREATE TABLE object_keys (
-        key TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        id TEXT NOT NULL,
-        PRIMARY KEY (key, seq)
-    ) WITHOUT ROWID;
-    INSERT INTO object_keys (key, seq, id)
-    SELECT account || char(31) || kind || char(31) || field || char(31) || value, seq, id
-    FROM object_index ORDER BY 1, 2;
-    DROP TABLE object_index;
-    "#,
-];
+/// The schema's steps (`migrations/sqlite/`); `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = super::migrations::SQLITE;
 
 /// Separates the parts of an index row's key; below every printable character, so
 /// keys sort by account, then kind, then field, then value.
@@ -250,6 +66,10 @@ type Reply = oneshot::Sender<Result<Committed, CommitError>>;
 type AdminWork = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type CustomWork = Box<dyn FnOnce(&Connection) -> Result<(), CommitError> + Send>;
 
+/// What the writer thread is sent. Nearly every message is a batch, so the batch
+/// travels unboxed: an allocation per batch would buy nothing but a smaller
+/// `RestartWal`.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     /// A batch and what its objects store ([`prepare`]).
     Batch(WriteBatch, Vec<PreparedObject>, Reply),
@@ -680,11 +500,11 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Err(e) => return fail_all(batches, closures, e.to_string()),
     };
     let mut targets = EventTargets::default();
-    let mut deliveries = 0;
+    let mut committed = Committed::default();
     let mut clean = true;
     for (batch, keys, _) in &batches {
         match apply_batch(&tx, batch, keys, &mut targets) {
-            Ok(n) => deliveries += n,
+            Ok(one) => committed = committed.and(one),
             Err(_) => {
                 clean = false;
                 break;
@@ -695,9 +515,6 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
         Vec::with_capacity(batches.len() + closures.len());
     let mut poisoned = false;
     let tx = if clean {
-        let committed = Committed {
-            deliveries: deliveries > 0,
-        };
         outcomes.extend(
             batches
                 .into_iter()
@@ -717,7 +534,6 @@ fn run_group(conn: &mut Connection, batches: Vec<GroupBatch>, closures: Vec<(Cus
                 targets = EventTargets::default();
             }
             poisoned |= is_poisoned(&result);
-            let result = result.map(|n| Committed { deliveries: n > 0 });
             outcomes.push((reply, result));
         }
         tx
@@ -809,14 +625,13 @@ fn prepare(batch: &WriteBatch) -> Vec<PreparedObject> {
         .collect()
 }
 
-/// Applies a batch; `prepared` holds [`prepare`] the batch. Returns how many
-/// deliveries its events called for.
+/// Applies a batch; `prepared` holds [`prepare`] the batch.
 fn apply_batch(
     conn: &Connection,
     batch: &WriteBatch,
     prepared: &[PreparedObject],
     targets: &mut EventTargets,
-) -> Result<usize, CommitError> {
+) -> Result<Committed, CommitError> {
     let account = batch.account.as_str();
     let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
     // Each statement is taken from the cache once per batch, not once per row: the
@@ -910,6 +725,11 @@ fn apply_batch(
     {
         targets.forget(account);
     }
+    let scheduled = if batch.has_jobs() {
+        apply_jobs(conn, batch)?
+    } else {
+        None
+    };
     let mut deliveries = 0;
     if !batch.events.is_empty() && targets.any(conn, account)? {
         let [endpoint, listener] = EVENT_TARGET_KINDS;
@@ -941,14 +761,7 @@ fn apply_batch(
     }
     if let Some(record) = &batch.idempotency {
         let written = conn
-            .prepare_cached(
-                "INSERT INTO idempotency (account, key, fingerprint, status, body, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(account, key) DO UPDATE SET
-                    fingerprint = excluded.fingerprint, status = excluded.status,
-                    body = excluded.body, created = excluded.created
-                 WHERE idempotency.created < ?7",
-            )
+            .prepare_cached(sql::UPSERT_IDEMPOTENCY.text(DIALECT))
             .and_then(|mut s| {
                 s.execute(params![
                     account,
@@ -965,7 +778,81 @@ fn apply_batch(
             return Err(CommitError::IdempotencyTaken);
         }
     }
-    Ok(deliveries)
+    Ok(Committed {
+        deliveries: deliveries > 0,
+        scheduled,
+    })
+}
+
+/// Writes a batch's jobs: the one it finishes first (so its handler may schedule
+/// it again), then those it removes and those it schedules. Returns the earliest
+/// `runnable_at` scheduled.
+fn apply_jobs(conn: &Connection, batch: &WriteBatch) -> Result<Option<i64>, CommitError> {
+    let account = batch.account.as_str();
+    let store_err = |e: rusqlite::Error| CommitError::Store(e.into());
+    if let Some(lease) = &batch.finishes {
+        let removed = conn
+            .prepare_cached(
+                "DELETE FROM scheduled_jobs
+                 WHERE account = ?1 AND kind = ?2 AND object = ?3 AND lease_owner = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    lease.account,
+                    lease.job.kind,
+                    lease.job.object,
+                    lease.owner
+                ])
+            })
+            .map_err(store_err)?;
+        if removed == 0 {
+            return Err(CommitError::Conflict(lease.label()));
+        }
+    }
+    for job in &batch.cancelled_jobs {
+        conn.prepare_cached(
+            "DELETE FROM scheduled_jobs WHERE account = ?1 AND kind = ?2 AND object = ?3",
+        )
+        .and_then(|mut s| s.execute(params![account, job.kind, job.object]))
+        .map_err(store_err)?;
+    }
+    let mut first = None;
+    if !batch.jobs.is_empty() {
+        let now_ms = crate::clock::system_now_millis();
+        // A job on the account's clock runs when the real time reaches its due
+        // time less the account's offset (none for an account not stored).
+        let mut schedule = conn
+            .prepare_cached(
+                "INSERT INTO scheduled_jobs
+                    (account, kind, object, due_at, clock, runnable_at, attempts, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN
+                    (?4 - COALESCE((SELECT clock_offset FROM accounts WHERE id = ?1), 0)) * 1000
+                    END, 0, ?6)
+                 ON CONFLICT (account, kind, object) DO UPDATE SET
+                    due_at = excluded.due_at, clock = excluded.clock,
+                    runnable_at = excluded.runnable_at, lease_owner = NULL,
+                    lease_expires_at = NULL, attempts = 0, last_error = NULL
+                 RETURNING runnable_at",
+            )
+            .map_err(store_err)?;
+        for job in &batch.jobs {
+            let runnable: Option<i64> = schedule
+                .query_row(
+                    params![
+                        account,
+                        job.job.kind,
+                        job.job.object,
+                        job.due_at,
+                        job.clock,
+                        now_ms
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            first = earliest(first, runnable);
+        }
+    }
+    Ok(first)
 }
 
 /// The statement in `slot`, taken from the connection's cache the first time.
@@ -1019,77 +906,6 @@ impl EventTargets {
     }
 }
 
-fn row_to_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
-    Ok(StoredObject {
-        seq: row.get(0)?,
-        id: row.get(1)?,
-        kind: row.get(2)?,
-        version: row.get(3)?,
-        created: row.get(4)?,
-        deleted: row.get(5)?,
-        data: row.get::<_, ObjectData>(6)?.0,
-    })
-}
-
-/// An object's JSON read back from the `data` column: packed
-/// ([`object_data::pack`]) since objects were compressed, JSON text before.
-struct ObjectData(String);
-
-impl rusqlite::types::FromSql for ObjectData {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        use rusqlite::types::{FromSqlError, ValueRef};
-        match value {
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => object_data::unpack(bytes)
-                .map(ObjectData)
-                .map_err(|e| FromSqlError::Other(Box::new(e))),
-            _ => Err(FromSqlError::InvalidType),
-        }
-    }
-}
-
-fn row_to_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: row.get(0)?,
-        secret_key: row.get(1)?,
-        publishable_key: row.get(2)?,
-        clock_offset: row.get(3)?,
-        created: row.get(4)?,
-    })
-}
-
-const ACCOUNT_COLUMNS: &str = "id, secret_key, publishable_key, clock_offset, created";
-
-/// The SQL for one list page. Conditions are built from the query's shape only;
-/// every value is a bound parameter.
-fn list_sql(account: &str, query: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql =
-        String::from("SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM ");
-    let mut args: Vec<V> = Vec::new();
-    let column = if let Some((field, value)) = &query.filter {
-        sql.push_str(
-            "object_keys i JOIN objects o ON o.seq = i.seq
-             WHERE i.key = ?2 AND o.account = ?1",
-        );
-        args.push(V::Text(index_key(account, &query.kind, field, value)));
-        "i.seq"
-    } else {
-        sql.push_str("objects o WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0");
-        args.push(V::Text(query.kind.clone()));
-        "o.seq"
-    };
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(V::Integer(v));
-        sql.push_str(&format!(" AND {cond} ?{}", args.len() + 1));
-    };
-    let (bounds, order) = page_bounds(query, column);
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
-    }
-    sql.push_str(&format!(" ORDER BY {column} {order} LIMIT {}", query.limit));
-    (sql, args)
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -1099,10 +915,8 @@ impl Store for SqliteStore {
     async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()
+            c.query_row(sql::META_GET.text(DIALECT), params![key], |r| r.get(0))
+                .optional()
         })
         .await
     }
@@ -1110,12 +924,8 @@ impl Store for SqliteStore {
     async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
         let (key, value) = (key.to_string(), value.to_string());
         self.admin(move |c| {
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(|_| ())
+            c.execute(sql::META_SET.text(DIALECT), params![key, value])
+                .map(|_| ())
         })
         .await
     }
@@ -1124,8 +934,7 @@ impl Store for SqliteStore {
         let a = account.clone();
         self.admin(move |c| {
             c.execute(
-                "INSERT INTO accounts (id, secret_key, publishable_key, clock_offset, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                sql::CREATE_ACCOUNT.text(DIALECT),
                 params![
                     a.id,
                     a.secret_key,
@@ -1142,12 +951,8 @@ impl Store for SqliteStore {
     async fn account(&self, id: &str) -> StoreResult<Option<Account>> {
         let id = id.to_string();
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                params![id],
-                row_to_account,
-            )
-            .optional()
+            c.query_row(sql::ACCOUNT.text(DIALECT), params![id], |r| sql::account(r))
+                .optional()
         })
         .await
     }
@@ -1155,11 +960,9 @@ impl Store for SqliteStore {
     async fn account_by_key(&self, key: &str) -> StoreResult<Option<Account>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE secret_key = ?1 OR publishable_key = ?1"),
-                params![key],
-                row_to_account,
-            )
+            c.query_row(sql::ACCOUNT_BY_KEY.text(DIALECT), params![key], |r| {
+                sql::account(r)
+            })
             .optional()
         })
         .await
@@ -1167,10 +970,8 @@ impl Store for SqliteStore {
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
-            ))?;
-            let rows = stmt.query_map([], row_to_account)?;
+            let mut stmt = c.prepare(sql::ACCOUNTS.text(DIALECT))?;
+            let rows = stmt.query_map([], |r| sql::account(r))?;
             rows.collect()
         })
         .await
@@ -1179,11 +980,21 @@ impl Store for SqliteStore {
     async fn set_clock_offset(&self, account: &str, offset: i64) -> StoreResult<()> {
         let account = account.to_string();
         self.admin(move |c| {
-            c.execute(
+            let moved = c.execute(
                 "UPDATE accounts SET clock_offset = MAX(clock_offset, ?2) WHERE id = ?1",
                 params![account, offset],
-            )
-            .map(|_| ())
+            )?;
+            if moved > 0 {
+                // The account's jobs on its clock that no one holds run by the
+                // moved clock: one whose due time it passed is runnable now.
+                c.prepare_cached(
+                    "UPDATE scheduled_jobs SET runnable_at = MIN(runnable_at,
+                        (due_at - (SELECT clock_offset FROM accounts WHERE id = ?1)) * 1000)
+                     WHERE account = ?1 AND clock IS NULL AND lease_owner IS NULL",
+                )?
+                .execute(params![account])?;
+            }
+            Ok(())
         })
         .await
     }
@@ -1191,21 +1002,27 @@ impl Store for SqliteStore {
     async fn get(&self, account: &str, id: &str) -> StoreResult<Option<StoredObject>> {
         let (account, id) = (account.to_string(), id.to_string());
         self.read_point(move |c| {
-            c.prepare_cached(
-                "SELECT seq, id, kind, version, created, deleted, data FROM objects WHERE id = ?1 AND account = ?2",
-            )?
-            .query_row(params![id, account], row_to_object)
-            .optional()
+            c.prepare_cached(sql::OBJECT.text(DIALECT))?
+                .query_row(params![id, account], |r| sql::object(r))
+                .optional()
         })
         .await
     }
 
     async fn list(&self, account: &str, query: &ListQuery) -> StoreResult<Vec<StoredObject>> {
-        let (sql, mut args) = list_sql(account, query);
-        args.insert(0, rusqlite::types::Value::Text(account.to_string()));
+        // A filtered page walks the index rows of one key, each joined to its
+        // object by seq (the rowid).
+        let (text, args) = sql::list(DIALECT, account, query, |b, at, field, value| {
+            let key = b.bind(index_key(account, &query.kind, field, value));
+            b.push(&format!(
+                "object_keys i JOIN objects o ON o.seq = i.seq WHERE i.key = {key} AND o.account = {at}"
+            ));
+            "i.seq"
+        });
         let page = move |c: &Connection| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_object)?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::object(r))?;
             rows.collect()
         };
         if query.limit <= INLINE_PAGE_ROWS {
@@ -1222,19 +1039,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<IdempotencyRecord>> {
         let (account, key) = (account.to_string(), key.to_string());
         self.read_point(move |c| {
-            c.prepare_cached(
-                "SELECT key, fingerprint, status, body, created FROM idempotency WHERE account = ?1 AND key = ?2",
-            )?
-            .query_row(params![account, key], |r| {
-                Ok(IdempotencyRecord {
-                    key: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    status: r.get(2)?,
-                    body: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })
-            .optional()
+            c.prepare_cached(sql::IDEMPOTENCY_RECORD.text(DIALECT))?
+                .query_row(params![account, key], |r| sql::idempotency_record(r))
+                .optional()
         })
         .await
     }
@@ -1254,7 +1061,7 @@ impl Store for SqliteStore {
         let counter = count.clone();
         self.admin(move |c| {
             let n = c.execute(
-                "DELETE FROM idempotency WHERE account = ?1 AND created < ?2",
+                sql::PURGE_IDEMPOTENCY.text(DIALECT),
                 params![account, cutoff],
             )?;
             counter.store(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1270,10 +1077,11 @@ impl Store for SqliteStore {
         query: &ListQuery,
         conditions: &[IndexCondition],
     ) -> StoreResult<Vec<StoredObject>> {
-        let (sql, args) = list_where_sql(account, query, conditions);
+        let (text, args) = sql::list_where(DIALECT, account, query, conditions);
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row_to_object)?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::object(r))?;
             rows.collect()
         })
         .await
@@ -1295,13 +1103,14 @@ impl Store for SqliteStore {
                           AND next_attempt_at <= ?5
                           AND (lease_expires_at IS NULL OR lease_expires_at <= ?5)
                         ORDER BY next_attempt_at LIMIT ?6
-                     ) RETURNING {DELIVERY_COLUMNS}"
+                     ) RETURNING {}",
+                    sql::DELIVERY_COLUMNS
                 ))?;
                 let mut take_from = |endpoint: &str, push: bool, n: usize| {
                     let n = i64::try_from(n).unwrap_or(i64::MAX);
                     take.query_map(
                         params![claim.owner, lease_until, endpoint, push, claim.now_ms, n],
-                        row_to_delivery,
+                        |r| sql::delivery(r),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
                 };
@@ -1394,11 +1203,7 @@ impl Store for SqliteStore {
     async fn release_deliveries(&self, owner: &str) -> StoreResult<u64> {
         let owner = owner.to_string();
         self.write_store(move |c| {
-            let n = c.execute(
-                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_expires_at = NULL
-                 WHERE lease_owner = ?1",
-                params![owner],
-            )?;
+            let n = c.execute(sql::RELEASE_DELIVERIES.text(DIALECT), params![owner])?;
             Ok(n as u64)
         })
         .await
@@ -1419,13 +1224,7 @@ impl Store for SqliteStore {
         );
         self.admin(move |c| {
             c.execute(
-                "INSERT INTO webhook_deliveries
-                    (account, event_id, endpoint_id, push, status, attempts, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)
-                 ON CONFLICT(event_id, endpoint_id) DO UPDATE SET
-                    status = 'pending', next_attempt_at = excluded.next_attempt_at,
-                    lease_owner = NULL, lease_expires_at = NULL
-                 WHERE webhook_deliveries.account = excluded.account",
+                sql::REDELIVER.text(DIALECT),
                 params![account, event_id, endpoint_id, push, now_ms],
             )
             .map(|_| ())
@@ -1445,12 +1244,11 @@ impl Store for SqliteStore {
             endpoint_id.to_string(),
         );
         self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                 WHERE event_id = ?1 AND endpoint_id = ?2 AND account = ?3"
-            ))?
-            .query_row(params![event_id, endpoint_id, account], row_to_delivery)
-            .optional()
+            c.prepare_cached(sql::DELIVERY.text(DIALECT))?
+                .query_row(params![event_id, endpoint_id, account], |r| {
+                    sql::delivery(r)
+                })
+                .optional()
         })
         .await
     }
@@ -1478,48 +1276,11 @@ impl Store for SqliteStore {
         account: &str,
         query: &AttemptQuery,
     ) -> StoreResult<Vec<AttemptRecord>> {
-        use rusqlite::types::Value as V;
-        let mut sql = String::from(
-            "SELECT seq, id, account, event_id, endpoint_id, attempt, attempted_at, status_code,
-                    latency_ms, response_body, error, succeeded
-             FROM webhook_attempts WHERE account = ?1",
-        );
-        let mut args = vec![V::Text(account.to_string())];
-        if let Some(event) = &query.event_id {
-            args.push(V::Text(event.clone()));
-            sql.push_str(&format!(" AND event_id = ?{}", args.len()));
-        }
-        if let Some(endpoint) = &query.endpoint_id {
-            args.push(V::Text(endpoint.clone()));
-            sql.push_str(&format!(" AND endpoint_id = ?{}", args.len()));
-        }
-        if let Some(after) = &query.starting_after {
-            args.push(V::Text(after.clone()));
-            sql.push_str(&format!(
-                " AND seq < (SELECT seq FROM webhook_attempts WHERE id = ?{} AND account = ?1)",
-                args.len()
-            ));
-        }
-        args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+        let (text, args) = sql::attempts(DIALECT, account, query);
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok(AttemptRecord {
-                    seq: r.get(0)?,
-                    id: r.get(1)?,
-                    account: r.get(2)?,
-                    event_id: r.get(3)?,
-                    endpoint_id: r.get(4)?,
-                    attempt: r.get(5)?,
-                    attempted_at: r.get(6)?,
-                    status_code: r.get(7)?,
-                    latency_ms: r.get(8)?,
-                    response_body: r.get(9)?,
-                    error: r.get(10)?,
-                    succeeded: r.get(11)?,
-                })
-            })?;
+            let mut stmt = c.prepare_cached(&text)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| sql::attempt(r))?;
             rows.collect()
         })
         .await
@@ -1535,13 +1296,10 @@ impl Store for SqliteStore {
             )?;
             c.execute("DELETE FROM temp.purged_events", [])?;
             let n = c.execute(
-                // Only the oldest events are looked at: an account's events are stored in
-                // the order of its clock, so the doomed ones come first, and the writer is
-                // never held up by a scan of every event.
-                "INSERT INTO temp.purged_events (id)
-                 SELECT id FROM (SELECT id, created FROM objects
-                                 WHERE account = ?1 AND kind = 'event' ORDER BY seq LIMIT ?3)
-                 WHERE created < ?2",
+                &format!(
+                    "INSERT INTO temp.purged_events (id) {}",
+                    sql::OLDEST_EVENTS.text(DIALECT)
+                ),
                 params![account, cutoff, PURGE_BATCH as i64],
             )?;
             if n > 0 {
@@ -1573,100 +1331,74 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
 
-// ---------------------------------------------------------------------------
-// Webhook delivery helpers.
-
-const DELIVERY_COLUMNS: &str = "account, event_id, endpoint_id, push, status, attempts, \
-     next_attempt_at, lease_owner, lease_expires_at, succeeded_at";
-
-fn row_to_delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
-    let status: String = row.get(4)?;
-    Ok(Delivery {
-        account: row.get(0)?,
-        event_id: row.get(1)?,
-        endpoint_id: row.get(2)?,
-        push: row.get(3)?,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                4,
-                rusqlite::types::Type::Text,
-                format!("unknown delivery status {status:?}").into(),
-            )
-        })?,
-        attempts: row.get(5)?,
-        next_attempt_at: row.get(6)?,
-        lease_owner: row.get(7)?,
-        lease_expires_at: row.get(8)?,
-        succeeded_at: row.get(9)?,
-    })
-}
-
-/// The SQL of `list_where`. Conditions are built from the query's shape only; every
-/// value is a bound parameter.
-fn list_where_sql(
-    account: &str,
-    query: &ListQuery,
-    conditions: &[IndexCondition],
-) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut sql = String::from(
-        "SELECT o.seq, o.id, o.kind, o.version, o.created, o.deleted, o.data FROM objects o
-         WHERE o.account = ?1 AND o.kind = ?2 AND o.deleted = 0",
-    );
-    let mut args: Vec<V> = vec![V::Text(account.to_string()), V::Text(query.kind.clone())];
-    for condition in conditions {
-        args.push(V::Text(condition.field.clone()));
-        let field = args.len();
-        let mut alternatives = Vec::new();
-        for value in &condition.any_of {
-            match value {
-                IndexValue::Exact(v) => {
-                    args.push(V::Text(v.clone()));
-                    alternatives.push(format!("i.value = ?{}", args.len()));
-                }
-                IndexValue::Prefix(p) => {
-                    args.push(V::Text(p.clone()));
-                    args.push(V::Integer(p.chars().count() as i64));
-                    let n = args.len();
-                    alternatives.push(format!("substr(i.value, 1, ?{n}) = ?{}", n - 1));
-                }
-            }
-        }
-        let any = if alternatives.is_empty() {
-            "0".to_string()
-        } else {
-            alternatives.join(" OR ")
-        };
-        let not = if condition.negated { "NOT " } else { "" };
-        // Checked against the candidate row's own keys: a page costs the rows it
-        // walks, however many objects share a value.
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM (SELECT json_extract(k.value, '$[0]') AS field,
-                json_extract(k.value, '$[1]') AS value FROM json_each(o.index_keys) k) i
-                WHERE i.field = ?{field} AND ({any}))"
-        ));
+    async fn claim_jobs(&self, claim: &JobClaim) -> StoreResult<Vec<ScheduledJob>> {
+        let claim = claim.clone();
+        self.write_store(move |c| {
+            // The lease's end becomes the job's runnable time: held, it leaves the
+            // range a claim scans, and comes back into it when the lease runs out.
+            let lease_until = claim.now_ms + claim.lease_ms;
+            let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+            let mut take = c.prepare_cached(&format!(
+                "UPDATE scheduled_jobs SET lease_owner = ?1, lease_expires_at = ?2,
+                    runnable_at = ?2, attempts = attempts + 1
+                 WHERE (account, kind, object) IN (
+                    SELECT account, kind, object FROM scheduled_jobs
+                    WHERE runnable_at <= ?3 ORDER BY runnable_at LIMIT ?4
+                 ) RETURNING {}",
+                sql::JOB_COLUMNS
+            ))?;
+            let rows = take.query_map(
+                params![claim.owner, lease_until, claim.now_ms, limit],
+                |r| sql::scheduled_job(r),
+            )?;
+            rows.collect()
+        })
+        .await
     }
-    if let Some(success) = query.delivery_success {
-        let not = if success { "NOT " } else { "" };
-        sql.push_str(&format!(
-            " AND {not}EXISTS (SELECT 1 FROM webhook_deliveries d
-                WHERE d.event_id = o.id AND d.account = o.account AND +d.push = 1
-                  AND d.succeeded_at IS NULL)"
-        ));
+
+    async fn retry_job(
+        &self,
+        lease: &JobLease,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let (lease, error) = (lease.clone(), error.to_string());
+        self.write_store(move |c| {
+            let changed = c
+                .prepare_cached(sql::RETRY_JOB.text(DIALECT))?
+                .execute(params![
+                    lease.account,
+                    lease.job.kind,
+                    lease.job.object,
+                    lease.owner,
+                    retry_at_ms,
+                    error
+                ])?;
+            Ok(changed > 0)
+        })
+        .await
     }
-    let mut bind = |sql: &mut String, cond: &str, v: i64| {
-        args.push(V::Integer(v));
-        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-    };
-    let (bounds, order) = page_bounds(query, "o.seq");
-    for (cond, v) in bounds {
-        bind(&mut sql, &cond, v);
+
+    async fn next_job_at(&self) -> StoreResult<Option<i64>> {
+        self.read_point(|c| {
+            c.prepare_cached(sql::NEXT_JOB_AT.text(DIALECT))?
+                .query_row([], |r| r.get(0))
+        })
+        .await
     }
-    args.push(V::Integer(i64::try_from(query.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY o.seq {order} LIMIT ?{}", args.len()));
-    (sql, args)
+
+    async fn job(&self, account: &str, job: &JobId) -> StoreResult<Option<ScheduledJob>> {
+        let (account, job) = (account.to_string(), job.clone());
+        self.read(move |c| {
+            c.prepare_cached(sql::JOB.text(DIALECT))?
+                .query_row(params![account, job.kind, job.object], |r| {
+                    sql::scheduled_job(r)
+                })
+                .optional()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1715,6 +1447,7 @@ mod tests {
                             events: vec![],
                             idempotency: None,
                             idempotency_cutoff: 0,
+                            ..Default::default()
                         })
                         .await
                         .expect("commit");
@@ -1865,6 +1598,7 @@ mod tests {
             events: vec![],
             idempotency: Some(record("key_old")),
             idempotency_cutoff: cutoff,
+            ..Default::default()
         };
         assert!(
             matches!(
@@ -2023,6 +1757,7 @@ mod tests {
                 .collect(),
             idempotency: None,
             idempotency_cutoff: 0,
+            ..Default::default()
         };
         let endpoint = |version| ObjectWrite {
             index: vec![(TARGET_EVENTS_FIELD.into(), "*".into())],
@@ -2048,8 +1783,20 @@ mod tests {
                 },
             ],
         );
-        assert!(matches!(outcomes[0], Ok(Committed { deliveries: false })));
-        assert!(matches!(outcomes[2], Ok(Committed { deliveries: true })));
+        assert!(matches!(
+            outcomes[0],
+            Ok(Committed {
+                deliveries: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            outcomes[2],
+            Ok(Committed {
+                deliveries: true,
+                ..
+            })
+        ));
         assert!(outcomes[1].is_ok());
         assert!(matches!(&outcomes[3], Err(CommitError::Conflict(id)) if id == "cus_none"));
         assert!(outcomes[4].is_ok());

@@ -85,6 +85,8 @@ pub struct TestApp {
     tasks: Vec<JoinHandle<()>>,
     /// Webhook delivery and the event purge; they stop with the test's runtime.
     _jobs: webhooks::Jobs,
+    /// Scheduled work (bank-debit settlement); it stops with the test's runtime.
+    _scheduler: payground::jobs::scheduler::Scheduler,
 }
 
 impl Drop for TestApp {
@@ -147,13 +149,16 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> Option<Test
         .expect("bind 127.0.0.1:0");
     let addr: SocketAddr = listener.local_addr().expect("the bound address");
     let address = format!("http://{addr}");
-    let engine = Arc::new(Engine::new(store.clone(), address.clone()));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        address.clone(),
+        Arc::new(payground::ctx::Settings {
+            settlement_delay: settings.settlement_delay,
+        }),
+    ));
     let app = App::new(engine.clone(), None);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(payground::jobs::settlement::run(
-        engine,
-        settings.settlement_delay,
-    )));
+    let scheduler = payground::jobs::scheduler::start(engine);
     let jobs = webhooks::start(store.clone(), app.webhooks.clone(), settings.webhooks)
         .expect("start the webhook jobs");
     let served = router(app);
@@ -179,6 +184,7 @@ pub async fn spawn_app_with(backend: Backend, settings: Settings) -> Option<Test
         db,
         tasks,
         _jobs: jobs,
+        _scheduler: scheduler,
     })
 }
 

@@ -323,3 +323,25 @@ def test_setup_attempts_need_an_existing_setup_intent(account):
     with pytest.raises(stripe.InvalidRequestError) as e:
         stripe.SetupAttempt.list(setup_intent="seti_missing")
     assert e.value.http_status == 400 and e.value.param == "setup_intent"
+
+
+def test_a_bank_debit_setup_settles_by_itself_after_the_delay(account, api):
+    """The scheduled settlement of a bank-debit setup runs once --settlement-delay
+    (5 s) has passed on the account's clock; moving the clock stands in for waiting."""
+    import time
+    customer = stripe.Customer.create()
+    si = stripe.SetupIntent.create(customer=customer.id, confirm=True, payment_method_types=["us_bank_account"],
+                                   payment_method_data={"type": "us_bank_account", "billing_details": {"name": "J R"},
+                                                        "us_bank_account": {"routing_number": "110000000",
+                                                                            "account_number": "000123456789"}},
+                                   mandate_data={"customer_acceptance": {"type": "offline"}})
+    assert si.status == "processing"
+    time.sleep(1.2)
+    assert stripe.SetupIntent.retrieve(si.id).status == "processing"
+    assert api.post("/v1/test_helpers/clock/advance", data={"seconds": 10}).status_code == 200
+    deadline = time.time() + 10
+    while time.time() < deadline and stripe.SetupIntent.retrieve(si.id).status == "processing":
+        time.sleep(0.1)
+    si = stripe.SetupIntent.retrieve(si.id)
+    assert si.status == "succeeded"
+    assert stripe.PaymentMethod.retrieve(si.payment_method).customer == customer.id
