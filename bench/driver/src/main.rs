@@ -75,8 +75,12 @@ enum Workload {
     /// confirmed with it: two requests on one connection per confirmed payment.
     TokenConfirm,
     /// The ConfirmationToken alone: with `token-confirm`, what each of its two
-    /// requests costs.
+    /// requests costs; with `--save-ids`, the tokens `confirm-with-token` uses.
     ConfirmationToken,
+    /// A PaymentIntent confirmed with a ConfirmationToken made beforehand (the
+    /// `--ids` file, each token used once): the merchant server's half of seed
+    /// 004, whose other half (the token) the browser makes.
+    ConfirmWithToken,
 }
 
 impl Workload {
@@ -90,10 +94,11 @@ impl Workload {
             "setup-confirm" => Workload::SetupConfirm,
             "token-confirm" => Workload::TokenConfirm,
             "confirmation-token" => Workload::ConfirmationToken,
+            "confirm-with-token" => Workload::ConfirmWithToken,
             _ => {
                 return Err(format!(
                     "unknown workload {s:?} (confirm, create, get, list, list-first, \
-                     setup-confirm, token-confirm, confirmation-token)"
+                     setup-confirm, token-confirm, confirmation-token, confirm-with-token)"
                 ))
             }
         })
@@ -108,10 +113,25 @@ impl Workload {
             Workload::SetupConfirm => "setup-confirm",
             Workload::TokenConfirm => "token-confirm",
             Workload::ConfirmationToken => "confirmation-token",
+            Workload::ConfirmWithToken => "confirm-with-token",
         }
     }
     fn needs_ids(self) -> bool {
-        matches!(self, Workload::Get | Workload::List)
+        matches!(
+            self,
+            Workload::Get | Workload::List | Workload::ConfirmWithToken
+        )
+    }
+    /// The prefix of the ids a successful unit answers that `--save-ids` keeps.
+    fn saved_prefix(self) -> Option<&'static str> {
+        match self {
+            Workload::Confirm
+            | Workload::Create
+            | Workload::TokenConfirm
+            | Workload::ConfirmWithToken => Some("pi_"),
+            Workload::ConfirmationToken => Some("ctoken_"),
+            _ => None,
+        }
     }
     /// HTTP requests per unit of work: rates, `--requests` and latencies count
     /// units (a confirmed object), so a two-request workload compares with a
@@ -121,13 +141,6 @@ impl Workload {
             Workload::TokenConfirm => 2,
             _ => 1,
         }
-    }
-    /// Whether a successful unit answers a PaymentIntent whose id `--save-ids` keeps.
-    fn creates_payment_intent(self) -> bool {
-        matches!(
-            self,
-            Workload::Confirm | Workload::Create | Workload::TokenConfirm
-        )
     }
 }
 
@@ -449,6 +462,8 @@ struct Shared {
     end: Instant,
     idem_seq: AtomicU64,
     idem_prefix: String,
+    /// `confirm-with-token`: tokens of `ids` taken so far.
+    tokens_used: AtomicU64,
 }
 
 #[derive(Default)]
@@ -462,6 +477,8 @@ struct WorkerStats {
     sample_body: Option<String>,
     dropped: u64,
     warmup_requests: u64,
+    /// `confirm-with-token`: the run ended because every token was used.
+    tokens_ran_out: bool,
 }
 
 fn new_hist() -> Histogram<u64> {
@@ -538,6 +555,24 @@ fn build_request(sh: &Shared, rng: &mut Rng) -> Request<Full<Bytes>> {
             "/v1/test_helpers/confirmation_tokens".to_string(),
             CONFIRMATION_TOKEN_BODY,
         ),
+        Workload::ConfirmWithToken => {
+            // Each token confirms once: the workers take them in turn, and a run
+            // that used them all ends (see closed_worker).
+            let i = sh.tokens_used.fetch_add(1, Ordering::Relaxed) as usize;
+            let token = sh
+                .ids
+                .get(i)
+                .map(String::as_str)
+                .unwrap_or("ctoken_exhausted");
+            let body = format!("amount=2000&currency=usd&confirm=true&confirmation_token={token}");
+            return request(
+                sh,
+                rng,
+                Method::POST,
+                "/v1/payment_intents".to_string(),
+                Bytes::from(body),
+            );
+        }
     };
     request(sh, rng, method, path, Bytes::from_static(body.as_bytes()))
 }
@@ -687,10 +722,12 @@ fn record(st: &mut WorkerStats, sh: &Shared, measured: bool, outcome: Outcome, l
                 if st.sample_body.is_none() {
                     st.sample_body = Some(String::from_utf8_lossy(&body).into_owned());
                 }
-                if sh.opts.save_ids.is_some() && sh.opts.workload.creates_payment_intent() {
+                if let (Some(_), Some(prefix)) =
+                    (&sh.opts.save_ids, sh.opts.workload.saved_prefix())
+                {
                     let n = sh.created.fetch_add(1, Ordering::Relaxed);
                     if n.is_multiple_of(sh.opts.save_every) {
-                        if let Some(id) = find_id(&body, "pi_") {
+                        if let Some(id) = find_id(&body, prefix) {
                             st.saved_ids.push(id);
                         }
                     }
@@ -727,6 +764,12 @@ async fn closed_worker(sh: Arc<Shared>, addr: SocketAddr, seed: u64) -> WorkerSt
             }
         } else {
             st.warmup_requests += 1;
+        }
+        if sh.opts.workload == Workload::ConfirmWithToken
+            && sh.tokens_used.load(Ordering::Relaxed) as usize >= sh.ids.len()
+        {
+            st.tokens_ran_out = true;
+            break;
         }
         let t0 = Instant::now();
         let outcome = unit(&sh, &mut conn, addr, &mut rng).await;
@@ -872,6 +915,13 @@ async fn run(o: Opts) -> Result<Value, String> {
                 .map(str::to_string)
                 .collect();
         }
+        if ids.is_empty() && o.workload == Workload::ConfirmWithToken {
+            return Err(
+                "confirm-with-token uses each token of --ids FILE once: make them with \
+                 --workload confirmation-token --save-ids FILE --save-every 1"
+                    .into(),
+            );
+        }
         if ids.is_empty() {
             ids = seed_ids(&o, &auth, 200).await?;
         }
@@ -906,6 +956,7 @@ async fn run(o: Opts) -> Result<Value, String> {
         end,
         idem_seq: AtomicU64::new(0),
         idem_prefix,
+        tokens_used: AtomicU64::new(0),
     });
     let pid = sh.opts.pid;
     let pids = sh.opts.pids.clone();
@@ -943,6 +994,7 @@ async fn run(o: Opts) -> Result<Value, String> {
         total.transport_errors += st.transport_errors;
         total.dropped += st.dropped;
         total.warmup_requests += st.warmup_requests;
+        total.tokens_ran_out |= st.tokens_ran_out;
         for (k, v) in st.bad_status {
             *total.bad_status.entry(k).or_default() += v;
         }
@@ -993,7 +1045,9 @@ async fn run(o: Opts) -> Result<Value, String> {
         Workload::Confirm => succeeded(b),
         // The answer that ends a unit: the setup, or the payment the token confirmed.
         Workload::SetupConfirm => is_object(b, "setup_intent") && succeeded(b),
-        Workload::TokenConfirm => is_object(b, "payment_intent") && succeeded(b),
+        Workload::TokenConfirm | Workload::ConfirmWithToken => {
+            is_object(b, "payment_intent") && succeeded(b)
+        }
         Workload::ConfirmationToken => is_object(b, "confirmation_token"),
         Workload::Create => b.contains("requires_payment_method"),
         Workload::Get => b.contains("\"payment_intent\""),
@@ -1015,6 +1069,11 @@ async fn run(o: Opts) -> Result<Value, String> {
     out.insert("idempotency_keys".into(), json!(o.idempotency));
     out.insert("seconds".into(), json!((elapsed * 1000.0).round() / 1000.0));
     out.insert("ok".into(), json!(total.ok));
+    if o.workload == Workload::ConfirmWithToken {
+        // A run that used every token ended early: its rate is over the time it ran.
+        out.insert("tokens".into(), json!(sh.ids.len()));
+        out.insert("tokens_ran_out".into(), json!(total.tokens_ran_out));
+    }
     out.insert(
         "errors".into(),
         json!(total.transport_errors + total.bad_status.values().sum::<u64>()),
