@@ -160,15 +160,12 @@ pub async fn retrieve(ctx: &mut Ctx, id: &str) -> Result<Answer, ApiError> {
 /// source and no payouts, so the first filter given of `source` and `type`
 /// decides the page.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilters {
-    #[serde(default)]
     pub source: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub payout: Option<String>,
 }
 

@@ -124,13 +124,10 @@ impl StripeObject for Charge {
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChargeListFilters {
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub payment_intent: Option<String>,
-    #[serde(default)]
     pub transfer_group: Option<String>,
 }
 
@@ -153,21 +150,14 @@ pub async fn list(
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChargeUpdate {
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub description: Field<String>,
-    #[serde(default)]
     pub fraud_details: Option<Value>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub receipt_email: Field<String>,
-    #[serde(default)]
     pub shipping: Field<ShippingParam>,
-    #[serde(default)]
     pub transfer_group: Field<String>,
 }
 

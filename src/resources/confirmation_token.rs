@@ -144,23 +144,15 @@ impl SetupFutureUsage {
 /// The body of `POST /v1/confirmation_tokens` (what stripe.js sends) and of
 /// Stripe's test helper.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CreateParams {
-    #[serde(default)]
     pub mandate_data: Option<Value>,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<Value>,
-    #[serde(default)]
     pub return_url: Option<String>,
-    #[serde(default)]
     pub setup_future_usage: Option<SetupFutureUsage>,
-    #[serde(default)]
     pub shipping: Field<ShippingParam>,
-    #[serde(default)]
     pub use_stripe_sdk: Option<bool>,
 }
 

@@ -167,60 +167,36 @@ pub struct TaxParam {
 
 /// The fields create and update share; on create `Clear` and `Absent` mean the same.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CustomerParams {
-    #[serde(default)]
     pub address: Field<Address>,
-    #[serde(default)]
     pub balance: Option<i64>,
-    #[serde(default)]
     pub cash_balance: Option<Value>,
-    #[serde(default)]
     pub coupon: Field<String>,
-    #[serde(default)]
     pub default_source: Field<String>,
-    #[serde(default)]
     pub description: Field<String>,
-    #[serde(default)]
     pub email: Field<String>,
-    #[serde(default)]
     pub invoice_prefix: Field<String>,
-    #[serde(default)]
     pub invoice_settings: Option<InvoiceSettingsParam>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub name: Field<String>,
-    #[serde(default)]
     pub next_invoice_sequence: Option<i64>,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub phone: Field<String>,
-    #[serde(default)]
     pub preferred_locales: Field<Vec<String>>,
-    #[serde(default)]
     pub promotion_code: Field<String>,
-    #[serde(default)]
     pub shipping: Field<ShippingParam>,
-    #[serde(default)]
     pub source: Field<String>,
-    #[serde(default)]
     pub tax: Option<TaxParam>,
-    #[serde(default)]
     pub tax_exempt: Field<TaxExempt>,
-    #[serde(default)]
     pub tax_id_data: Option<Vec<Value>>,
-    #[serde(default)]
     pub test_clock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CustomerListFilters {
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub test_clock: Option<String>,
 }
 

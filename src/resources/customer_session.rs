@@ -117,19 +117,13 @@ pub struct EnabledParam {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeaturesParam {
-    #[serde(default)]
     pub payment_method_allow_redisplay_filters: Option<Vec<Redisplay>>,
-    #[serde(default)]
     pub payment_method_redisplay: Option<Toggle>,
-    #[serde(default)]
     pub payment_method_redisplay_limit: Option<i64>,
-    #[serde(default)]
     pub payment_method_remove: Option<Toggle>,
-    #[serde(default)]
     pub payment_method_save: Option<Toggle>,
-    #[serde(default)]
     pub payment_method_save_usage: Option<SaveUsage>,
 }
 
@@ -142,13 +136,10 @@ pub struct PaymentElementParam {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ComponentsParam {
-    #[serde(default)]
     pub buy_button: Option<EnabledParam>,
-    #[serde(default)]
     pub payment_element: Option<PaymentElementParam>,
-    #[serde(default)]
     pub pricing_table: Option<EnabledParam>,
 }
 

@@ -305,13 +305,11 @@ pub fn is_known_type(event_type: &str) -> bool {
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventListFilters {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub event_type: Option<String>,
-    #[serde(default)]
     pub types: Option<Vec<String>>,
-    #[serde(default)]
     pub delivery_success: Option<bool>,
 }
 
@@ -322,18 +320,14 @@ pub struct ResendParams {
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttemptListParams {
-    #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<i64>,
-    #[serde(default)]
     pub starting_after: Option<String>,
     /// On an event's attempts: only those to this endpoint.
-    #[serde(default)]
     pub webhook_endpoint: Option<String>,
     /// On an endpoint's attempts: only those of this event.
-    #[serde(default)]
     pub event: Option<String>,
 }
 

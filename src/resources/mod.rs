@@ -83,19 +83,13 @@ pub fn new_metadata(param: MetadataParam) -> Result<Metadata, ApiError> {
 
 /// Stripe's `address` object, also its parameter (every field optional).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Address {
-    #[serde(default)]
     pub city: Option<String>,
-    #[serde(default)]
     pub country: Option<String>,
-    #[serde(default)]
     pub line1: Option<String>,
-    #[serde(default)]
     pub line2: Option<String>,
-    #[serde(default)]
     pub postal_code: Option<String>,
-    #[serde(default)]
     pub state: Option<String>,
 }
 

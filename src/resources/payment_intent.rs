@@ -12,7 +12,10 @@ use crate::ids;
 use crate::network::{self, Decision, ThreeDsRequest};
 use crate::resources::balance_transaction;
 use crate::resources::charge::{self, Charge};
-use crate::resources::common::intent::only_one_method_source;
+use crate::resources::common::intent::{
+    authentication_url, check_types, client_secret_matches, new_client_secret,
+    only_one_method_source, three_d_secure_action, KNOWN_TYPES,
+};
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
 use crate::resources::common::state_machine::{
@@ -410,48 +413,30 @@ pub enum RequestThreeDSecure {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CardOptionsParam {
-    #[serde(default)]
     pub capture_method: Field<CaptureMethod>,
-    #[serde(default)]
     pub request_three_d_secure: Option<RequestThreeDSecure>,
-    #[serde(default)]
     pub require_cvc_recollection: Option<bool>,
-    #[serde(default)]
     pub setup_future_usage: Field<String>,
-    #[serde(default)]
     pub request_incremental_authorization: Option<String>,
-    #[serde(default)]
     pub request_extended_authorization: Option<String>,
-    #[serde(default)]
     pub request_multicapture: Option<String>,
-    #[serde(default)]
     pub request_overcapture: Option<String>,
-    #[serde(default)]
     pub statement_descriptor_suffix_kana: Option<String>,
-    #[serde(default)]
     pub statement_descriptor_suffix_kanji: Option<String>,
-    #[serde(default)]
     pub cvc_token: Option<String>,
-    #[serde(default)]
     pub network: Option<String>,
-    #[serde(default)]
     pub installments: Option<Value>,
-    #[serde(default)]
     pub mandate_options: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaymentMethodOptionsParam {
-    #[serde(default)]
     pub card: Option<CardOptionsParam>,
-    #[serde(default)]
     pub us_bank_account: Option<Value>,
-    #[serde(default)]
     pub sepa_debit: Option<Value>,
-    #[serde(default)]
     pub link: Option<Value>,
 }
 
@@ -517,41 +502,24 @@ impl<'de> Deserialize<'de> for OffSession {
 
 /// The parameters confirm shares with create (`confirm=true`).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConfirmParams {
-    #[serde(default)]
     pub capture_method: Option<CaptureMethod>,
-    #[serde(default)]
     pub client_secret: Option<String>,
-    #[serde(default)]
     pub confirmation_token: Option<String>,
-    #[serde(default)]
     pub error_on_requires_action: Option<bool>,
-    #[serde(default)]
     pub mandate: Option<String>,
-    #[serde(default)]
     pub mandate_data: Option<Value>,
-    #[serde(default)]
     pub off_session: Option<OffSession>,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<PaymentMethodOptionsParam>,
-    #[serde(default)]
     pub payment_method_types: Option<Vec<String>>,
-    #[serde(default)]
     pub radar_options: Option<Value>,
-    #[serde(default)]
     pub receipt_email: Field<String>,
-    #[serde(default)]
     pub return_url: Option<String>,
-    #[serde(default)]
     pub setup_future_usage: Field<SetupFutureUsage>,
-    #[serde(default)]
     pub shipping: Field<PiShippingParam>,
-    #[serde(default)]
     pub use_stripe_sdk: Option<bool>,
 }
 
@@ -621,64 +589,38 @@ pub struct CreateParams {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateParams {
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub application_fee_amount: Field<i64>,
-    #[serde(default)]
     pub capture_method: Option<CaptureMethod>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub description: Field<String>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_configuration: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<PaymentMethodOptionsParam>,
-    #[serde(default)]
     pub payment_method_types: Option<Vec<String>>,
-    #[serde(default)]
     pub receipt_email: Field<String>,
-    #[serde(default)]
     pub setup_future_usage: Field<SetupFutureUsage>,
-    #[serde(default)]
     pub shipping: Field<PiShippingParam>,
-    #[serde(default)]
     pub statement_descriptor: Field<String>,
-    #[serde(default)]
     pub statement_descriptor_suffix: Field<String>,
-    #[serde(default)]
     pub transfer_data: Option<Value>,
-    #[serde(default)]
     pub transfer_group: Field<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CaptureParams {
-    #[serde(default)]
     pub amount_to_capture: Option<i64>,
-    #[serde(default)]
     pub application_fee_amount: Option<i64>,
-    #[serde(default)]
     pub final_capture: Option<bool>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub statement_descriptor: Option<String>,
-    #[serde(default)]
     pub statement_descriptor_suffix: Option<String>,
-    #[serde(default)]
     pub transfer_data: Option<Value>,
 }
 
@@ -703,9 +645,8 @@ impl CancellationReason {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CancelParams {
-    #[serde(default)]
     pub cancellation_reason: Option<CancellationReason>,
 }
 
@@ -726,9 +667,8 @@ pub struct IncrementParams {
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilters {
-    #[serde(default)]
     pub customer: Option<String>,
 }
 
@@ -859,28 +799,6 @@ fn check_currency(raw: &str) -> Result<String, ApiError> {
             format!("Invalid currency: {raw}. Stripe currently supports these currencies: usd, eur, gbp, jpy, ..."),
         ))
     }
-}
-
-const KNOWN_TYPES: &[&str] = &["card", "us_bank_account", "sepa_debit", "link"];
-
-fn check_types(types: &[String]) -> Result<(), ApiError> {
-    if types.is_empty() {
-        return Err(ApiError::invalid_param(
-            "payment_method_types",
-            "parameter_invalid_empty",
-            "payment_method_types must not be empty.",
-        ));
-    }
-    for (i, t) in types.iter().enumerate() {
-        if !KNOWN_TYPES.contains(&t.as_str()) {
-            return Err(ApiError::invalid_param(
-                &format!("payment_method_types[{i}]"),
-                "payment_method_invalid_parameter",
-                format!("The payment method type \"{t}\" is invalid. Please ensure the provided type is activated in your dashboard (https://dashboard.stripe.com/account/payments/settings) and your account is enabled for any preview features that you are trying to use."),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn card_options(pi: &PaymentIntent) -> Map<String, Value> {
@@ -1035,7 +953,7 @@ pub async fn create(ctx: &mut Ctx, params: &CreateParams) -> Result<Answer, ApiE
     };
     let id = ids::new_id("pi");
     let mut pi = PaymentIntent {
-        client_secret: Some(format!("{id}_secret_{}", ids::random_string(24))),
+        client_secret: Some(new_client_secret(&id)),
         id,
         object: "payment_intent".into(),
         amount: p.amount,
@@ -1143,17 +1061,11 @@ pub async fn load(
     client_secret: Option<&str>,
 ) -> Result<PaymentIntent, ApiError> {
     let pi: PaymentIntent = ctx.fetch(id).await?;
-    if ctx.request.key_kind == KeyKind::Publishable {
-        let ok = match (client_secret, pi.client_secret.as_deref()) {
-            (Some(given), Some(real)) => {
-                crate::crypto::constant_time_eq(given.as_bytes(), real.as_bytes())
-            }
-            _ => false,
-        };
-        if !ok {
-            // A wrong secret learns nothing, not even that the intent exists.
-            return Err(ApiError::no_such("payment_intent", id));
-        }
+    if ctx.request.key_kind == KeyKind::Publishable
+        && !client_secret_matches(client_secret, pi.client_secret.as_deref())
+    {
+        // A wrong secret learns nothing, not even that the intent exists.
+        return Err(ApiError::no_such("payment_intent", id));
     }
     Ok(pi)
 }
@@ -1405,17 +1317,6 @@ struct AttemptContext {
     authenticated: bool,
 }
 
-/// The hosted 3-D Secure page for this intent.
-pub fn authentication_url(ctx: &Ctx, pi: &PaymentIntent) -> String {
-    format!(
-        "{}/payground/authenticate/{}/{}?client_secret={}",
-        ctx.public_url,
-        ctx.account_id(),
-        pi.id,
-        pi.client_secret.clone().unwrap_or_default()
-    )
-}
-
 /// One attempt to pay: asks the network, then records the charge and the new status.
 async fn attempt_payment(
     ctx: &mut Ctx,
@@ -1477,17 +1378,12 @@ async fn attempt_payment(
             .await
         }
         Decision::RequireAuthentication => {
-            let url = authentication_url(ctx, &pi);
-            pi.next_action = Some(match &attempt.return_url {
-                Some(return_url) => json!({
-                    "type": "redirect_to_url",
-                    "redirect_to_url": { "return_url": return_url, "url": format!("{url}&return_url={}", urlencode(return_url)) },
-                }),
-                None => json!({
-                    "type": "use_stripe_sdk",
-                    "use_stripe_sdk": { "type": "three_d_secure_redirect", "stripe_js": url, "source": pm.id },
-                }),
-            });
+            let url = authentication_url(ctx, &pi.id, pi.client_secret.as_deref());
+            pi.next_action = Some(three_d_secure_action(
+                &url,
+                attempt.return_url.as_deref(),
+                &pm.id,
+            ));
             let value = transition(ctx, &mut pi, attempt.action, RequiresAction)?;
             Ok(answer_for(ctx, value))
         }
@@ -1531,10 +1427,6 @@ async fn attempt_payment(
             Ok(answer_for(ctx, value))
         }
     }
-}
-
-fn urlencode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `setup_future_usage`: on success the card is attached to the customer and set up for later.
@@ -1795,19 +1687,13 @@ pub async fn capture(ctx: &mut Ctx, id: &str, params: &CaptureParams) -> Result<
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChargeCapture {
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub application_fee_amount: Option<i64>,
-    #[serde(default)]
     pub receipt_email: Option<String>,
-    #[serde(default)]
     pub statement_descriptor: Option<String>,
-    #[serde(default)]
     pub statement_descriptor_suffix: Option<String>,
-    #[serde(default)]
     pub transfer_group: Option<String>,
 }
 

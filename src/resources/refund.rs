@@ -73,45 +73,31 @@ pub enum Reason {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CreateParams {
-    #[serde(default)]
     pub amount: Option<i64>,
-    #[serde(default)]
     pub charge: Option<String>,
-    #[serde(default)]
     pub currency: Option<String>,
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub instructions_email: Option<String>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub origin: Option<String>,
-    #[serde(default)]
     pub payment_intent: Option<String>,
-    #[serde(default)]
     pub reason: Option<Reason>,
-    #[serde(default)]
     pub refund_application_fee: Option<bool>,
-    #[serde(default)]
     pub reverse_transfer: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateParams {
-    #[serde(default)]
     pub metadata: MetadataParam,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilters {
-    #[serde(default)]
     pub charge: Option<String>,
-    #[serde(default)]
     pub payment_intent: Option<String>,
 }
 

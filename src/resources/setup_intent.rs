@@ -19,8 +19,8 @@ use crate::error::{ApiError, ErrorType};
 use crate::ids;
 use crate::network::{self, Decision, ThreeDsRequest};
 use crate::resources::common::intent::{
-    check_types, client_secret_matches, new_client_secret, only_one_method_source,
-    three_d_secure_action, KNOWN_TYPES,
+    authentication_url, check_types, client_secret_matches, new_client_secret,
+    only_one_method_source, three_d_secure_action, KNOWN_TYPES,
 };
 use crate::resources::common::list::{self, ListParams};
 use crate::resources::common::params::{Field, MetadataParam};
@@ -363,120 +363,74 @@ impl RequestThreeDSecure {
 
 /// `payment_method_options[card]` of a SetupIntent.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CardOptionsParam {
-    #[serde(default)]
     pub request_three_d_secure: Option<RequestThreeDSecure>,
-    #[serde(default)]
     pub mandate_options: Option<Value>,
-    #[serde(default)]
     pub network: Option<String>,
-    #[serde(default)]
     pub moto: Option<bool>,
-    #[serde(default)]
     pub three_d_secure: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaymentMethodOptionsParam {
-    #[serde(default)]
     pub card: Option<CardOptionsParam>,
-    #[serde(default)]
     pub us_bank_account: Option<Value>,
-    #[serde(default)]
     pub sepa_debit: Option<Value>,
-    #[serde(default)]
     pub link: Option<Value>,
 }
 
 /// The parameters confirm shares with create (`confirm=true`).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConfirmParams {
-    #[serde(default)]
     pub client_secret: Option<String>,
-    #[serde(default)]
     pub confirmation_token: Option<String>,
-    #[serde(default)]
     pub mandate_data: Option<Value>,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<PaymentMethodOptionsParam>,
-    #[serde(default)]
     pub return_url: Option<String>,
-    #[serde(default)]
     pub use_stripe_sdk: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CreateParams {
-    #[serde(default)]
     pub attach_to_self: Option<bool>,
-    #[serde(default)]
     pub automatic_payment_methods: Option<AutomaticPaymentMethodsParam>,
-    #[serde(default)]
     pub confirm: Option<bool>,
-    #[serde(default)]
     pub confirmation_token: Option<String>,
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub flow_directions: Option<Vec<FlowDirection>>,
-    #[serde(default)]
     pub mandate_data: Option<Value>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub on_behalf_of: Option<String>,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_configuration: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<PaymentMethodOptionsParam>,
-    #[serde(default)]
     pub payment_method_types: Option<Vec<String>>,
-    #[serde(default)]
     pub return_url: Option<String>,
-    #[serde(default)]
     pub single_use: Option<Value>,
-    #[serde(default)]
     pub usage: Option<Usage>,
-    #[serde(default)]
     pub use_stripe_sdk: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateParams {
-    #[serde(default)]
     pub attach_to_self: Option<bool>,
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub description: Field<String>,
-    #[serde(default)]
     pub flow_directions: Field<Vec<FlowDirection>>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub payment_method: Option<String>,
-    #[serde(default)]
     pub payment_method_configuration: Option<String>,
-    #[serde(default)]
     pub payment_method_data: Option<PaymentMethodData>,
-    #[serde(default)]
     pub payment_method_options: Option<PaymentMethodOptionsParam>,
-    #[serde(default)]
     pub payment_method_types: Option<Vec<String>>,
 }
 
@@ -499,27 +453,23 @@ impl CancellationReason {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CancelParams {
-    #[serde(default)]
     pub cancellation_reason: Option<CancellationReason>,
 }
 
 /// `GET /v1/setup_intents` filters.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilters {
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub payment_method: Option<String>,
 }
 
 /// What the retrieve of a publishable key may add.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetrieveParams {
-    #[serde(default)]
     pub client_secret: Option<String>,
 }
 
@@ -1016,11 +966,7 @@ async fn attempt_setup(
     );
     match decision {
         Decision::RequireAuthentication => {
-            let url = crate::resources::common::intent::authentication_url(
-                ctx,
-                &si.id,
-                si.client_secret.as_deref(),
-            );
+            let url = authentication_url(ctx, &si.id, si.client_secret.as_deref());
             si.next_action = Some(three_d_secure_action(&url, return_url, &pm.id));
             attempt.status = setup_attempt::Status::RequiresAction;
             ctx.save(&attempt)?;

@@ -227,11 +227,9 @@ pub(super) fn iban_checksum_ok(iban: &str) -> bool {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UsBankAccountUpdateParam {
-    #[serde(default)]
     pub account_holder_type: Option<AccountHolderType>,
-    #[serde(default)]
     pub account_type: Option<AccountType>,
 }
 

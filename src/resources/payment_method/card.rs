@@ -280,12 +280,9 @@ pub struct NetworksUpdateParam {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CardUpdateParam {
-    #[serde(default)]
     pub exp_month: Option<i64>,
-    #[serde(default)]
     pub exp_year: Option<i64>,
-    #[serde(default)]
     pub networks: Option<NetworksUpdateParam>,
 }

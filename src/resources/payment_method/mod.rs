@@ -208,15 +208,11 @@ pub async fn mark_set_up(ctx: &mut Ctx, pm: &str, usage: &str) -> Result<(), Api
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BillingDetailsParam {
-    #[serde(default)]
     pub address: Field<Address>,
-    #[serde(default)]
     pub email: Field<String>,
-    #[serde(default)]
     pub name: Field<String>,
-    #[serde(default)]
     pub phone: Field<String>,
 }
 
@@ -292,11 +288,9 @@ pub struct PaymentMethodData {
 /// `POST /v1/payment_methods` with `customer` and `payment_method`: Stripe's way of
 /// copying a customer's PaymentMethod onto a connected account.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CloneParams {
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default)]
     pub payment_method: Option<String>,
 }
 
@@ -374,21 +368,19 @@ impl<'de> Deserialize<'de> for TypeFilter {
 
 /// `GET /v1/payment_methods` filters.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ListFilters {
-    #[serde(default)]
     pub customer: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<TypeFilter>,
 }
 
 /// `GET /v1/customers/{id}/payment_methods` filters.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CustomerListFilters {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<TypeFilter>,
-    #[serde(default)]
     pub allow_redisplay: Option<AllowRedisplay>,
 }
 
@@ -702,20 +694,14 @@ pub async fn detach(ctx: &mut Ctx, id: &str) -> Result<Value, ApiError> {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct UpdateParams {
-    #[serde(default)]
     pub allow_redisplay: Option<AllowRedisplay>,
-    #[serde(default)]
     pub billing_details: Option<BillingDetailsParam>,
-    #[serde(default)]
     pub card: Option<CardUpdateParam>,
-    #[serde(default)]
     pub metadata: MetadataParam,
-    #[serde(default)]
     pub us_bank_account: Option<UsBankAccountUpdateParam>,
     /// Accepted for Link PaymentMethods; there is nothing in it to update.
-    #[serde(default)]
     pub link: Option<Value>,
 }
 
