@@ -1,9 +1,9 @@
 // Products and Prices through stripe-node: the catalogue a Node integration
 // builds before Checkout sells from it, checked against Stripe's spec; events,
 // lists, search, lookup keys and bad input.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { backends, startServer, validate } from './helpers.mjs';
+import { backends, serverForSuite, validate } from './helpers.mjs';
 
 /** The account's event types, oldest first. */
 async function emitted(stripe) {
@@ -23,18 +23,7 @@ async function refused(promise, param, { status = 400, code } = {}) {
 
 for (const backend of backends()) {
   describe(`products and prices (${backend})`, () => {
-    let server;
-    before(async () => {
-      server = await startServer(backend);
-    });
-    after(async () => {
-      await server.stop();
-    });
-
-    async function client() {
-      const keys = await server.newAccount();
-      return server.client(keys.secretKey);
-    }
+    const { client } = serverForSuite(backend);
 
     it('makes the product and price Checkout sells, as the docs do', async () => {
       const stripe = await client();
