@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::ids;
 use crate::store::{
-    Account, DynStore, EmittedEvent, JobId, JobSchedule, ListQuery, ObjectWrite, StoredObject,
-    WriteBatch,
+    Account, DynStore, EmittedEvent, IndexCondition, JobId, JobSchedule, ListQuery, ObjectWrite,
+    StoredObject, WriteBatch,
 };
 
 /// The API version payground speaks and stamps on events.
@@ -408,7 +408,22 @@ impl Ctx {
     /// One page of a list, resolving Stripe's cursors to storage positions.
     pub async fn list_page(
         &mut self,
+        query: ListQuery,
+        starting_after: Option<&str>,
+        ending_before: Option<&str>,
+    ) -> Result<Vec<StoredObject>, ApiError> {
+        self.list_page_where(query, &[], starting_after, ending_before)
+            .await
+    }
+
+    /// [`Ctx::list_page`] of the objects that also satisfy every condition, for
+    /// lists that take several filters at once (a product's active recurring
+    /// prices), in place of `query.filter`; without conditions it is the indexed
+    /// list of `query.filter`.
+    pub async fn list_page_where(
+        &mut self,
         mut query: ListQuery,
+        conditions: &[IndexCondition],
         starting_after: Option<&str>,
         ending_before: Option<&str>,
     ) -> Result<Vec<StoredObject>, ApiError> {
@@ -433,10 +448,14 @@ impl Ctx {
                 .map_err(internal)?;
             query.cursor = Cursor::After(cursor_seq("ending_before", found, id, &query.kind)?);
         }
-        self.store
-            .list(&self.account.id, &query)
-            .await
-            .map_err(internal)
+        let rows = if conditions.is_empty() {
+            self.store.list(&self.account.id, &query).await
+        } else {
+            self.store
+                .list_where(&self.account.id, &query, conditions)
+                .await
+        };
+        rows.map_err(internal)
     }
 
     /// The time on `clock` as this unit of work sees it: the account's (`None`:

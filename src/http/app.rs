@@ -537,6 +537,25 @@ impl<const P: bool> ApiRequest<P> {
         self.tree.as_object_mut().and_then(|m| m.shift_remove(key))
     }
 
+    /// Takes the fields of `T` (those its schema names) out of the tree and
+    /// decodes them on their own: for a params type that shares a body with
+    /// another, such as what only a Price's create takes beside what its update
+    /// takes too.
+    pub fn take_params<T: DeserializeOwned + schemars::JsonSchema>(
+        &mut self,
+    ) -> Result<T, ApiError> {
+        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+        let mut taken = serde_json::Map::new();
+        if let Some(Value::Object(fields)) = schema.get("properties") {
+            for key in fields.keys() {
+                if let Some(value) = self.take(key) {
+                    taken.insert(key.clone(), value);
+                }
+            }
+        }
+        params::from_value(&Value::Object(taken))
+    }
+
     pub fn is_publishable(&self) -> bool {
         self.info.key_kind == KeyKind::Publishable
     }

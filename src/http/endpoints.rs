@@ -12,7 +12,8 @@ use crate::ctx::StripeObject;
 use crate::http::app::App;
 use crate::http::{
     admin, authenticate, balance_transactions, charges, confirmation_tokens, customer_sessions,
-    customers, events, payment_intents, payment_methods, refunds, setup_intents, webhook_endpoints,
+    customers, events, payment_intents, payment_methods, prices, products, refunds, setup_intents,
+    webhook_endpoints,
 };
 
 /// Every endpoint of every handler file. A new file adds its line here.
@@ -30,6 +31,8 @@ pub fn all() -> Vec<Endpoint> {
         setup_intents::endpoints(),
         confirmation_tokens::endpoints(),
         customer_sessions::endpoints(),
+        products::endpoints(),
+        prices::endpoints(),
         authenticate::endpoints(),
     ]
     .into_iter()

@@ -17,6 +17,8 @@ pub mod form;
 pub mod openapi;
 pub mod payment_intents;
 pub mod payment_methods;
+pub mod prices;
+pub mod products;
 pub mod rate_limit;
 pub mod refunds;
 pub mod router;

@@ -1,6 +1,8 @@
 //! Currencies: which Stripe accepts, which have no minor unit, and the smallest
 //! amount it charges in each.
 
+use crate::error::ApiError;
+
 /// Currencies whose amounts are in whole units (`amount=500` is ¥500).
 pub const ZERO_DECIMAL: &[&str] = &[
     "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
@@ -24,6 +26,21 @@ pub const SUPPORTED: &[&str] = &[
 
 pub fn is_supported(currency: &str) -> bool {
     SUPPORTED.contains(&currency)
+}
+
+/// A `currency` parameter as Stripe reads it: any case, one of its currencies;
+/// the lowercase code, or Stripe's 400 naming `param`.
+pub fn check(raw: &str, param: &str) -> Result<String, ApiError> {
+    let c = raw.to_ascii_lowercase();
+    if is_supported(&c) {
+        Ok(c)
+    } else {
+        Err(ApiError::invalid_param(
+            param,
+            "parameter_invalid_string",
+            format!("Invalid currency: {raw}. Stripe currently supports these currencies: usd, eur, gbp, jpy, ..."),
+        ))
+    }
 }
 
 pub fn is_zero_decimal(currency: &str) -> bool {

@@ -12,6 +12,8 @@ pub mod elements_session;
 pub mod event;
 pub mod payment_intent;
 pub mod payment_method;
+pub mod price;
+pub mod product;
 pub mod refund;
 pub mod registry;
 pub mod search;

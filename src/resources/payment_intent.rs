@@ -789,16 +789,7 @@ fn check_amount(amount: i64, currency: &str, param: &str) -> Result<(), ApiError
 }
 
 fn check_currency(raw: &str) -> Result<String, ApiError> {
-    let c = raw.to_ascii_lowercase();
-    if currency::is_supported(&c) {
-        Ok(c)
-    } else {
-        Err(ApiError::invalid_param(
-            "currency",
-            "parameter_invalid_string",
-            format!("Invalid currency: {raw}. Stripe currently supports these currencies: usd, eur, gbp, jpy, ..."),
-        ))
-    }
+    currency::check(raw, "currency")
 }
 
 fn card_options(pi: &PaymentIntent) -> Map<String, Value> {

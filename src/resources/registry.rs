@@ -17,6 +17,8 @@ use crate::resources::customer_session::CustomerSession;
 use crate::resources::event::Event;
 use crate::resources::payment_intent::{self, PaymentIntent};
 use crate::resources::payment_method::{PaymentMethod, SetupRecord};
+use crate::resources::price::{self, CatalogNote, Price};
+use crate::resources::product::{self, Product};
 use crate::resources::refund::{self, Refund};
 use crate::resources::setup_attempt::SetupAttempt;
 use crate::resources::setup_intent::SetupIntent;
@@ -98,9 +100,12 @@ pub const ALL: &[Resource] = &[
     Resource::of::<SetupAttempt>(),
     Resource::of::<ConfirmationToken>(),
     Resource::of::<CustomerSession>(),
+    Resource::of::<Product>().fixtures(product::FIXTURES),
+    Resource::of::<Price>().fixtures(price::FIXTURES),
     Resource::of::<TokenUse>().internal(),
     Resource::of::<SetupRecord>().internal(),
     Resource::of::<Listener>().internal(),
+    Resource::of::<CatalogNote>().internal(),
 ];
 
 /// The resource an id names, by its prefix.

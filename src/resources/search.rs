@@ -24,8 +24,28 @@ pub enum FieldKind {
 /// A field a resource allows in queries: its query name and where it is in the object.
 pub struct SearchField {
     pub name: &'static str,
+    /// Empty for a field at the top of the object under its own name.
     pub path: &'static [&'static str],
     pub kind: FieldKind,
+}
+
+impl SearchField {
+    /// A field at the top of the object, searched by its own name.
+    pub const fn top(name: &'static str, kind: FieldKind) -> SearchField {
+        SearchField {
+            name,
+            path: &[],
+            kind,
+        }
+    }
+
+    fn path(&self) -> &[&'static str] {
+        if self.path.is_empty() {
+            std::slice::from_ref(&self.name)
+        } else {
+            self.path
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,7 +281,7 @@ impl Query {
     pub fn matches(&self, object: &Value, fields: &[SearchField]) -> bool {
         let test = |c: &Clause| {
             let found = match (&c.field, &c.metadata_key) {
-                (Some(i), _) => fields[*i].path.iter().try_fold(object, |v, k| v.get(*k)),
+                (Some(i), _) => fields[*i].path().iter().try_fold(object, |v, k| v.get(*k)),
                 (None, Some(key)) => object.get("metadata").and_then(|m| m.get(key)),
                 _ => None,
             };
@@ -323,6 +343,19 @@ pub async fn run(
     params: &SearchParams,
     url: &str,
 ) -> Result<Value, ApiError> {
+    run_within(ctx, kind, None, fields, params, url).await
+}
+
+/// [`run`] over the objects indexed with `within` only: the ones a resource
+/// lets be found (Checkout's inline prices are not).
+pub async fn run_within(
+    ctx: &mut Ctx,
+    kind: &str,
+    within: Option<(String, String)>,
+    fields: &[SearchField],
+    params: &SearchParams,
+    url: &str,
+) -> Result<Value, ApiError> {
     let query = Query::parse(&params.query, fields)?;
     let limit = match params.limit {
         None => 10,
@@ -357,6 +390,7 @@ pub async fn run(
                 ctx.account_id(),
                 &ListQuery {
                     kind: kind.to_string(),
+                    filter: within.clone(),
                     cursor,
                     limit: SCAN_BATCH,
                     ..Default::default()
@@ -413,11 +447,7 @@ mod tests {
             path: &["name"],
             kind: FieldKind::Text,
         },
-        SearchField {
-            name: "created",
-            path: &["created"],
-            kind: FieldKind::Number,
-        },
+        SearchField::top("created", FieldKind::Number),
     ];
 
     fn q(s: &str) -> Result<Query, ApiError> {

@@ -264,6 +264,8 @@ fn path_ids(op: &Operation, f: &Fixture) -> Vec<(String, String)> {
             ("listeners", _) => &f.listener,
             ("setup_intents", _) => &f.setup_intent,
             ("confirmation_tokens", _) => &f.confirmation_token,
+            ("products", _) => &f.product,
+            ("prices", _) => &f.price,
             _ => "",
         };
         out.push((name.to_string(), id.to_string()));
@@ -292,6 +294,8 @@ fn id_param_prefix(name: &str, op: &Operation) -> Option<&'static str> {
         "charge" => "ch",
         "webhook_endpoint" => "we",
         "event" => "evt",
+        "product" => "prod",
+        "price" | "default_price" => "price",
         "starting_after" | "ending_before" => match op.segments().last().copied() {
             Some("customers") => "cus",
             Some("payment_methods") => "pm",
@@ -302,6 +306,8 @@ fn id_param_prefix(name: &str, op: &Operation) -> Option<&'static str> {
             Some("events") => "evt",
             Some("webhook_endpoints") => "we",
             Some("attempts") => "wha",
+            Some("products") => "prod",
+            Some("prices") => "price",
             _ => "obj",
         },
         _ => return None,

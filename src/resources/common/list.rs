@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::ctx::{push_json, Answer, Ctx};
 use crate::error::ApiError;
 use crate::resources::common::params;
-use crate::store::{CreatedRange, ListQuery};
+use crate::store::{CreatedRange, IndexCondition, ListQuery};
 
 /// `created=123` or `created[gte]=...&created[lt]=...`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -160,18 +160,45 @@ pub async fn page(
     params: &ListParams,
     url: &str,
 ) -> Result<Answer, ApiError> {
-    let query = ListQuery {
+    page_of(ctx, query(kind, filter, params), &[], params, url).await
+}
+
+/// [`page`] of the objects that satisfy every condition: a list whose filters
+/// combine (`active`, `product` and `type` of prices at once).
+pub async fn page_where(
+    ctx: &mut Ctx,
+    kind: &str,
+    conditions: &[IndexCondition],
+    params: &ListParams,
+    url: &str,
+) -> Result<Answer, ApiError> {
+    page_of(ctx, query(kind, None, params), conditions, params, url).await
+}
+
+/// One more row than the page, to learn `has_more`.
+fn query(kind: &str, filter: Option<(String, String)>, params: &ListParams) -> ListQuery {
+    ListQuery {
         kind: kind.to_string(),
         filter,
         created: params.created,
         cursor: Default::default(),
         limit: params.limit + 1,
         delivery_success: None,
-    };
+    }
+}
+
+async fn page_of(
+    ctx: &mut Ctx,
+    query: ListQuery,
+    conditions: &[IndexCondition],
+    params: &ListParams,
+    url: &str,
+) -> Result<Answer, ApiError> {
     let backwards = params.starting_after.is_none() && params.ending_before.is_some();
     let mut rows = ctx
-        .list_page(
+        .list_page_where(
             query,
+            conditions,
             params.starting_after.as_deref(),
             params.ending_before.as_deref(),
         )

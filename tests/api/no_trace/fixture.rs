@@ -69,11 +69,28 @@ pub struct Fixture {
     pub confirmation_token: String,
     /// A CustomerSession of `customer` whose Payment Element may remove cards.
     pub customer_session_secret: String,
+    /// A product whose default price is `price`, with the other prices below.
+    pub product: String,
+    pub other_product: String,
+    /// A product that has been deleted.
+    pub deleted_product: String,
+    /// The default price of `product` (which also has a monthly price with the
+    /// lookup key [`LOOKUP_KEY`]).
+    pub price: String,
+    /// A price of `product` whose `tax_behavior` is `inclusive`.
+    pub inclusive_price: String,
+    /// An archived price of `product`.
+    pub archived_price: String,
+    /// A price of `other_product`.
+    pub other_price: String,
     pub endpoint: String,
     pub disabled_endpoint: String,
     pub listener: String,
     pub event: String,
 }
+
+/// The lookup key of the fixture's `lookup_price`.
+pub const LOOKUP_KEY: &str = "fixture_gold_monthly";
 
 fn id(v: &Value) -> String {
     v["id"]
@@ -331,6 +348,55 @@ pub async fn fixture(app: &TestApp, receiver: &Receiver) -> Fixture {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let product = app
+        .create(
+            "/v1/products",
+            &[
+                ("name", "T-shirt"),
+                ("default_price_data[unit_amount]", "2000"),
+                ("default_price_data[currency]", "usd"),
+            ],
+        )
+        .await;
+    let price = product["default_price"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let product = id(&product);
+    let new_price = |params: Vec<(&'static str, String)>| {
+        let product = product.clone();
+        async move {
+            let mut call = Call::new(Method::POST, "/v1/prices").params([
+                ("product", product.as_str()),
+                ("currency", "usd"),
+                ("unit_amount", "1000"),
+            ]);
+            call = call.params(params);
+            id(&app.ok(call).await)
+        }
+    };
+    new_price(vec![
+        ("recurring[interval]", "month".into()),
+        ("lookup_key", LOOKUP_KEY.into()),
+    ])
+    .await;
+    let inclusive_price = new_price(vec![("tax_behavior", "inclusive".into())]).await;
+    let archived_price = new_price(vec![("active", "false".into())]).await;
+    let other = app.create("/v1/products", &[("name", "Mug")]).await;
+    let other_product = id(&other);
+    let other_price = id(&app
+        .create(
+            "/v1/prices",
+            &[
+                ("product", &other_product),
+                ("currency", "usd"),
+                ("unit_amount", "500"),
+            ],
+        )
+        .await);
+    let deleted_product = id(&app.create("/v1/products", &[("name", "Gone")]).await);
+    let gone = app.delete(&format!("/v1/products/{deleted_product}")).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
     Fixture {
         customer,
         card,
@@ -359,6 +425,13 @@ pub async fn fixture(app: &TestApp, receiver: &Receiver) -> Fixture {
         setup_intent,
         confirmation_token,
         customer_session_secret,
+        product,
+        other_product,
+        deleted_product,
+        price,
+        inclusive_price,
+        archived_price,
+        other_price,
         endpoint,
         disabled_endpoint,
         listener,

@@ -4,7 +4,7 @@
 
 use reqwest::Method;
 
-use super::fixture::{card_fields, Fixture};
+use super::fixture::{card_fields, Fixture, LOOKUP_KEY};
 use super::{missing_id, Expect};
 use crate::harness::Call;
 
@@ -39,6 +39,143 @@ fn refusal(
 /// it has saved new versions (a PaymentIntent and its event, a PaymentMethod made
 /// from `pm_card_*` or `payment_method_data`, a balance transaction, a charge).
 pub fn refusals(f: &Fixture) -> Vec<Refusal> {
+    let mut all = intents_and_more(f);
+    all.extend(catalogue(f));
+    all
+}
+
+/// Products and prices: these load the product or price first, and most have
+/// saved a new version of one (the product of `product_data`, the product a
+/// price is for, the price a default names) when they refuse.
+fn catalogue(f: &Fixture) -> Vec<Refusal> {
+    let bad = |what, call, param| refusal(what, call, 400, None, Some(param));
+    let price = |id: &str| format!("/v1/prices/{id}");
+    let product = |id: &str| format!("/v1/products/{id}");
+    let new_price = |extra: &[(&str, &str)]| {
+        post("/v1/prices", &[("currency", "usd")]).params(extra.iter().copied())
+    };
+    let of_product = [("product", f.product.as_str()), ("unit_amount", "1200")];
+    let taken = [("lookup_key", LOOKUP_KEY)];
+    vec![
+        bad(
+            "price create: a lookup key another active price has",
+            new_price(&of_product).params(taken),
+            "lookup_key",
+        ),
+        bad(
+            "price create: product_data, and a lookup key another active price has",
+            new_price(&[("product_data[name]", "Hoodie"), ("unit_amount", "1")]).params(taken),
+            "lookup_key",
+        ),
+        refusal(
+            "price create: a deleted product",
+            new_price(&[("product", &f.deleted_product), ("unit_amount", "1")]),
+            400,
+            Some("resource_missing"),
+            Some("product"),
+        ),
+        bad(
+            "price create: a tiered price",
+            new_price(&[
+                ("product", &f.product),
+                ("billing_scheme", "tiered"),
+                ("tiers_mode", "volume"),
+                ("tiers[0][up_to]", "inf"),
+                ("tiers[0][unit_amount]", "500"),
+            ]),
+            "billing_scheme",
+        ),
+        bad(
+            "price create: a year and a month",
+            new_price(&of_product).params([
+                ("recurring[interval]", "month"),
+                ("recurring[interval_count]", "13"),
+            ]),
+            "recurring[interval_count]",
+        ),
+        bad(
+            "price update: archiving the default price",
+            post(price(&f.price), &[("active", "false")]),
+            "active",
+        ),
+        bad(
+            "price update: an inclusive tax behavior made exclusive",
+            post(price(&f.inclusive_price), &[("tax_behavior", "exclusive")]),
+            "tax_behavior",
+        ),
+        bad(
+            "price update: a lookup key another active price has",
+            post(price(&f.inclusive_price), &[("metadata[k]", "v")]).params(taken),
+            "lookup_key",
+        ),
+        refusal(
+            "price update: a parameter only create takes",
+            post(price(&f.price), &[("unit_amount", "1")]),
+            400,
+            Some("parameter_unknown"),
+            Some("unit_amount"),
+        ),
+        bad(
+            "product create: default_price_data over a year",
+            post(
+                "/v1/products",
+                &[
+                    ("name", "Box"),
+                    ("default_price_data[currency]", "usd"),
+                    ("default_price_data[unit_amount]", "100"),
+                    ("default_price_data[recurring][interval]", "week"),
+                    ("default_price_data[recurring][interval_count]", "53"),
+                ],
+            ),
+            "default_price_data[recurring][interval_count]",
+        ),
+        bad(
+            "product update: a default price of another product",
+            post(
+                product(&f.product),
+                &[("default_price", &f.other_price), ("name", "Renamed")],
+            ),
+            "default_price",
+        ),
+        bad(
+            "product update: an archived default price",
+            post(product(&f.product), &[("default_price", &f.archived_price)]),
+            "default_price",
+        ),
+        refusal(
+            "product update: an empty name",
+            post(product(&f.product), &[("name", ""), ("description", "new")]),
+            400,
+            Some("parameter_invalid_empty"),
+            Some("name"),
+        ),
+        refusal(
+            "product update: a deleted product",
+            post(product(&f.deleted_product), &[("name", "Back")]),
+            404,
+            Some("resource_missing"),
+            Some("id"),
+        ),
+        refusal(
+            "product delete: a product with prices",
+            Call::new(Method::DELETE, product(&f.product)),
+            400,
+            None,
+            None,
+        ),
+        bad(
+            "product list: ids with a cursor",
+            Call::new(Method::GET, "/v1/products").params([
+                ("ids[]", f.product.as_str()),
+                ("starting_after", f.other_product.as_str()),
+            ]),
+            "ids",
+        ),
+    ]
+}
+
+/// The refusals of everything but the catalogue.
+fn intents_and_more(f: &Fixture) -> Vec<Refusal> {
     let unexpected = Some("payment_intent_unexpected_state");
     let pis = "/v1/payment_intents";
     let pi_path = |id: &str, action: &str| format!("/v1/payment_intents/{id}{action}");
